@@ -1,0 +1,35 @@
+"""neural-kernels: infinitely wide neural networks in PyTorch.
+
+Write an architecture once and get its NNGP and NTK kernels in closed form, its finite
+``torch.nn.Module`` twin of any width, and Monte Carlo estimates from finite networks::
+
+    import neural_kernels as nk
+
+    net = nk.Sequential(nk.Dense(512, w_std=1.5, b_std=0.05), nk.ReLU(), nk.Dense(1))
+    k = net.kernel(x1, x2)          # k.nngp, k.ntk: (n1, n2)
+    model = net.module(in_shape=x1.shape[1:], parametrization="ntk")
+"""
+
+from .errors import HyperparameterError as HyperparameterError
+from .errors import InputTypeError as InputTypeError
+from .errors import LayerCompatibilityError as LayerCompatibilityError
+from .errors import NeuralKernelsError as NeuralKernelsError
+from .errors import NonFiniteError as NonFiniteError
+from .errors import ParametrizationError as ParametrizationError
+from .errors import ShapeError as ShapeError
+from .kernel import Kernel as Kernel
+from .layers import *  # noqa: F403
+from .layers import __all__ as _layer_names
+
+__version__ = "0.1.0"
+__all__ = [
+    "HyperparameterError",
+    "InputTypeError",
+    "Kernel",
+    "LayerCompatibilityError",
+    "NeuralKernelsError",
+    "NonFiniteError",
+    "ParametrizationError",
+    "ShapeError",
+    *_layer_names,
+]

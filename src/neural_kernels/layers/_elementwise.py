@@ -1,0 +1,92 @@
+r"""The base of every activation: an elementwise function known through its dual.
+
+For :math:`(u, v) \sim \mathcal N\!\left(0, \begin{pmatrix} q_1 & k \\ k & q_2
+\end{pmatrix}\right)` the dual of :math:`\phi` is the pair
+
+.. math::
+    \hat\phi(k; q_1, q_2) = \mathbb E[\phi(u)\phi(v)], \qquad
+    \hat{\dot\phi}(k; q_1, q_2) = \mathbb E[\phi'(u)\phi'(v)],
+
+and an activation layer maps :math:`K \mapsto \hat\phi(K)` and
+:math:`\Theta \mapsto \Theta\, \hat{\dot\phi}(K)`. A subclass writes ``fn`` (the
+torch function, used by the finite twin and by quadrature) and ``dual``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from torch import Tensor, nn
+
+from ..kernel import Kernel
+from .base import Facts, FactsFlow, Flow, Layer, ModuleContext, Requirements
+
+__all__ = ["Elementwise", "ElementwiseModule"]
+
+
+@dataclass(frozen=True)
+class Elementwise(Layer):
+    """An elementwise nonlinearity ``phi``, defined by ``fn`` and its ``dual``."""
+
+    requirements: ClassVar[Requirements] = Requirements(gaussian_input=True)
+
+    def fn(self, x: Tensor) -> Tensor:
+        """The activation applied elementwise to a tensor of any shape."""
+        raise NotImplementedError
+
+    def dual(
+        self, k: Tensor, q1: Tensor, q2: Tensor, want_dot: bool
+    ) -> tuple[Tensor, Tensor | None]:
+        """``(E[phi(u) phi(v)], E[phi'(u) phi'(v)])`` for the covariance ``[[q1, k], [k, q2]]``.
+
+        Args:
+            k: covariances, any shape.
+            q1: variances of ``u``, broadcastable against ``k``.
+            q2: variances of ``v``, broadcastable against ``k``.
+            want_dot: whether the derivative dual is needed (``None`` may be returned
+                otherwise).
+
+        Returns:
+            Two tensors of the shape of ``k``.
+
+        """
+        raise NotImplementedError
+
+    def dual_var(self, q: Tensor) -> Tensor:
+        """``E[phi(u)^2]`` for ``u ~ N(0, q)``; shape of ``q``."""
+        return self.dual(q, q, q, False)[0]
+
+    def infer_facts(self, facts: FactsFlow) -> FactsFlow:
+        assert isinstance(facts, Facts)
+        return Facts(facts.shape, False)
+
+    def transform(self, k: Flow) -> Flow:
+        assert isinstance(k, Kernel)
+        q1, q2 = k.marginals()
+        nngp, dot = self.dual(k.nngp, q1, q2, k.ntk is not None)
+        ntk = None if k.ntk is None else k.ntk * dot
+        if k.diagonal:
+            cov1 = cov2 = nngp
+        else:
+            cov1 = self.dual_var(k.cov1)
+            cov2 = cov1 if k.cov2 is k.cov1 else self.dual_var(k.cov2)
+        return k.replace(nngp=nngp, ntk=ntk, cov1=cov1, cov2=cov2, is_gaussian=False)
+
+    def make_module(self, in_shape: Any, ctx: ModuleContext) -> nn.Module:
+        return ElementwiseModule(self)
+
+
+class ElementwiseModule(nn.Module):
+    """Finite twin of an activation: applies ``layer.fn`` elementwise."""
+
+    def __init__(self, layer: Elementwise) -> None:
+        super().__init__()
+        self.layer = layer
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Apply the activation to ``x`` of any shape."""
+        return self.layer.fn(x)
+
+    def extra_repr(self) -> str:
+        return repr(self.layer)

@@ -1,0 +1,683 @@
+"""The layer protocol and the combinators that wire layers into networks.
+
+A layer is a small immutable description (a frozen dataclass). It knows
+
+* how it transforms a :class:`~neural_kernels.kernel.Kernel` (infinite width):
+  :meth:`Layer.transform`;
+* how to build its finite ``torch.nn.Module`` of any width and parametrization:
+  :meth:`Layer.make_module`;
+* what it needs from its input and what it outputs, checked before any arithmetic:
+  :attr:`Layer.requirements` and :meth:`Layer.infer`.
+
+The public methods every layer inherits are :meth:`Layer.kernel`,
+:meth:`Layer.kernel_diag`, :meth:`Layer.module` and :meth:`Layer.out_shape`.
+
+Data flowing between layers is either one value (a tensor, a ``Kernel``, a
+:class:`Facts`) or, after :class:`FanOut`, a tuple of them, one per branch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Union
+
+import torch
+from torch import Tensor, nn
+
+from ..errors import LayerCompatibilityError, ShapeError, describe
+from ..kernel import Kernel
+
+if TYPE_CHECKING:  # pragma: no cover
+    from collections.abc import Iterator
+
+__all__ = [
+    "Facts",
+    "FanInConcat",
+    "FanInProduct",
+    "FanInSum",
+    "FanOut",
+    "Identity",
+    "Layer",
+    "ModuleContext",
+    "Parallel",
+    "Requirements",
+    "Residual",
+    "Sequential",
+]
+
+Flow = Union[Kernel, tuple[Kernel, ...]]  # noqa: UP007 (runtime alias, Python 3.10)
+Get = Union[str, Sequence[str]]  # noqa: UP007
+Progress = Callable[[int, int], None]
+
+
+# ----------------------------------------------------------------------------------------
+# Static facts and declared requirements
+# ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What is known about a layer's input before any arithmetic.
+
+    Attributes:
+        shape: feature shape of one example (no batch axis) in the finite network.
+        is_gaussian: whether the values are Gaussian at infinite width.
+
+    """
+
+    shape: tuple[int, ...]
+    is_gaussian: bool = True
+
+
+FactsFlow = Union[Facts, tuple[Facts, ...]]  # noqa: UP007
+
+
+@dataclass(frozen=True)
+class Requirements:
+    """What a layer needs from its input, declared once and checked by :meth:`Layer.infer`.
+
+    Attributes:
+        gaussian_input: the input must be Gaussian (a ``Dense`` before an activation).
+        feature_ndim: the number of feature axes the layer accepts (``1`` for fully
+            connected layers), or ``None`` for any.
+        branches: ``False`` for a layer that takes one input, ``True`` for one that
+            combines the branches produced by :class:`FanOut`.
+
+    """
+
+    gaussian_input: bool = False
+    feature_ndim: int | None = None
+    branches: bool = False
+
+
+@dataclass(frozen=True)
+class ModuleContext:
+    """Options for building a finite twin, passed down the network.
+
+    Attributes:
+        width: overrides every hidden width (``None``: the widths the layers declare).
+        parametrization: overrides every layer's parametrization (``None``: the layers').
+        generator: random generator for the initialisation.
+        dtype: dtype of the parameters.
+        device: device of the parameters.
+
+    """
+
+    width: int | None = None
+    parametrization: str | None = None
+    generator: torch.Generator | None = None
+    dtype: torch.dtype | None = None
+    device: torch.device | str | None = None
+
+    def without_width(self) -> ModuleContext:
+        """The same context with the width override removed (for a readout layer)."""
+        return ModuleContext(None, self.parametrization, self.generator, self.dtype, self.device)
+
+
+# ----------------------------------------------------------------------------------------
+# The protocol
+# ----------------------------------------------------------------------------------------
+
+
+class Layer:
+    """Base class of every layer: an immutable description of one part of a network.
+
+    Subclasses are frozen dataclasses and implement :meth:`transform`,
+    :meth:`make_module` and :meth:`infer_facts` (the output facts given valid input
+    facts). Shared checks live here, once.
+    """
+
+    requirements: ClassVar[Requirements] = Requirements()
+    #: Whether the layer owns a width (``Dense``, ``Conv``): the last such layer of a
+    #: network is its readout, whose width ``module(width=...)`` leaves alone.
+    has_width: ClassVar[bool] = False
+
+    # -- to implement ------------------------------------------------------------------
+
+    def transform(self, k: Flow) -> Flow:
+        """Map the input kernel to the output kernel at infinite width."""
+        raise NotImplementedError
+
+    def make_module(self, in_shape: Any, ctx: ModuleContext) -> nn.Module:
+        """Build the finite twin of this layer for inputs of feature shape ``in_shape``."""
+        raise NotImplementedError
+
+    def infer_facts(self, facts: FactsFlow) -> FactsFlow:
+        """The output facts for input facts that satisfy :attr:`requirements`."""
+        return facts
+
+    # -- shared machinery ----------------------------------------------------------------
+
+    def infer(self, facts: FactsFlow) -> FactsFlow:
+        """Check the declared requirements against ``facts`` and return the output facts.
+
+        Raises:
+            LayerCompatibilityError: the input is not what the layer needs.
+            ShapeError: the input has a feature rank the layer does not accept.
+
+        """
+        req = self.requirements
+        branched = isinstance(facts, tuple)
+        if branched and not req.branches:
+            raise LayerCompatibilityError(
+                describe(
+                    repr(self),
+                    f"received {len(facts)} branches from a FanOut",
+                    "Combine the branches first with FanInSum, FanInProduct or FanInConcat, "
+                    "or apply per-branch layers inside Parallel(...).",
+                )
+            )
+        if not branched and req.branches:
+            raise LayerCompatibilityError(
+                describe(
+                    repr(self),
+                    "received a single input, not branches",
+                    "Put FanOut(n) and Parallel(...) before it, or use Residual(...).",
+                )
+            )
+        if not branched:
+            assert isinstance(facts, Facts)
+            if req.gaussian_input and not facts.is_gaussian:
+                raise LayerCompatibilityError(
+                    describe(
+                        repr(self),
+                        "its input is not Gaussian (it follows another nonlinearity)",
+                        "Put a Dense (or Conv) layer before it: the closed-form duals assume "
+                        "Gaussian pre-activations.",
+                    )
+                )
+            if req.feature_ndim is not None and len(facts.shape) != req.feature_ndim:
+                raise ShapeError(
+                    describe(
+                        repr(self),
+                        f"inputs have feature shape {facts.shape} "
+                        f"({len(facts.shape)} feature axes)",
+                        f"This layer takes {req.feature_ndim} feature axis "
+                        "(inputs of shape (n, features)); flatten the inputs first.",
+                    )
+                )
+        return self.infer_facts(facts)
+
+    def out_shape(self, in_shape: Sequence[int]) -> tuple[int, ...]:
+        """Feature shape of the output for inputs of feature shape ``in_shape`` (no batch)."""
+        out = self.infer(Facts(tuple(int(s) for s in in_shape)))
+        if isinstance(out, tuple):
+            raise LayerCompatibilityError(
+                describe(
+                    repr(self),
+                    f"the network ends with {len(out)} branches",
+                    "End it with FanInSum, FanInProduct or FanInConcat.",
+                )
+            )
+        return out.shape
+
+    def kernel(
+        self,
+        x1: Any,
+        x2: Any = None,
+        get: Get = ("nngp", "ntk"),
+        *,
+        memory_budget: int | None = None,
+        block_size: int | tuple[int, int] | None = None,
+        progress: Progress | None = None,
+    ) -> Kernel:
+        """NNGP and NTK of the infinitely wide network between ``x1`` and ``x2``.
+
+        Args:
+            x1: inputs, a tensor (or array) of shape ``(n1, *features)``.
+            x2: inputs of shape ``(n2, *features)``; ``None`` means ``x1`` (and the
+                symmetry of the kernel is used to halve the work).
+            get: ``"nngp"``, ``"ntk"`` or both.
+            memory_budget: bytes of working memory besides the output (default 512 MiB);
+                sets the block size.
+            block_size: rows (or ``(rows, cols)``) of example pairs per block, overriding
+                ``memory_budget``.
+            progress: called as ``progress(done, total)`` with counts of example pairs.
+
+        Returns:
+            A :class:`Kernel` with ``nngp`` and ``ntk`` of shape ``(n1, n2)`` (``ntk`` is
+            ``None`` unless asked for), ``cov1`` of shape ``(n1,)``, ``cov2`` of shape
+            ``(n2,)``. The dtype is the inputs' (integers become float64).
+
+        """
+        from .._engine import compute_kernel
+
+        return compute_kernel(
+            self,
+            x1,
+            x2,
+            get,
+            memory_budget=memory_budget,
+            block_size=block_size,
+            progress=progress,
+        )
+
+    def kernel_diag(self, x: Any, get: Get = ("nngp", "ntk")) -> Kernel:
+        """The kernels ``k(x_i, x_i)`` without building the ``n x n`` matrix.
+
+        Args:
+            x: inputs of shape ``(n, *features)``.
+            get: ``"nngp"``, ``"ntk"`` or both.
+
+        Returns:
+            A diagonal :class:`Kernel` whose ``nngp`` and ``ntk`` have shape ``(n,)``.
+
+        """
+        from .._engine import compute_kernel_diag
+
+        return compute_kernel_diag(self, x, get)
+
+    def module(
+        self,
+        in_shape: Sequence[int] | int,
+        width: int | None = None,
+        parametrization: str | None = None,
+        generator: torch.Generator | None = None,
+        *,
+        dtype: torch.dtype | None = None,
+        device: torch.device | str | None = None,
+    ) -> nn.Module:
+        """The finite twin: a ``torch.nn.Module`` initialised as the parametrization says.
+
+        Args:
+            in_shape: feature shape of one input (no batch axis), e.g. ``x.shape[1:]``.
+            width: overrides every hidden width; the readout (the last ``Dense``) keeps
+                its own.
+            parametrization: ``"ntk"`` or ``"standard"`` for every layer; ``None`` keeps
+                each layer's own.
+            generator: random generator for the initialisation (reproducible twins).
+            dtype: dtype of the parameters (default: torch's default dtype).
+            device: device of the parameters.
+
+        Returns:
+            A module mapping ``(n, *in_shape)`` to ``(n, *out_shape(in_shape))``.
+
+        """
+        from .._validation import check_module_options
+
+        in_shape = (int(in_shape),) if isinstance(in_shape, int) else tuple(in_shape)
+        self.out_shape(in_shape)  # checks the network before building anything
+        ctx = check_module_options(self, width, parametrization, generator, dtype, device)
+        return self._top_module(in_shape, ctx)
+
+    def _top_module(self, in_shape: tuple[int, ...], ctx: ModuleContext) -> nn.Module:
+        """Build the twin of this layer as the whole network (its readout keeps its width)."""
+        return self.make_module(in_shape, ctx.without_width() if self.has_width else ctx)
+
+    def hyperparameters(self) -> Iterator[Tensor]:
+        """Tensors among this layer's fields (for the engine's autograd check)."""
+        for value in vars(self).values():
+            if isinstance(value, Tensor):
+                yield value
+            elif isinstance(value, Layer):
+                yield from value.hyperparameters()
+            elif isinstance(value, tuple):
+                for v in value:
+                    if isinstance(v, Layer):
+                        yield from v.hyperparameters()
+
+
+# ----------------------------------------------------------------------------------------
+# Finite modules of the combinators
+# ----------------------------------------------------------------------------------------
+
+
+class _FanOutModule(nn.Module):
+    def __init__(self, n: int) -> None:
+        super().__init__()
+        self.n = n
+
+    def forward(self, x: Tensor) -> tuple[Tensor, ...]:
+        return (x,) * self.n
+
+
+class _ParallelModule(nn.Module):
+    def __init__(self, branches: list[nn.Module]) -> None:
+        super().__init__()
+        self.branches = nn.ModuleList(branches)
+
+    def forward(self, xs: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
+        return tuple(m(x) for m, x in zip(self.branches, xs, strict=True))
+
+
+class _FanInModule(nn.Module):
+    def __init__(self, mode: str, axis: int = -1) -> None:
+        super().__init__()
+        self.mode = mode
+        self.axis = axis
+
+    def forward(self, xs: tuple[Tensor, ...]) -> Tensor:
+        if self.mode == "sum":
+            out = xs[0]
+            for x in xs[1:]:
+                out = out + x
+            return out
+        if self.mode == "product":
+            out = xs[0]
+            for x in xs[1:]:
+                out = out * x
+            return out
+        return torch.cat(xs, dim=self.axis)
+
+    def extra_repr(self) -> str:
+        return f"mode={self.mode!r}" + (f", axis={self.axis}" if self.mode == "concat" else "")
+
+
+class _IdentityModule(nn.Identity):
+    pass
+
+
+# ----------------------------------------------------------------------------------------
+# Combinators
+# ----------------------------------------------------------------------------------------
+
+
+def _as_layers(owner: str, layers: Sequence[Any]) -> tuple[Layer, ...]:
+    bad = [layer for layer in layers if not isinstance(layer, Layer)]
+    if bad:
+        raise LayerCompatibilityError(
+            describe(
+                owner,
+                f"got {bad[0]!r} of type {type(bad[0]).__name__}, which is not a layer",
+                "Pass neural_kernels layers such as nk.Dense(...) or nk.ReLU().",
+            )
+        )
+    return tuple(layers)
+
+
+@dataclass(frozen=True, init=False, repr=False)
+class Sequential(Layer):
+    """Layers applied one after the other: ``Sequential(a, b, c)(x) = c(b(a(x)))``."""
+
+    layers: tuple[Layer, ...] = field(default=())
+
+    def __init__(self, *layers: Layer) -> None:
+        object.__setattr__(self, "layers", _as_layers("Sequential", layers))
+
+    def __repr__(self) -> str:
+        inner = ", ".join(repr(layer) for layer in self.layers)
+        return f"Sequential({inner})"
+
+    def infer(self, facts: FactsFlow) -> FactsFlow:
+        for layer in self.layers:
+            facts = layer.infer(facts)
+        return facts
+
+    def transform(self, k: Flow) -> Flow:
+        for layer in self.layers:
+            k = layer.transform(k)
+        return k
+
+    def make_module(self, in_shape: Any, ctx: ModuleContext) -> nn.Module:
+        return self._build(in_shape, ctx, readout=None)
+
+    def _build(self, in_shape: Any, ctx: ModuleContext, readout: int | None) -> nn.Module:
+        modules = []
+        facts: FactsFlow = _facts_of(in_shape)
+        for i, layer in enumerate(self.layers):
+            layer_ctx = ctx.without_width() if i == readout else ctx
+            modules.append(layer.make_module(_shape_of(facts), layer_ctx))
+            facts = layer.infer(facts)
+        return nn.Sequential(*modules)
+
+    def _top_module(self, in_shape: tuple[int, ...], ctx: ModuleContext) -> nn.Module:
+        readout = max((i for i, lay in enumerate(self.layers) if lay.has_width), default=None)
+        return self._build(in_shape, ctx, readout)
+
+
+def _facts_of(shape: Any) -> FactsFlow:
+    if isinstance(shape, list):
+        return tuple(Facts(tuple(s)) for s in shape)
+    return Facts(tuple(shape))
+
+
+def _shape_of(facts: FactsFlow) -> Any:
+    if isinstance(facts, tuple):
+        return [f.shape for f in facts]
+    return facts.shape
+
+
+@dataclass(frozen=True)
+class FanOut(Layer):
+    """Copy the input into ``num`` identical branches."""
+
+    num: int
+
+    def __post_init__(self) -> None:
+        from .._validation import check_positive_int
+
+        check_positive_int(self, "num", self.num)
+
+    def infer_facts(self, facts: FactsFlow) -> FactsFlow:
+        assert isinstance(facts, Facts)
+        return (facts,) * self.num
+
+    def transform(self, k: Flow) -> Flow:
+        assert isinstance(k, Kernel)
+        return (k,) * self.num
+
+    def make_module(self, in_shape: Any, ctx: ModuleContext) -> nn.Module:
+        return _FanOutModule(self.num)
+
+
+@dataclass(frozen=True, init=False, repr=False)
+class Parallel(Layer):
+    """Apply the i-th layer to the i-th branch: ``Parallel(f, g)((x, y)) = (f(x), g(y))``."""
+
+    layers: tuple[Layer, ...] = field(default=())
+    requirements: ClassVar[Requirements] = Requirements(branches=True)
+
+    def __init__(self, *layers: Layer) -> None:
+        object.__setattr__(self, "layers", _as_layers("Parallel", layers))
+
+    def __repr__(self) -> str:
+        return f"Parallel({', '.join(repr(layer) for layer in self.layers)})"
+
+    def infer_facts(self, facts: FactsFlow) -> FactsFlow:
+        assert isinstance(facts, tuple)
+        if len(facts) != len(self.layers):
+            raise LayerCompatibilityError(
+                describe(
+                    repr(self),
+                    f"has {len(self.layers)} branches but received {len(facts)}",
+                    f"Use FanOut({len(self.layers)}) before it, or give it one layer per branch.",
+                )
+            )
+        return tuple(layer.infer(f) for layer, f in zip(self.layers, facts, strict=True))
+
+    def transform(self, k: Flow) -> Flow:
+        assert isinstance(k, tuple)
+        return tuple(layer.transform(kk) for layer, kk in zip(self.layers, k, strict=True))
+
+    def make_module(self, in_shape: Any, ctx: ModuleContext) -> nn.Module:
+        return _ParallelModule(
+            [layer.make_module(s, ctx) for layer, s in zip(self.layers, in_shape, strict=True)]
+        )
+
+
+def _check_same_shapes(layer: Layer, facts: tuple[Facts, ...]) -> None:
+    shapes = [f.shape for f in facts]
+    if any(s != shapes[0] for s in shapes):
+        raise ShapeError(
+            describe(
+                repr(layer),
+                f"branch shapes differ: {shapes}",
+                "Give every branch the same output width (or use FanInConcat).",
+            )
+        )
+
+
+@dataclass(frozen=True)
+class FanInSum(Layer):
+    r"""Sum the branches. For independent zero-mean branches the kernels add.
+
+    .. math::
+        K = \sum_b K_b, \qquad \Theta = \sum_b \Theta_b
+    """
+
+    requirements: ClassVar[Requirements] = Requirements(branches=True)
+
+    def infer_facts(self, facts: FactsFlow) -> FactsFlow:
+        assert isinstance(facts, tuple)
+        _check_same_shapes(self, facts)
+        return Facts(facts[0].shape, all(f.is_gaussian for f in facts))
+
+    def transform(self, k: Flow) -> Flow:
+        assert isinstance(k, tuple)
+        ntk = None if k[0].ntk is None else _sum([kk.ntk for kk in k])  # type: ignore[misc]
+        return k[0].replace(
+            nngp=_sum([kk.nngp for kk in k]),
+            ntk=ntk,
+            cov1=_sum([kk.cov1 for kk in k]),
+            cov2=_sum([kk.cov2 for kk in k]),
+            is_gaussian=all(kk.is_gaussian for kk in k),
+        )
+
+    def make_module(self, in_shape: Any, ctx: ModuleContext) -> nn.Module:
+        return _FanInModule("sum")
+
+
+def _sum(xs: list[Tensor]) -> Tensor:
+    out = xs[0]
+    for x in xs[1:]:
+        out = out + x
+    return out
+
+
+def _prod(xs: list[Tensor]) -> Tensor:
+    out = xs[0]
+    for x in xs[1:]:
+        out = out * x
+    return out
+
+
+@dataclass(frozen=True)
+class FanInProduct(Layer):
+    r"""Multiply the branches elementwise; for independent zero-mean branches the kernels are.
+
+    .. math::
+        K = \prod_b K_b, \qquad \Theta = \sum_b \Theta_b \prod_{c \ne b} K_c
+    """
+
+    requirements: ClassVar[Requirements] = Requirements(branches=True)
+
+    def infer_facts(self, facts: FactsFlow) -> FactsFlow:
+        assert isinstance(facts, tuple)
+        _check_same_shapes(self, facts)
+        return Facts(facts[0].shape, len(facts) == 1 and facts[0].is_gaussian)
+
+    def transform(self, k: Flow) -> Flow:
+        assert isinstance(k, tuple)
+        nngps = [kk.nngp for kk in k]
+        ntk = None
+        if k[0].ntk is not None:
+            ntk = _sum(
+                [kk.ntk * _prod(nngps[:b] + nngps[b + 1 :]) for b, kk in enumerate(k)]  # type: ignore[operator]
+                if len(k) > 1
+                else [k[0].ntk]  # type: ignore[list-item]
+            )
+        return k[0].replace(
+            nngp=_prod(nngps),
+            ntk=ntk,
+            cov1=_prod([kk.cov1 for kk in k]),
+            cov2=_prod([kk.cov2 for kk in k]),
+            is_gaussian=len(k) == 1 and k[0].is_gaussian,
+        )
+
+    def make_module(self, in_shape: Any, ctx: ModuleContext) -> nn.Module:
+        return _FanInModule("product")
+
+
+@dataclass(frozen=True)
+class FanInConcat(Layer):
+    r"""Concatenate the branches along the channel (last) axis.
+
+    Concatenating channels averages the kernels weighted by the branch widths
+    :math:`C_b`:
+
+    .. math::
+        K = \frac{\sum_b C_b K_b}{\sum_b C_b}, \qquad
+        \Theta = \frac{\sum_b C_b \Theta_b}{\sum_b C_b}
+    """
+
+    axis: int = -1
+    requirements: ClassVar[Requirements] = Requirements(branches=True)
+
+    def infer_facts(self, facts: FactsFlow) -> FactsFlow:
+        assert isinstance(facts, tuple)
+        ndim = len(facts[0].shape)
+        if self.axis not in (-1, ndim) or any(len(f.shape) != ndim for f in facts):
+            raise LayerCompatibilityError(
+                describe(
+                    repr(self),
+                    f"concatenation along axis {self.axis} of feature shapes "
+                    f"{[f.shape for f in facts]}",
+                    "Concatenate along the channel axis (axis=-1) of branches of equal rank.",
+                )
+            )
+        rest = {f.shape[:-1] for f in facts}
+        if len(rest) != 1:
+            raise ShapeError(
+                describe(
+                    repr(self),
+                    f"branch shapes {[f.shape for f in facts]} differ beyond the channel axis",
+                    "Make the branches agree on every axis except the channel axis.",
+                )
+            )
+        width = sum(f.shape[-1] for f in facts)
+        return Facts((*facts[0].shape[:-1], width), all(f.is_gaussian for f in facts))
+
+    def transform(self, k: Flow) -> Flow:
+        assert isinstance(k, tuple)
+        weights = [kk.shape1[-1] for kk in k]
+        total = float(sum(weights))
+
+        def mean(xs: list[Tensor]) -> Tensor:
+            return _sum([(w / total) * x for w, x in zip(weights, xs, strict=True)])
+
+        ntk = None if k[0].ntk is None else mean([kk.ntk for kk in k])  # type: ignore[misc]
+        shape1 = (*k[0].shape1[:-1], sum(kk.shape1[-1] for kk in k))
+        shape2 = (*k[0].shape2[:-1], sum(kk.shape2[-1] for kk in k))
+        return k[0].replace(
+            nngp=mean([kk.nngp for kk in k]),
+            ntk=ntk,
+            cov1=mean([kk.cov1 for kk in k]),
+            cov2=mean([kk.cov2 for kk in k]),
+            shape1=shape1,
+            shape2=shape2,
+            is_gaussian=all(kk.is_gaussian for kk in k),
+        )
+
+    def make_module(self, in_shape: Any, ctx: ModuleContext) -> nn.Module:
+        return _FanInModule("concat", -1)
+
+
+@dataclass(frozen=True)
+class Identity(Layer):
+    """The identity map: kernels and values pass unchanged."""
+
+    def transform(self, k: Flow) -> Flow:
+        return k
+
+    def make_module(self, in_shape: Any, ctx: ModuleContext) -> nn.Module:
+        return _IdentityModule()
+
+
+@dataclass(frozen=True, init=False, repr=False)
+class Residual(Sequential):
+    """A residual block ``x + f(x)`` with ``f = Sequential(*layers)``.
+
+    Equal to ``Sequential(FanOut(2), Parallel(Sequential(*layers), Identity()), FanInSum())``.
+    """
+
+    def __init__(self, *layers: Layer) -> None:
+        branch = Sequential(*_as_layers("Residual", layers))
+        object.__setattr__(self, "layers", (FanOut(2), Parallel(branch, Identity()), FanInSum()))
+
+    def __repr__(self) -> str:
+        branch = self.layers[1].layers[0]  # type: ignore[attr-defined]
+        return "Residual(" + ", ".join(repr(layer) for layer in branch.layers) + ")"
+
+    def _top_module(self, in_shape: tuple[int, ...], ctx: ModuleContext) -> nn.Module:
+        return self.make_module(in_shape, ctx)

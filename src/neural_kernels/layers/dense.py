@@ -1,0 +1,179 @@
+r"""``Dense``: a fully connected layer acting on the last axis, like ``torch.nn.Linear``.
+
+Kernel transform (:math:`\sigma_w` = ``w_std``, :math:`\sigma_b` = ``b_std``, ``0`` when
+``b_std is None``):
+
+.. math::
+    K' = \sigma_w^2 K + \sigma_b^2
+
+and for the NTK
+
+.. math::
+    \Theta' = K' + \sigma_w^2 \Theta \quad \text{(ntk)}, \qquad
+    \Theta' = N_\text{in} K + \sigma_w^2 \Theta + [\text{bias}] \quad \text{(standard)},
+
+where :math:`N_\text{in}` is the width of the layer's input in the finite network and the
+bias term is ``1`` whenever the layer has a bias (``b_std`` not ``None``), whatever
+``b_std``. These are Neural Tangents' conventions.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from .._validation import check_parametrization, check_positive_int, check_std
+from ..kernel import Kernel
+from .base import Facts, FactsFlow, Flow, Layer, ModuleContext, Requirements
+
+__all__ = ["Dense", "DenseModule"]
+
+Std = float | Tensor
+
+
+def _sq(x: Std) -> Std:
+    return x * x
+
+
+@dataclass(frozen=True)
+class Dense(Layer):
+    r"""Fully connected layer ``z = W x + b`` on the last axis.
+
+    Args:
+        out_features: width of the output (the hidden width of the finite twin).
+        w_std: weight standard deviation :math:`\sigma_w` (a float or a 0-d tensor,
+            which may require grad).
+        b_std: bias standard deviation :math:`\sigma_b`; ``None`` means no bias.
+        parametrization: ``"ntk"`` (``z = (w_std/sqrt(fan_in)) W x + b_std b`` with
+            ``W, b ~ N(0, 1)``) or ``"standard"`` (``W ~ N(0, w_std^2/fan_in)``,
+            ``b ~ N(0, b_std^2)``).
+
+    Shapes: input ``(n, ..., in_features)``, output ``(n, ..., out_features)``.
+
+    """
+
+    out_features: int
+    w_std: Std = 1.0
+    b_std: Std | None = 0.0
+    parametrization: str = "ntk"
+    has_width: ClassVar[bool] = True
+    requirements: ClassVar[Requirements] = Requirements()
+
+    def __post_init__(self) -> None:
+        check_positive_int(self, "out_features", self.out_features)
+        check_std(self, "w_std", self.w_std)
+        check_std(self, "b_std", self.b_std, allow_none=True)
+        check_parametrization(self, self.parametrization)
+
+    def infer_facts(self, facts: FactsFlow) -> FactsFlow:
+        assert isinstance(facts, Facts)
+        if not facts.shape:
+            from ..errors import ShapeError, describe
+
+            raise ShapeError(
+                describe(
+                    repr(self), "inputs have no feature axis", "Pass inputs of shape (n, features)."
+                )
+            )
+        return Facts((*facts.shape[:-1], self.out_features), True)
+
+    def transform(self, k: Flow) -> Flow:
+        assert isinstance(k, Kernel)
+        w2 = _sq(self.w_std)
+        b2 = 0.0 if self.b_std is None else _sq(self.b_std)
+        nngp = _affine(k.nngp, w2, b2)
+        ntk = None
+        if k.ntk is not None:
+            if self.parametrization == "ntk":
+                ntk = nngp + w2 * k.ntk
+            else:
+                n_in = k.shape1[-1]
+                ntk = _affine(k.nngp, float(n_in), 0.0) + w2 * k.ntk
+                if self.b_std is not None:
+                    ntk = ntk + 1.0
+        same = k.cov2 is k.cov1
+        cov1 = _affine(k.cov1, w2, b2)
+        return k.replace(
+            nngp=nngp,
+            ntk=ntk,
+            cov1=cov1,
+            cov2=cov1 if same else _affine(k.cov2, w2, b2),
+            shape1=(*k.shape1[:-1], self.out_features),
+            shape2=(*k.shape2[:-1], self.out_features),
+            is_gaussian=True,
+        )
+
+    def make_module(self, in_shape: Any, ctx: ModuleContext) -> nn.Module:
+        width = self.out_features if ctx.width is None else ctx.width
+        return DenseModule(
+            in_features=int(in_shape[-1]),
+            out_features=width,
+            w_std=float(self.w_std),
+            b_std=None if self.b_std is None else float(self.b_std),
+            parametrization=ctx.parametrization or self.parametrization,
+            generator=ctx.generator,
+            dtype=ctx.dtype,
+            device=ctx.device,
+        )
+
+
+def _affine(x: Tensor, scale: Std, shift: Std) -> Tensor:
+    """``scale * x + shift`` in one fresh tensor (safe under autograd)."""
+    out = x * scale
+    if isinstance(shift, Tensor) or shift != 0.0:
+        out = out + shift if isinstance(shift, Tensor) else out.add_(shift)
+    return out
+
+
+class DenseModule(nn.Module):
+    """Finite twin of :class:`Dense`: a linear map on the last axis.
+
+    ``ntk``: ``weight`` and ``bias`` are ``N(0, 1)`` and the forward pass scales them,
+    ``y = (w_std / sqrt(in_features)) x W^T + b_std b``. ``standard``: ``weight`` is
+    ``N(0, w_std^2 / in_features)``, ``bias`` is ``N(0, b_std^2)``, ``y = x W^T + b``.
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        w_std: float,
+        b_std: float | None,
+        parametrization: str,
+        generator: torch.Generator | None = None,
+        dtype: torch.dtype | None = None,
+        device: Any = None,
+    ) -> None:
+        super().__init__()
+        self.in_features = in_features
+        self.out_features = out_features
+        self.parametrization = parametrization
+        opts: dict[str, Any] = {"generator": generator, "dtype": dtype, "device": device}
+        weight = torch.randn(out_features, in_features, **opts)
+        bias = None if b_std is None else torch.randn(out_features, **opts)
+        w_scale = w_std / math.sqrt(in_features)
+        if parametrization == "ntk":
+            self.w_scale, self.b_scale = w_scale, (b_std or 0.0)
+        else:
+            weight = weight * w_scale
+            bias = None if bias is None else bias * b_std
+            self.w_scale, self.b_scale = 1.0, 1.0
+        self.weight = nn.Parameter(weight)
+        self.bias = None if bias is None else nn.Parameter(bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Map ``(n, ..., in_features)`` to ``(n, ..., out_features)``."""
+        y = nn.functional.linear(x, self.weight) * self.w_scale
+        if self.bias is not None:
+            y = y + self.b_scale * self.bias
+        return y
+
+    def extra_repr(self) -> str:
+        return (
+            f"in_features={self.in_features}, out_features={self.out_features}, "
+            f"parametrization={self.parametrization!r}, bias={self.bias is not None}"
+        )
