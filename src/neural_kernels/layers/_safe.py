@@ -71,7 +71,10 @@ def _rsqrt_var(q: Tensor) -> Tensor:
 def correlation(k: Tensor, q1: Tensor, q2: Tensor) -> tuple[Tensor, Tensor]:
     """The correlation ``c = k / sqrt(q1 q2)`` clamped to ``[-1, 1]``, and ``sqrt(q1 q2)``.
 
-    Zero variances give ``c = 0`` (then ``k = 0`` too), never NaN.
+    Zero variances give ``c = 0`` (then ``k = 0`` too), never NaN. Correlations within
+    ``16`` rounding units of ``+-1`` are snapped to ``+-1``: there the arc-cosine turns
+    rounding noise of ``1e-16`` into angles of ``1e-8``, while the exact answer for
+    identical inputs is ``0``.
 
     Args:
         k: covariances, any shape.
@@ -83,7 +86,8 @@ def correlation(k: Tensor, q1: Tensor, q2: Tensor) -> tuple[Tensor, Tensor]:
         broadcast to it.
 
     """
-    c = k * _rsqrt_var(q1)
+    snap = 1.0 + 16.0 * torch.finfo(k.dtype).eps
+    c = k * (_rsqrt_var(q1) * snap)
     c = c * _rsqrt_var(q2)
     c = c.clamp(-1.0, 1.0)
     norm = torch.sqrt(q1) * torch.sqrt(q2)

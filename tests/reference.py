@@ -1,0 +1,168 @@
+"""Access to the Neural Tangents reference kernels in ``../shared/reference``.
+
+``case(name)`` returns the case description and its arrays; ``network(layers)``
+builds our network from the reference's layer list (Neural Tangents' names).
+Tests that need the files call ``require_reference()``, which skips with a clear
+reason when the folder is absent.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+import neural_kernels as nk
+
+REFERENCE_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "reference"
+
+#: Off-diagonal and diagonal tolerances of CONVENTIONS.md.
+RTOL_OFF = 1e-9
+RTOL_DIAG = 1e-7
+
+_NUMERICAL_FNS = {
+    "tanh": torch.tanh,
+    "softplus": torch.nn.functional.softplus,
+    "sigmoid": torch.sigmoid,
+    "silu": torch.nn.functional.silu,
+    "elu": torch.nn.functional.elu,
+    "sin": torch.sin,
+}
+
+
+def require_reference() -> Path:
+    if not (REFERENCE_DIR / "cases.json").is_file():
+        pytest.skip(f"reference kernels not found at {REFERENCE_DIR} (shared/reference is absent)")
+    return REFERENCE_DIR
+
+
+@cache
+def cases() -> dict[str, dict[str, Any]]:
+    path = require_reference()
+    return {c["name"]: c for c in json.loads((path / "cases.json").read_text())}
+
+
+@cache
+def manifest() -> dict[str, Any]:
+    return json.loads((require_reference() / "manifest.json").read_text())["cases"]
+
+
+def case_names(prefix: str = "") -> list[str]:
+    """Names of the reference cases starting with ``prefix`` (empty if the folder is absent)."""
+    path = REFERENCE_DIR / "cases.json"
+    if not path.is_file():
+        return []
+    return [c["name"] for c in json.loads(path.read_text()) if c["name"].startswith(prefix)]
+
+
+def arrays(name: str) -> dict[str, np.ndarray]:
+    with np.load(require_reference() / f"{name}.npz") as data:
+        return {k: data[k] for k in data.files}
+
+
+def nonfinite(name: str) -> set[str]:
+    """Arrays of the case that the reference itself got non-finite (to be skipped)."""
+    entry = manifest().get(name, {})
+    return set(entry.get("nonfinite_arrays", []))
+
+
+def _dense(kw: dict[str, Any]) -> nk.Layer:
+    return nk.Dense(
+        kw["out_dim"],
+        w_std=kw.get("W_std", 1.0),
+        b_std=kw.get("b_std", 0.0),
+        parametrization=kw.get("parameterization", "ntk"),
+    )
+
+
+def layer(name: str, kw: dict[str, Any]) -> nk.Layer:
+    """Our layer for one ``[name, kwargs]`` entry of a reference case."""
+    if name == "Dense":
+        return _dense(kw)
+    if name == "Relu":
+        return nk.ReLU()
+    if name == "LeakyRelu":
+        return nk.LeakyReLU(kw["alpha"])
+    if name == "ABRelu":
+        return nk.ABReLU(kw["a"], kw["b"])
+    if name == "Abs":
+        return nk.Abs()
+    if name == "Sign":
+        return nk.Sign()
+    if name == "Identity":
+        return nk.Identity()
+    if name == "Erf":
+        return nk.Erf(kw.get("a", 1.0), kw.get("b", 1.0), kw.get("c", 0.0))
+    if name == "Sigmoid_like":
+        return nk.Erf(0.5, 1.0 / 2.4020563531719796, 0.5)
+    if name == "Gelu":
+        return nk.GELU(approximate="tanh" if kw.get("approximate") else "none")
+    if name == "Sin":
+        return nk.Sin(kw.get("a", 1.0), kw.get("b", 1.0), kw.get("c", 0.0))
+    if name == "Cos":
+        return nk.Cos(kw.get("a", 1.0), kw.get("b", 1.0), kw.get("c", 0.0))
+    if name == "Rbf":
+        return nk.RBF(kw.get("gamma", 1.0))
+    if name == "Exp":
+        return nk.Exp(kw.get("a", 1.0), kw.get("b", 1.0))
+    if name == "Gaussian":
+        return nk.Gaussian(kw.get("a", 1.0), kw.get("b", -1.0))
+    if name == "Monomial":
+        return nk.Monomial(kw["degree"])
+    if name == "RectifiedMonomial":
+        return nk.RectifiedMonomial(kw["degree"])
+    if name == "Polynomial":
+        return nk.Polynomial(tuple(kw["coef"]))
+    if name == "ElementwiseNumerical":
+        return nk.Activation(_NUMERICAL_FNS[kw["fn"]], degree=kw["deg"])
+    if name == "LayerNorm":
+        return nk.LayerNorm(eps=kw.get("eps", 1e-12))
+    if name == "Residual":
+        return nk.Residual(*[layer(n, k) for n, k in kw["layers"]])
+    raise KeyError(f"no mapping for reference layer {name!r}")
+
+
+def network(layers: list[list[Any]]) -> nk.Sequential:
+    return nk.Sequential(*[layer(name, kw) for name, kw in layers])
+
+
+def assert_matches(
+    ours: torch.Tensor,
+    ref: np.ndarray,
+    *,
+    square: bool,
+    what: str,
+    rtol_off: float = RTOL_OFF,
+    rtol_diag: float = RTOL_DIAG,
+) -> None:
+    """Compare with the reference: ``rtol_off`` off the diagonal, ``rtol_diag`` on it.
+
+    The tolerance is relative to each entry, with an absolute floor of ``rtol`` times
+    the largest entry (kernels cross zero).
+    """
+    got = ours.detach().double().cpu().numpy()
+    assert got.shape == ref.shape, f"{what}: shape {got.shape} != reference {ref.shape}"
+    scale = np.abs(ref).max()
+    finite = np.isfinite(ref)
+    off = np.ones(ref.shape, bool)
+    if square:
+        off &= ~np.eye(ref.shape[0], dtype=bool)
+    for mask, rtol, label in (
+        (off & finite, rtol_off, "off-diagonal"),
+        (~off & finite, rtol_diag, "diagonal"),
+    ):
+        if not mask.any():
+            continue
+        err = np.abs(got - ref)[mask]
+        tol = rtol * np.maximum(np.abs(ref[mask]), scale * 1e-3) + 1e-300
+        worst = float(np.max(err / tol))
+        assert worst <= 1.0, (
+            f"{what} {label}: worst error {float(np.max(err)):.3e} is {worst:.2f}x the "
+            f"tolerance rtol={rtol}"
+        )
+    assert np.isfinite(got).all(), f"{what}: our kernel has non-finite entries"
