@@ -80,7 +80,6 @@ def _input_kernel(
         cov2=c2,
         shape1=shape,
         shape2=shape,
-        is_gaussian=True,
     )
 
 

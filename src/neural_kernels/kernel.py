@@ -52,7 +52,7 @@ class Kernel:
     cov2: Tensor
     shape1: tuple[int, ...]
     shape2: tuple[int, ...]
-    is_gaussian: bool = True
+    is_gaussian: bool = False
     diagonal: bool = False
 
     def replace(self, **changes: object) -> Kernel:

@@ -62,12 +62,13 @@ class Facts:
 
     Attributes:
         shape: feature shape of one example (no batch axis) in the finite network.
-        is_gaussian: whether the values are Gaussian at infinite width.
+        is_gaussian: whether the values are Gaussian at infinite width (raw inputs are
+            not: an activation needs a ``Dense`` before it).
 
     """
 
     shape: tuple[int, ...]
-    is_gaussian: bool = True
+    is_gaussian: bool = False
 
 
 FactsFlow = Union[Facts, tuple[Facts, ...]]  # noqa: UP007

@@ -1,0 +1,172 @@
+"""Bad input gets a clear error: a NeuralKernelsError subclass naming the layer and the fix."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+import torch
+
+import neural_kernels as nk
+
+X = torch.randn(4, 3, dtype=torch.float64)
+MLP = nk.Sequential(nk.Dense(8), nk.ReLU(), nk.Dense(1))
+
+
+def _nan_input() -> None:
+    x = X.clone()
+    x[0, 0] = float("nan")
+    MLP.kernel(x)
+
+
+def _inf_x2() -> None:
+    x = X.clone()
+    x[1, 2] = float("inf")
+    MLP.kernel(X, x)
+
+
+CASES: dict[str, tuple[Callable[[], object], type[Exception], tuple[str, ...]]] = {
+    "1-d input": (lambda: MLP.kernel(torch.randn(5)), nk.ShapeError, ("Sequential", "x[None]")),
+    "empty batch": (lambda: MLP.kernel(torch.randn(0, 3)), nk.ShapeError, ("Sequential",)),
+    "nan input": (_nan_input, nk.NonFiniteError, ("x1", "NaN")),
+    "inf in x2": (_inf_x2, nk.NonFiniteError, ("x2", "impute")),
+    "feature mismatch": (
+        lambda: MLP.kernel(X, torch.randn(2, 4)),
+        nk.ShapeError,
+        ("(3,)", "(4,)", "same shape"),
+    ),
+    "string input": (lambda: MLP.kernel("abc"), nk.InputTypeError, ("str", "torch.Tensor")),
+    "complex input": (
+        lambda: MLP.kernel(torch.randn(3, 2, dtype=torch.complex64)),
+        nk.InputTypeError,
+        ("complex", "real"),
+    ),
+    "negative w_std": (lambda: nk.Dense(4, w_std=-1.0), nk.HyperparameterError, ("Dense", "w_std")),
+    "nan b_std": (lambda: nk.Dense(4, b_std=float("nan")), nk.HyperparameterError, ("b_std",)),
+    "zero width": (lambda: nk.Dense(0), nk.HyperparameterError, ("out_features", ">= 1")),
+    "string width": (lambda: nk.Dense("8"), nk.HyperparameterError, ("out_features",)),
+    "unknown parametrization": (
+        lambda: nk.Dense(4, parametrization="ntk2"),
+        nk.ParametrizationError,
+        ("Dense", "'standard'"),
+    ),
+    "activation after activation": (
+        lambda: nk.Sequential(nk.Dense(4), nk.ReLU(), nk.ReLU()).kernel(X),
+        nk.LayerCompatibilityError,
+        ("ReLU()", "Put a Dense"),
+    ),
+    "activation on raw inputs": (
+        lambda: nk.Sequential(nk.ReLU(), nk.Dense(1)).out_shape((3,)),
+        nk.LayerCompatibilityError,
+        ("ReLU()", "not Gaussian"),
+    ),
+    "fan-in width mismatch": (
+        lambda: nk.Sequential(
+            nk.FanOut(2), nk.Parallel(nk.Dense(4), nk.Dense(5)), nk.FanInSum()
+        ).kernel(X),
+        nk.ShapeError,
+        ("FanInSum", "(4,)", "(5,)"),
+    ),
+    "parallel branch count": (
+        lambda: nk.Sequential(nk.FanOut(3), nk.Parallel(nk.Dense(4), nk.Dense(4))).kernel(X),
+        nk.LayerCompatibilityError,
+        ("Parallel", "FanOut(2)"),
+    ),
+    "network ends in branches": (
+        lambda: nk.Sequential(nk.FanOut(2)).kernel(X),
+        nk.LayerCompatibilityError,
+        ("branches", "FanInSum"),
+    ),
+    "dense after fan-out": (
+        lambda: nk.Sequential(nk.FanOut(2), nk.Dense(3)).kernel(X),
+        nk.LayerCompatibilityError,
+        ("Dense", "Parallel"),
+    ),
+    "fan-in without branches": (
+        lambda: nk.Sequential(nk.Dense(3), nk.FanInSum()).kernel(X),
+        nk.LayerCompatibilityError,
+        ("FanInSum", "FanOut"),
+    ),
+    "fan-out of zero": (lambda: nk.FanOut(0), nk.HyperparameterError, ("FanOut", "num")),
+    "concat along batch": (
+        lambda: nk.Sequential(
+            nk.FanOut(2), nk.Parallel(nk.Dense(2), nk.Dense(2)), nk.FanInConcat(axis=0)
+        ).kernel(X),
+        nk.LayerCompatibilityError,
+        ("FanInConcat", "axis=-1"),
+    ),
+    "not a layer": (
+        lambda: nk.Sequential(nk.Dense(2), torch.nn.ReLU()),
+        nk.LayerCompatibilityError,
+        ("Sequential", "ReLU", "nk.Dense"),
+    ),
+    "unknown get": (lambda: MLP.kernel(X, get="ntkgp"), nk.HyperparameterError, ("get",)),
+    "bad block size": (
+        lambda: MLP.kernel(X, block_size=0),
+        nk.HyperparameterError,
+        ("block_size", "positive"),
+    ),
+    "bad memory budget": (
+        lambda: MLP.kernel(X, memory_budget=-5),
+        nk.HyperparameterError,
+        ("memory_budget",),
+    ),
+    "spatial input to a dense network": (
+        lambda: MLP.kernel(torch.randn(2, 3, 4, 4)),
+        nk.ShapeError,
+        ("(3, 4, 4)", "(n, features)"),
+    ),
+    "negative layer-norm eps": (lambda: nk.LayerNorm(eps=-1.0), nk.HyperparameterError, ("eps",)),
+    "module width zero": (
+        lambda: MLP.module((3,), width=0),
+        nk.HyperparameterError,
+        ("width", ">= 1"),
+    ),
+    "module unknown parametrization": (
+        lambda: MLP.module((3,), parametrization="bogus"),
+        nk.ParametrizationError,
+        ("bogus", "'ntk'"),
+    ),
+    "module bad generator": (
+        lambda: MLP.module((3,), generator=0),
+        nk.InputTypeError,
+        ("generator", "torch.Generator"),
+    ),
+    "module integer dtype": (
+        lambda: MLP.module((3,), dtype=torch.int64),
+        nk.InputTypeError,
+        ("dtype", "float64"),
+    ),
+    "w_std tensor not scalar": (
+        lambda: nk.Dense(3, w_std=torch.ones(2)),
+        nk.HyperparameterError,
+        ("w_std", "scalar"),
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_bad_input_raises_clear_error(case: str) -> None:
+    call, kind, fragments = CASES[case]
+    with pytest.raises(kind) as info:
+        call()
+    assert isinstance(info.value, nk.NeuralKernelsError)
+    message = str(info.value)
+    for fragment in fragments:
+        assert fragment in message, f"{fragment!r} missing from: {message}"
+    # one sentence for what went wrong, one for what to do
+    assert ": " in message and ". " in message, message
+
+
+def test_errors_are_also_builtin_errors() -> None:
+    with pytest.raises(ValueError):
+        nk.Dense(4, w_std=-1.0)
+    with pytest.raises(TypeError):
+        MLP.kernel("abc")
+
+
+def test_numpy_and_integer_inputs_are_accepted() -> None:
+    k = MLP.kernel(np.arange(12).reshape(4, 3))
+    assert k.nngp.dtype == torch.float64
+    assert torch.isfinite(k.ntk).all()
