@@ -8,6 +8,9 @@
 * invariance to the block size (rows, columns, and the symmetric path);
 * float32 close to float64;
 * no NaN or infinity anywhere.
+
+Graph networks (``Aggregate``) take ``pattern=(pattern1, pattern2)``: the adjacency of
+``x1`` and of ``x2``, passed to every kernel call as its inputs require.
 """
 
 from __future__ import annotations
@@ -34,14 +37,26 @@ def assert_kernel_properties(
     rtol: float = 1e-10,
     float32_rtol: float = 1e-4,
     psd_tol: float = 1e-9,
+    pattern: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> None:
-    """Assert every shared kernel property of ``net`` on float64 inputs ``x1``, ``x2``."""
+    """Assert every shared kernel property of ``net`` on float64 inputs ``x1``, ``x2``.
+
+    ``pattern``: graph adjacency ``(pattern1, pattern2)`` of ``x1`` and ``x2`` (``None``
+    for networks without ``Aggregate``).
+    """
     x1 = x1.double()
     x2 = x2.double()
-    k11 = net.kernel(x1)
-    k11b = net.kernel(x1, x1)
-    k12 = net.kernel(x1, x2)
-    diag = net.kernel_diag(x1)
+    p1 = p2 = None
+    if pattern is not None:
+        p1, p2 = pattern
+    one: dict = {} if pattern is None else {"pattern": p1}  # kernel(x1) and kernel_diag(x1)
+    two: dict = {} if pattern is None else {"pattern": p2}  # kernel(x2)
+    same: dict = {} if pattern is None else {"pattern": (p1, p1)}  # kernel(x1, x1)
+    pair: dict = {} if pattern is None else {"pattern": (p1, p2)}  # kernel(x1, x2)
+    k11 = net.kernel(x1, **one)
+    k11b = net.kernel(x1, x1, **same)
+    k12 = net.kernel(x1, x2, **pair)
+    diag = net.kernel_diag(x1, **one)
     for name in ("nngp", "ntk"):
         a = getattr(k11, name)
         assert torch.isfinite(a).all(), f"{name}(x1, None) has non-finite entries"
@@ -62,16 +77,16 @@ def assert_kernel_properties(
         _close(getattr(diag, name), a.diagonal(), DIAG_RTOL, f"{name}: kernel_diag vs diagonal")
         # blocking invariance
         for block in (1, 3, (2, 3)):
-            blocked12 = getattr(net.kernel(x1, x2, block_size=block), name)
+            blocked12 = getattr(net.kernel(x1, x2, block_size=block, **pair), name)
             _close(blocked12, getattr(k12, name), rtol, f"{name}(x1, x2) with block_size={block}")
-            blocked11 = getattr(net.kernel(x1, block_size=block), name)
+            blocked11 = getattr(net.kernel(x1, block_size=block, **one), name)
             _close(blocked11, a, rtol, f"{name}(x1, None) with block_size={block}")
         # float32 close to float64
-        single = getattr(net.kernel(x1.float(), x2.float()), name)
+        single = getattr(net.kernel(x1.float(), x2.float(), **pair), name)
         assert single.dtype == torch.float32
         _close(single.double(), getattr(k12, name), float32_rtol, f"{name} float32 vs float64")
     _close(k11.cov1, k11.nngp.diagonal(), DIAG_RTOL, "cov1 vs nngp diagonal")
-    _close(k12.cov2, net.kernel(x2).nngp.diagonal(), DIAG_RTOL, "cov2 vs nngp(x2) diagonal")
-    only = net.kernel(x1, x2, get="nngp")
+    _close(k12.cov2, net.kernel(x2, **two).nngp.diagonal(), DIAG_RTOL, "cov2 vs nngp(x2) diagonal")
+    only = net.kernel(x1, x2, get="nngp", **pair)
     assert only.ntk is None
     _close(only.nngp, k12.nngp, rtol, "get='nngp' vs both")

@@ -80,10 +80,53 @@ def _dense(kw: dict[str, Any]) -> nk.Layer:
     )
 
 
-def layer(name: str, kw: dict[str, Any]) -> nk.Layer:
-    """Our layer for one ``[name, kwargs]`` entry of a reference case."""
+def _nhwc_axis_to_nchw(axis: int, ndim: int) -> int:
+    """A channels-last tensor axis as the matching channels-first axis (batch stays 0)."""
+    axis %= ndim
+    if axis == 0:
+        return 0
+    return 1 if axis == ndim - 1 else axis + 1
+
+
+def _conv(kw: dict[str, Any]) -> nk.Layer:
+    size = tuple(kw["filter_shape"])
+    strides = kw.get("strides") or (1,) * len(size)
+    return nk.Conv(
+        kw["out_chan"],
+        size,
+        stride=tuple(strides),
+        padding=kw.get("padding", "VALID").lower(),
+        w_std=kw.get("W_std", 1.0),
+        b_std=kw.get("b_std", 0.0),
+        parametrization=kw.get("parameterization", "ntk"),
+    )
+
+
+def layer(name: str, kw: dict[str, Any], channels_first: bool = False, ndim: int = 2) -> nk.Layer:
+    """Our layer for one ``[name, kwargs]`` entry of a reference case.
+
+    ``channels_first``: the network takes transposed (PyTorch-layout) inputs of rank
+    ``ndim`` (batch included), so axis arguments are mapped.
+    """
     if name == "Dense":
         return _dense(kw)
+    if name == "Conv":
+        return _conv(kw)
+    if name == "Flatten":
+        return nk.Flatten()
+    if name == "GlobalAvgPool":
+        return nk.GlobalAvgPool()
+    if name == "GlobalSumPool":
+        return nk.GlobalSumPool()
+    if name in ("AvgPool", "SumPool"):
+        cls = nk.AvgPool if name == "AvgPool" else nk.SumPool
+        strides = kw.get("strides")
+        return cls(
+            tuple(kw["window_shape"]),
+            None if strides is None else tuple(strides),
+            padding=kw.get("padding", "VALID").lower(),
+            normalize_edges=kw.get("normalize_edges", False),
+        )
     if name == "Relu":
         return nk.ReLU()
     if name == "LeakyRelu":
@@ -121,14 +164,63 @@ def layer(name: str, kw: dict[str, Any]) -> nk.Layer:
     if name == "ElementwiseNumerical":
         return nk.Activation(_NUMERICAL_FNS[kw["fn"]], degree=kw["deg"])
     if name == "LayerNorm":
-        return nk.LayerNorm(eps=kw.get("eps", 1e-12))
+        axes = kw.get("axis", -1)
+        axes = [axes] if isinstance(axes, int) else list(axes)
+        if channels_first:
+            axes = [_nhwc_axis_to_nchw(a, ndim) for a in axes]
+        axis = axes[0] if len(axes) == 1 else tuple(sorted(axes))
+        return nk.LayerNorm(axis=axis, eps=kw.get("eps", 1e-12))
+    if name == "Aggregate":
+        if kw.get("implementation", "DENSE").upper() != "DENSE" or kw.get("batch_axis", 0) != 0:
+            raise KeyError(f"no mapping for reference layer {name!r} with {kw!r}")
+        axes = kw.get("aggregate_axis")
+        if axes is not None and channels_first:
+            axes = [axes] if isinstance(axes, int) else list(axes)
+            axes = tuple(_nhwc_axis_to_nchw(a, ndim) for a in axes)
+        elif axes is not None and not isinstance(axes, int):
+            axes = tuple(axes)
+        return nk.Aggregate(aggregate_axis=axes, channel_axis=1 if channels_first else -1)
+    if name == "GlobalSelfAttention":
+        return nk.GlobalSelfAttention(
+            kw["n_chan_out"],
+            kw["n_chan_key"],
+            kw["n_chan_val"],
+            kw["n_heads"],
+            linear_scaling=kw.get("linear_scaling", True),
+            w_key_std=kw.get("W_key_std", 1.0),
+            w_value_std=kw.get("W_value_std", 1.0),
+            w_query_std=kw.get("W_query_std", 1.0),
+            w_out_std=kw.get("W_out_std", 1.0),
+            b_std=kw.get("b_std"),
+            attention_mechanism=kw.get("attention_mechanism", "SOFTMAX").lower(),
+            pos_emb_type=kw.get("pos_emb_type", "NONE").lower(),
+            pos_emb_p_norm=kw.get("pos_emb_p_norm", 2),
+            n_chan_pos_emb=kw.get("n_chan_pos_emb"),
+            w_pos_emb_std=kw.get("W_pos_emb_std", 1.0),
+            val_pos_emb=kw.get("val_pos_emb", False),
+        )
     if name == "Residual":
-        return nk.Residual(*[layer(n, k) for n, k in kw["layers"]])
+        return nk.Residual(*[layer(n, k, channels_first, ndim) for n, k in kw["layers"]])
     raise KeyError(f"no mapping for reference layer {name!r}")
 
 
-def network(layers: list[list[Any]]) -> nk.Sequential:
-    return nk.Sequential(*[layer(name, kw) for name, kw in layers])
+def channels_first(layers: list[list[Any]]) -> bool:
+    """Networks that start with ``Conv`` take PyTorch-layout (channels-first) inputs."""
+    return bool(layers) and layers[0][0] == "Conv"
+
+
+def network(layers: list[list[Any]], ndim: int = 2) -> nk.Sequential:
+    first = channels_first(layers)
+    return nk.Sequential(*[layer(name, kw, first, ndim) for name, kw in layers])
+
+
+def inputs(name: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """``x1``, ``x2`` of a case in our layout (channels-first for conv networks)."""
+    data = arrays(name)
+    x1, x2 = torch.from_numpy(data["x1"]), torch.from_numpy(data["x2"])
+    if channels_first(cases()[name]["layers"]):
+        x1, x2 = x1.movedim(-1, 1), x2.movedim(-1, 1)
+    return x1, x2
 
 
 def assert_matches(

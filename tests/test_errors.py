@@ -112,11 +112,6 @@ CASES: dict[str, tuple[Callable[[], object], type[Exception], tuple[str, ...]]] 
         nk.HyperparameterError,
         ("memory_budget",),
     ),
-    "spatial input to a dense network": (
-        lambda: MLP.kernel(torch.randn(2, 3, 4, 4)),
-        nk.ShapeError,
-        ("(3, 4, 4)", "(n, features)"),
-    ),
     "negative layer-norm eps": (lambda: nk.LayerNorm(eps=-1.0), nk.HyperparameterError, ("eps",)),
     "module width zero": (
         lambda: MLP.module((3,), width=0),

@@ -12,9 +12,13 @@ import torch
 
 from . import reference as ref
 
-#: Quadrature cases whose reference rule (deg 25, not symmetric) differs from ours by
-#: its own quadrature error; compared at the documented looser tolerance.
-LOOSE = {"fc_numerical_tanh_deg25_L1_ntk": 1e-5}
+#: Quadrature cases, compared at the accuracy of the reference's own (asymmetric,
+#: Cholesky-style) rule. Measured against our rule at degree 2000 (itself checked against
+#: scipy's adaptive dblquad to 2e-15): the deg-400 reference is off by up to 3e-9 off the
+#: diagonal and 3.4e-8 on it; the deg-25 one by up to 3.5e-4 (relative, with the floor of
+#: ``assert_matches``) on entries near zero, 1e-5 typically. A symmetric rule cannot
+#: reproduce the deg-25 rule's error, so that case is compared at 5e-4.
+LOOSE = {"fc_numerical_tanh_deg25_L1_ntk": 5e-4, "fc_numerical_tanh_L3_ntk": 1e-7}
 
 
 @pytest.mark.parametrize("name", ref.case_names("fc_"))

@@ -10,6 +10,7 @@ Write an architecture once and get its NNGP and NTK kernels in closed form, its 
     model = net.module(in_shape=x1.shape[1:], parametrization="ntk")
 """
 
+from . import predict as predict
 from .errors import HyperparameterError as HyperparameterError
 from .errors import InputTypeError as InputTypeError
 from .errors import LayerCompatibilityError as LayerCompatibilityError
@@ -20,6 +21,8 @@ from .errors import ShapeError as ShapeError
 from .kernel import Kernel as Kernel
 from .layers import *  # noqa: F403
 from .layers import __all__ as _layer_names
+from .monte_carlo import MonteCarloKernel as MonteCarloKernel
+from .monte_carlo import monte_carlo_kernel as monte_carlo_kernel
 
 __version__ = "0.1.0"
 __all__ = [
@@ -27,9 +30,12 @@ __all__ = [
     "InputTypeError",
     "Kernel",
     "LayerCompatibilityError",
+    "MonteCarloKernel",
     "NeuralKernelsError",
     "NonFiniteError",
     "ParametrizationError",
     "ShapeError",
+    "predict",
+    "monte_carlo_kernel",
     *_layer_names,
 ]

@@ -1,14 +1,16 @@
 r"""Evaluation of a network's kernel over all example pairs, in blocks.
 
-Every layer acts on each example pair independently (given the two inputs'
-variances), so the ``n1 x n2`` kernel is computed block by block:
+Every layer acts on each example pair independently (given each input's covariance
+with itself), so the ``n1 x n2`` kernel is computed block by block:
 
-1. the network is checked once on its static facts (shapes, Gaussianity);
-2. for each block of rows and columns the input kernel
-   :math:`K_0(x, x') = x \cdot x' / d` is one matrix product;
-3. the block is cut into chunks of about ``_CHUNK_ELEMENTS`` entries and the whole
+1. the network is checked once on its static facts (shapes, Gaussianity), which also
+   fix the input's channel axis and the spatial layout (full or diagonal);
+2. the same-example covariances of every input go through the network once;
+3. for each block of rows and columns the input kernel
+   :math:`K_0(x, x')_{pp'} = \sum_c x_{cp} x'_{cp'} / C` is one matrix product;
+4. the block is cut into chunks of about ``_CHUNK_ELEMENTS`` entries and the whole
    layer chain runs on one chunk while it sits in cache;
-4. with ``x2=None`` only the upper triangle is computed and then mirrored.
+5. with ``x2=None`` only the upper triangle is computed and then mirrored.
 
 Working memory is one block of the input kernel plus a few chunks, whatever ``n``.
 Under autograd (inputs or hyperparameters that require grad) blocks are joined with
@@ -17,6 +19,8 @@ Under autograd (inputs or hyperparameters that require grad) blocks are joined w
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -46,7 +50,35 @@ def _prepare(layer: Layer, x: Any, name: str, where: str) -> Tensor:
     return t
 
 
-def _check_network(layer: Layer, feature_shape: tuple[int, ...], where: str) -> Facts:
+@dataclass(frozen=True)
+class _Plan:
+    """What the engine needs to know about a network before any arithmetic."""
+
+    feature_shape: tuple[int, ...]
+    channel_axis: int
+    spatial: tuple[int, ...]
+    layout: str
+    facts: Facts
+
+    @property
+    def positions(self) -> int:
+        return math.prod(self.spatial)
+
+    @property
+    def pair_elements(self) -> int:
+        """Entries per example pair of the input kernel."""
+        p = self.positions
+        return p * p if self.layout == "full" and self.spatial else p
+
+    @property
+    def swap(self) -> tuple[int, ...]:
+        """Permutation of the trailing axes that maps ``k(x, x')`` to ``k(x', x)``."""
+        if self.layout == "diagonal" or not self.spatial:
+            return tuple(range(len(self.spatial)))
+        return tuple(i ^ 1 for i in range(2 * len(self.spatial)))
+
+
+def _plan(layer: Layer, feature_shape: tuple[int, ...], where: str) -> _Plan:
     out = layer.infer(Facts(feature_shape))
     if isinstance(out, tuple):
         raise LayerCompatibilityError(
@@ -56,16 +88,11 @@ def _check_network(layer: Layer, feature_shape: tuple[int, ...], where: str) -> 
                 "End it with FanInSum, FanInProduct or FanInConcat.",
             )
         )
-    if len(feature_shape) != 1:
-        raise ShapeError(
-            describe(
-                where,
-                f"inputs have feature shape {feature_shape}",
-                "Kernels of spatial inputs are not available yet: pass inputs of shape "
-                "(n, features), e.g. x.flatten(1).",
-            )
-        )
-    return out
+    axis = layer.first_channel_axis()
+    axis = -1 if axis is None else axis
+    spatial = feature_shape[1:] if axis == 0 else feature_shape[:-1]
+    layout = "full" if spatial and layer.needs_full_spatial() else "diagonal"
+    return _Plan(feature_shape, axis, tuple(spatial), layout, out)
 
 
 def _wants_grad(layer: Layer, *xs: Tensor) -> bool:
@@ -74,21 +101,120 @@ def _wants_grad(layer: Layer, *xs: Tensor) -> bool:
     return any(x.requires_grad for x in xs) or any(h.requires_grad for h in layer.hyperparameters())
 
 
+def _features(x: Tensor, plan: _Plan) -> Tensor:
+    """Inputs as ``(n, positions, channels)``."""
+    if plan.channel_axis == 0 and plan.spatial:
+        x = x.movedim(1, -1)
+    return x.reshape(x.shape[0], plan.positions, x.shape[-1])
+
+
+def _interleave(t: Tensor, lead: int, spatial: tuple[int, ...]) -> Tensor:
+    """``(*lead, P, P')`` to the interleaved pair layout ``(*lead, S1, S1', S2, S2', ...)``."""
+    s = len(spatial)
+    t = t.reshape(*t.shape[:lead], *spatial, *spatial)
+    perm = list(range(lead)) + [lead + i + j * s for i in range(s) for j in (0, 1)]
+    return t.permute(perm)
+
+
+def _gram(fa: Tensor, fb: Tensor, plan: _Plan) -> Tensor:
+    """Input kernel of a block: ``(na, nb, *pairs)``."""
+    na, nb, c = fa.shape[0], fb.shape[0], fa.shape[-1]
+    if not plan.spatial:
+        return (fa[:, 0] @ fb[:, 0].T) / c
+    p = plan.positions
+    if plan.layout == "full":
+        g = (fa.reshape(na * p, c) @ fb.reshape(nb * p, c).T) / c
+        g = g.reshape(na, p, nb, p).transpose(1, 2)
+        return _interleave(g, 2, plan.spatial)
+    g = torch.bmm(fa.transpose(0, 1), fb.permute(1, 2, 0)) / c  # (P, na, nb)
+    return g.permute(1, 2, 0).reshape(na, nb, *plan.spatial)
+
+
+def _self_cov(fa: Tensor, plan: _Plan) -> Tensor:
+    """Covariance of each input with itself: ``(n, *pairs)`` (``(n,)`` without space)."""
+    c = fa.shape[-1]
+    if not plan.spatial:
+        return (fa[:, 0] * fa[:, 0]).sum(-1) / c
+    if plan.layout == "full":
+        g = torch.bmm(fa, fa.transpose(1, 2)) / c
+        return _interleave(g, 1, plan.spatial)
+    return ((fa * fa).sum(-1) / c).reshape(fa.shape[0], *plan.spatial)
+
+
 def _input_kernel(
-    gram: Tensor, c1: Tensor, c2: Tensor, shape: tuple[int, ...], ntk: bool
+    gram: Tensor,
+    c1: Tensor,
+    c2: Tensor,
+    plan: _Plan,
+    ntk: bool,
+    diagonal: bool = False,
+    pattern1: Tensor | None = None,
+    pattern2: Tensor | None = None,
+    origin: tuple[int, int] | None = None,
 ) -> Kernel:
     return Kernel(
         nngp=gram,
         ntk=torch.zeros_like(gram) if ntk else None,
         cov1=c1,
         cov2=c2,
-        shape1=shape,
-        shape2=shape,
+        shape1=plan.feature_shape,
+        shape2=plan.feature_shape,
+        diagonal=diagonal,
+        layout=plan.layout,
+        channel_axis=plan.channel_axis,
+        pattern1=pattern1,
+        pattern2=pattern2,
+        origin=origin,
     )
 
 
-def _block_rows(
-    block_size: Any, memory_budget: int | None, n1: int, n2: int, itemsize: int
+def _patterns(
+    pattern: Any, a: Tensor, b: Tensor | None, where: str
+) -> tuple[Tensor | None, Tensor | None]:
+    """Check graph adjacency ``pattern`` against the inputs; one per batch."""
+    if pattern is None:
+        return None, None
+    if b is None:
+        pair = (pattern, pattern) if not isinstance(pattern, (tuple, list)) else tuple(pattern)
+    else:
+        if not isinstance(pattern, (tuple, list)) or len(pattern) != 2:
+            raise ShapeError(
+                describe(
+                    where,
+                    "one adjacency pattern for two input batches",
+                    "Pass pattern=(pattern1, pattern2), one (n, L, L) tensor per batch.",
+                )
+            )
+        pair = tuple(pattern)
+    out = []
+    for name, p, x in (("pattern1", pair[0], a), ("pattern2", pair[1], a if b is None else b)):
+        t = as_tensor(p, name, where).to(x.dtype)
+        n = x.shape[0]
+        if t.ndim != 3 or t.shape[0] != n or t.shape[1] != t.shape[2]:
+            raise ShapeError(
+                describe(
+                    where,
+                    f"{name} has shape {tuple(t.shape)} for {n} inputs",
+                    f"Pass one square adjacency matrix per example: shape ({n}, L, L).",
+                )
+            )
+        out.append(t)
+    return out[0], out[1]
+
+
+def _budget(memory_budget: int | None) -> int:
+    budget = DEFAULT_MEMORY_BUDGET if memory_budget is None else int(memory_budget)
+    if budget <= 0:
+        raise HyperparameterError(
+            describe(
+                "kernel", f"memory_budget={memory_budget!r}", "Give a positive number of bytes."
+            )
+        )
+    return budget
+
+
+def _block_shape(
+    block_size: Any, memory_budget: int | None, n1: int, n2: int, pair_bytes: int
 ) -> tuple[int, int]:
     if block_size is not None:
         rows, cols = (block_size, block_size) if isinstance(block_size, int) else block_size
@@ -101,17 +227,20 @@ def _block_rows(
                 )
             )
         return min(int(rows), n1), min(int(cols), n2)
-    budget = DEFAULT_MEMORY_BUDGET if memory_budget is None else int(memory_budget)
-    if budget <= 0:
-        raise HyperparameterError(
-            describe(
-                "kernel", f"memory_budget={memory_budget!r}", "Give a positive number of bytes."
-            )
-        )
-    # One block of the input kernel, twice over (the Gram product and its chunks' outputs).
-    cols = min(n2, _MAX_BLOCK, max(1, budget // (4 * itemsize)))
-    rows = min(n1, _MAX_BLOCK, max(1, budget // (4 * itemsize * cols)))
+    budget = _budget(memory_budget)
+    # One block of the input kernel, four times over (Gram product, chunk temporaries).
+    pairs = max(1, budget // (4 * pair_bytes))
+    cols = min(n2, _MAX_BLOCK, max(1, math.isqrt(pairs)))
+    rows = min(n1, _MAX_BLOCK, max(1, pairs // cols))
     return rows, cols
+
+
+def _chunk_shape(rows: int, cols: int, pair_elements: int) -> tuple[int, int]:
+    """Sub-block of a block on which the layer chain runs at once."""
+    pairs = max(1, _CHUNK_ELEMENTS // pair_elements)
+    c = min(cols, pairs)
+    r = min(rows, max(1, pairs // c))
+    return r, c
 
 
 def compute_kernel(
@@ -123,6 +252,7 @@ def compute_kernel(
     memory_budget: int | None,
     block_size: Any,
     progress: Progress | None,
+    pattern: Any = None,
 ) -> Kernel:
     """Compute ``layer.kernel(x1, x2)`` block by block (see the module docstring)."""
     where = f"{layer!r}.kernel"
@@ -133,136 +263,152 @@ def compute_kernel(
     b = a if symmetric else _prepare(layer, x2, "x2", where)
     if not symmetric:
         a, b = check_pair(a, b, where)
-    feature_shape = tuple(a.shape[1:])
-    facts = _check_network(layer, feature_shape, where)
-
+    plan = _plan(layer, tuple(a.shape[1:]), where)
     grad = _wants_grad(layer, a, b)
-    d = a.shape[1]
-    c1 = (a * a).sum(-1) / d
-    c2 = c1 if symmetric else (b * b).sum(-1) / d
+    fa = _features(a, plan)
+    fb = fa if symmetric else _features(b, plan)
+    c1 = _self_cov(fa, plan)
+    c2 = c1 if symmetric else _self_cov(fb, plan)
     n1, n2 = a.shape[0], b.shape[0]
-    rows, cols = _block_rows(block_size, memory_budget, n1, n2, a.element_size())
+    p1, p2 = _patterns(pattern, a, None if symmetric else b, where)
+    rows, cols = _block_shape(
+        block_size, memory_budget, n1, n2, plan.pair_elements * a.element_size()
+    )
     use_symmetry = symmetric and not grad
+    chunk_rows, chunk_cols = (rows, cols) if grad else _chunk_shape(rows, cols, plan.pair_elements)
 
     total = n1 * (n1 + 1) // 2 if use_symmetry else n1 * n2
     done = 0
-    out_nngp: Tensor | None = None
-    out_ntk: Tensor | None = None
-    row_parts: list[tuple[Tensor, Tensor | None]] = []
+    out: list[Tensor] = []
+    row_parts: list[list[Kernel]] = []
     for i0 in range(0, n1, rows):
         i1 = min(n1, i0 + rows)
-        col_parts: list[tuple[Tensor, Tensor | None]] = []
+        col_parts: list[Kernel] = []
         for j0 in range(0, n2, cols):
             j1 = min(n2, j0 + cols)
             if use_symmetry and j1 <= i0:
                 continue
-            gram = (a[i0:i1] @ b[j0:j1].T) / d
-            step = max(1, _CHUNK_ELEMENTS // (j1 - j0))
-            chunk_parts: list[tuple[Tensor, Tensor | None]] = []
-            for r0 in range(0, i1 - i0, step):
-                r1 = min(i1 - i0, r0 + step)
-                s0 = max(j0, i0 + r0) if use_symmetry else j0
-                if s0 >= j1:
-                    continue
-                k = layer.transform(
-                    _input_kernel(
-                        gram[r0:r1, s0 - j0 :],
-                        c1[i0 + r0 : i0 + r1],
-                        c2[s0:j1],
-                        feature_shape,
-                        want_ntk,
+            gram = _gram(fa[i0:i1], fb[j0:j1], plan)
+            for r0 in range(i0, i1, chunk_rows):
+                r1 = min(i1, r0 + chunk_rows)
+                for s0 in range(j0, j1, chunk_cols):
+                    s1 = min(j1, s0 + chunk_cols)
+                    if use_symmetry:
+                        s0 = max(s0, r0)
+                        if s0 >= s1:
+                            continue
+                    k = layer.transform(
+                        _input_kernel(
+                            gram[r0 - i0 : r1 - i0, s0 - j0 : s1 - j0],
+                            c1[r0:r1],
+                            c2[s0:s1],
+                            plan,
+                            want_ntk,
+                            pattern1=None if p1 is None else p1[r0:r1],
+                            pattern2=None if p2 is None else p2[s0:s1],
+                            origin=(r0, s0) if symmetric else None,
+                        )
                     )
-                )
-                assert isinstance(k, Kernel)
-                if grad:
-                    chunk_parts.append((k.nngp, k.ntk))
-                    continue
-                if out_nngp is None:
-                    out_nngp = k.nngp.new_empty((n1, n2))
-                    out_ntk = k.nngp.new_empty((n1, n2)) if want_ntk else None
-                out_nngp[i0 + r0 : i0 + r1, s0:j1] = k.nngp
-                if out_ntk is not None:
-                    out_ntk[i0 + r0 : i0 + r1, s0:j1] = k.ntk
-                done += (r1 - r0) * (j1 - s0)
-            if grad:
-                col_parts.append(_cat(chunk_parts, 0))
-                done += (i1 - i0) * (j1 - j0)
+                    assert isinstance(k, Kernel)
+                    done += (r1 - r0) * (s1 - s0)
+                    if grad:
+                        col_parts.append(k)
+                        continue
+                    if not out:
+                        trailing = tuple(k.nngp.shape[2:])
+                        out = [k.nngp.new_empty((n1, n2, *trailing))]
+                        if want_ntk:
+                            out.append(k.nngp.new_empty((n1, n2, *trailing)))
+                    out[0][r0:r1, s0:s1] = k.nngp
+                    if want_ntk:
+                        out[1][r0:r1, s0:s1] = k.ntk
         if grad:
-            row_parts.append(_cat(col_parts, 1))
+            row_parts.append(col_parts)
         if progress is not None:
             progress(min(done, total), total)
 
     if grad:
-        out_nngp, out_ntk = _cat(row_parts, 0)
-    assert out_nngp is not None
+        out = [torch.cat([torch.cat([k.nngp for k in r], 1) for r in row_parts], 0)]
+        if want_ntk:
+            out.append(
+                torch.cat([torch.cat([k.ntk for k in r], 1) for r in row_parts], 0)  # type: ignore[misc]
+            )
     if use_symmetry:
-        _mirror_upper(out_nngp, rows)
-        if out_ntk is not None:
-            _mirror_upper(out_ntk, rows)
+        swap = _output_swap(out[0].ndim - 2)
+        for m in out:
+            _mirror_upper(m, rows, swap)
 
-    cov1, cov2 = _output_variances(layer, c1, None if symmetric else c2, feature_shape)
+    d1 = _self_pass(layer, fa, plan, False, memory_budget, p1)
+    d2 = d1 if symmetric else _self_pass(layer, fb, plan, False, memory_budget, p2)
     return Kernel(
-        nngp=out_nngp,
-        ntk=out_ntk,
-        cov1=cov1,
-        cov2=cov2,
-        shape1=facts.shape,
-        shape2=facts.shape,
-        is_gaussian=facts.is_gaussian,
+        nngp=out[0],
+        ntk=out[1] if want_ntk else None,
+        cov1=d1.nngp,
+        cov2=d2.nngp,
+        shape1=plan.facts.shape,
+        shape2=plan.facts.shape,
+        is_gaussian=plan.facts.is_gaussian,
+        layout=d1.layout,
+        channel_axis=d1.channel_axis,
     )
 
 
-def _cat(parts: list[tuple[Tensor, Tensor | None]], dim: int) -> tuple[Tensor, Tensor | None]:
-    nngp = torch.cat([p[0] for p in parts], dim)
-    ntk = None if parts[0][1] is None else torch.cat([p[1] for p in parts], dim)  # type: ignore[misc]
-    return nngp, ntk
+def _output_swap(trailing: int) -> tuple[int, ...]:
+    """Trailing-axis permutation of a transposed pair (interleaved full layout)."""
+    return tuple(i ^ 1 for i in range(trailing)) if trailing % 2 == 0 else tuple(range(trailing))
 
 
-def _mirror_upper(m: Tensor, block: int) -> None:
-    """Fill the strict lower triangle of square ``m`` from its upper triangle, in place."""
+def _mirror_upper(m: Tensor, block: int, swap: tuple[int, ...]) -> None:
+    """Fill the strict lower triangle of ``m`` (``(n, n, ...)``) from its upper one, in place.
+
+    ``k(x_j, x_i)`` is ``k(x_i, x_j)`` with its axis pairs swapped (``swap``).
+    """
     n = m.shape[0]
+    perm = (1, 0, *(2 + i for i in swap))
     block = max(block, 256)
     for i0 in range(0, n, block):
         i1 = min(n, i0 + block)
         diag = m[i0:i1, i0:i1]
         upper = torch.ones(i1 - i0, i1 - i0, dtype=torch.bool, device=m.device).triu()
-        diag.copy_(torch.where(upper, diag, diag.T))
+        upper = upper.reshape(*upper.shape, *([1] * (m.ndim - 2)))
+        diag.copy_(torch.where(upper, diag, diag.permute(perm)))
         if i1 < n:
-            m[i1:, i0:i1] = m[i0:i1, i1:].T
+            m[i1:, i0:i1] = m[i0:i1, i1:].permute(perm)
 
 
-def _output_variances(
-    layer: Layer, c1: Tensor, c2: Tensor | None, shape: tuple[int, ...]
-) -> tuple[Tensor, Tensor]:
-    def run(c: Tensor) -> Tensor:
+def _self_pass(
+    layer: Layer,
+    f: Tensor,
+    plan: _Plan,
+    want_ntk: bool,
+    memory_budget: int | None,
+    pattern: Tensor | None = None,
+) -> Kernel:
+    """The network on the pairs ``(x_i, x_i)``, in batches of examples."""
+    budget = _budget(memory_budget)
+    per_example = 4 * plan.pair_elements * f.element_size()
+    batch = max(1, min(f.shape[0], budget // per_example))
+    parts: list[Kernel] = []
+    for i0 in range(0, f.shape[0], batch):
+        c = _self_cov(f[i0 : i0 + batch], plan)
+        p = None if pattern is None else pattern[i0 : i0 + batch]
         k = layer.transform(
-            Kernel(nngp=c, ntk=None, cov1=c, cov2=c, shape1=shape, shape2=shape, diagonal=True)
+            _input_kernel(c, c, c, plan, want_ntk, diagonal=True, pattern1=p, pattern2=p)
         )
         assert isinstance(k, Kernel)
-        return k.nngp
+        parts.append(k)
+    if len(parts) == 1:
+        return parts[0]
+    ntk = torch.cat([p.ntk for p in parts]) if want_ntk else None  # type: ignore[misc]
+    return parts[0].replace(nngp=torch.cat([p.nngp for p in parts]), ntk=ntk)
 
-    v1 = run(c1)
-    return v1, v1 if c2 is None else run(c2)
 
-
-def compute_kernel_diag(layer: Layer, x: Any, get: Get) -> Kernel:
+def compute_kernel_diag(layer: Layer, x: Any, get: Get, pattern: Any = None) -> Kernel:
     """Compute ``layer.kernel_diag(x)``: the kernels of the pairs ``(x_i, x_i)``."""
     where = f"{layer!r}.kernel_diag"
     names = parse_get(get, where)
     t = _prepare(layer, x, "x", where)
-    shape = tuple(t.shape[1:])
-    _check_network(layer, shape, where)
-    c = (t * t).sum(-1) / t.shape[1]
-    k = layer.transform(
-        Kernel(
-            nngp=c,
-            ntk=torch.zeros_like(c) if "ntk" in names else None,
-            cov1=c,
-            cov2=c,
-            shape1=shape,
-            shape2=shape,
-            diagonal=True,
-        )
-    )
-    assert isinstance(k, Kernel)
-    return k.replace(cov2=k.cov1)
+    plan = _plan(layer, tuple(t.shape[1:]), where)
+    p, _ = _patterns(pattern, t, None, where)
+    k = _self_pass(layer, _features(t, plan), plan, "ntk" in names, None, p)
+    return k.replace(cov1=k.nngp, cov2=k.nngp)

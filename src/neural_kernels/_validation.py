@@ -125,19 +125,24 @@ def parse_get(get: Any, where: str) -> tuple[str, ...]:
     return names
 
 
+def _where(layer: object) -> str:
+    """How a message names ``layer``: its ``repr``, or the string itself for a function name."""
+    return layer if isinstance(layer, str) else repr(layer)
+
+
 def check_std(layer: object, name: str, value: Any, allow_none: bool = False) -> None:
     """A standard deviation must be a finite number >= 0 (or ``None`` where allowed)."""
     if value is None:
         if allow_none:
             return
         raise HyperparameterError(
-            describe(repr(layer), f"{name}=None", f"Give {name} a number >= 0.")
+            describe(_where(layer), f"{name}=None", f"Give {name} a number >= 0.")
         )
     if isinstance(value, Tensor):
         if value.numel() != 1:
             raise HyperparameterError(
                 describe(
-                    repr(layer),
+                    _where(layer),
                     f"{name} is a tensor of shape {tuple(value.shape)}",
                     f"Pass {name} as a scalar (a 0-d tensor is fine).",
                 )
@@ -148,7 +153,7 @@ def check_std(layer: object, name: str, value: Any, allow_none: bool = False) ->
     else:
         raise HyperparameterError(
             describe(
-                repr(layer),
+                _where(layer),
                 f"{name}={value!r} of type {type(value).__name__}",
                 f"Pass {name} as a number >= 0.",
             )
@@ -156,7 +161,7 @@ def check_std(layer: object, name: str, value: Any, allow_none: bool = False) ->
     if not np.isfinite(v) or v < 0:
         raise HyperparameterError(
             describe(
-                repr(layer),
+                _where(layer),
                 f"{name}={v}",
                 f"{name} is a standard deviation: use a finite number >= 0.",
             )
@@ -167,7 +172,7 @@ def check_positive_int(layer: object, name: str, value: Any) -> None:
     """A width or count must be an integer >= 1."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
         raise HyperparameterError(
-            describe(repr(layer), f"{name}={value!r}", f"{name} must be an integer >= 1.")
+            describe(_where(layer), f"{name}={value!r}", f"{name} must be an integer >= 1.")
         )
 
 
@@ -178,7 +183,7 @@ def check_parametrization(
     if value not in allowed:
         raise ParametrizationError(
             describe(
-                repr(layer),
+                _where(layer),
                 f"parametrization={value!r}",
                 f"Use one of {', '.join(repr(a) for a in allowed)}.",
             )
@@ -210,4 +215,5 @@ def check_module_options(
                 where, f"dtype={dtype!r}", "Pass a floating torch dtype such as torch.float64."
             )
         )
-    return ModuleContext(width, parametrization, generator, dtype, device)
+    axis = layer.first_channel_axis() if hasattr(layer, "first_channel_axis") else None
+    return ModuleContext(width, parametrization, generator, dtype, device, axis)

@@ -39,6 +39,10 @@ class InputTypeError(NeuralKernelsError, TypeError):
     """An argument has the wrong type (not a tensor, an integer dtype, ...)."""
 
 
+class SingularKernelError(NeuralKernelsError, ValueError):
+    """A kernel matrix that must be factorised is singular, indefinite or not symmetric."""
+
+
 def describe(where: str, got: str, fix: str) -> str:
     """Format an error message as ``'<where>: <got>. <fix>'``.
 

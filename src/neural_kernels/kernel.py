@@ -12,6 +12,8 @@ For a block of ``n1`` rows and ``n2`` columns of example pairs the fields are
 With ``diagonal=True`` the kernel holds only the pairs :math:`(x_i, x_i)`: ``nngp`` and
 ``ntk`` have shape ``(n,)`` and equal ``cov1`` (for the NNGP) on every entry.
 
+Spatial kernels add one axis pair per spatial axis; see :class:`Kernel`.
+
 The static facts are those layers need to check their input and to compute their
 finite-width corrections: ``shape1``/``shape2`` are the feature shapes (without the
 batch axis) of the *finite* network at this point, and ``is_gaussian`` says whether
@@ -30,19 +32,42 @@ from torch import Tensor
 __all__ = ["Kernel"]
 
 
+def _diag_equation(spatial: int) -> str:
+    """``'iaabb->iab'``-style einsum taking the same-position entries of a full layout."""
+    letters = "abcdefgh"[:spatial]
+    return "z" + "".join(c + c for c in letters) + "->z" + letters
+
+
 @dataclass(frozen=True)
 class Kernel:
     """Kernels of a block of example pairs, with the static facts layers need.
 
+    Spatial inputs (images, sequences) keep one axis pair per spatial axis. With
+    ``layout="full"`` the entries of a pair of examples are the covariances between every
+    two positions, interleaved: ``(n1, n2, H, H', W, W')`` for images. With
+    ``layout="diagonal"`` only same-position entries are kept: ``(n1, n2, H, W)``. A
+    network is computed in the cheapest layout that is still exact (a ``Flatten`` readout
+    needs only the diagonal; pooling needs the full covariance).
+
     Attributes:
-        nngp: NNGP kernel, shape ``(n1, n2)`` (or ``(n,)`` when ``diagonal``).
+        nngp: NNGP kernel, shape ``(n1, n2, *pairs)`` (``(n, *pairs)`` when ``diagonal``).
         ntk: NTK, same shape as ``nngp``, or ``None`` when it is not computed.
-        cov1: variances of the first inputs, shape ``(n1,)``.
-        cov2: variances of the second inputs, shape ``(n2,)``.
-        shape1: feature shape of the first inputs in the finite network.
+        cov1: covariances of each first input with itself, shape ``(n1, *pairs)``
+            (variances ``(n1,)`` for fully connected kernels).
+        cov2: the same for the second inputs, shape ``(n2, *pairs)``.
+        shape1: feature shape of the first inputs in the finite network (no batch axis).
         shape2: feature shape of the second inputs in the finite network.
         is_gaussian: whether the outputs at this point are Gaussian.
         diagonal: whether only the pairs ``(x_i, x_i)`` are held.
+        layout: ``"full"`` or ``"diagonal"`` spatial covariance.
+        channel_axis: the channel axis of ``shape1`` (``0``: channels first as in
+            ``Conv``; ``-1``: channels last as in ``Dense``).
+        pattern1: per-example graph adjacency of the first inputs ``(n1, L, L)`` for
+            ``Aggregate``, or ``None``.
+        pattern2: the same for the second inputs ``(n2, L, L)``.
+        origin: when both inputs are the same batch (``x2=None``), the indices
+            ``(row, col)`` of this block's first entry, so that a layer can tell pairs of
+            an example with itself (``row + a == col + b``); ``None`` otherwise.
 
     """
 
@@ -54,22 +79,75 @@ class Kernel:
     shape2: tuple[int, ...]
     is_gaussian: bool = False
     diagonal: bool = False
+    layout: str = "full"
+    channel_axis: int = -1
+    pattern1: Tensor | None = None
+    pattern2: Tensor | None = None
+    origin: tuple[int, int] | None = None
 
     def replace(self, **changes: object) -> Kernel:
         """Return a copy with the given fields changed."""
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
 
+    @property
+    def spatial_ndim(self) -> int:
+        """Number of spatial axes (``0`` for fully connected features)."""
+        return max(len(self.shape1) - 1, 0)
+
+    @property
+    def spatial_shape(self) -> tuple[int, ...]:
+        """Spatial sizes of the first inputs, e.g. ``(H, W)``."""
+        if self.spatial_ndim == 0:
+            return ()
+        return self.shape1[1:] if self.channel_axis == 0 else self.shape1[:-1]
+
+    @property
+    def cov_is_variance(self) -> bool:
+        """Whether ``cov1``/``cov2`` hold per-position variances only."""
+        return self.spatial_ndim == 0 or self.layout == "diagonal"
+
+    def variances(self, cov: Tensor) -> Tensor:
+        """Per-position variances ``(n, *spatial)`` of a ``cov1``/``cov2`` tensor."""
+        if self.cov_is_variance:
+            return cov
+        return torch.einsum(_diag_equation(self.spatial_ndim), cov)
+
+    def place_self(self, v: Tensor) -> tuple[Tensor, Tensor]:
+        """Per-position values ``v`` ``(n, *spatial)`` broadcast against a self-covariance.
+
+        Returns the values placed on the first and on the second position of each pair.
+        """
+        if self.cov_is_variance:
+            return v, v
+        n = v.shape[0]
+        a = v.reshape(n, *[d for size in v.shape[1:] for d in (size, 1)])
+        b = v.reshape(n, *[d for size in v.shape[1:] for d in (1, size)])
+        return a, b
+
+    def place(self, v1: Tensor, v2: Tensor) -> tuple[Tensor, Tensor]:
+        """Per-position values of the first and second inputs broadcast against ``nngp``."""
+        if self.diagonal:
+            return self.place_self(v1)
+        if self.cov_is_variance:
+            return v1.unsqueeze(1), v2.unsqueeze(0)
+        a = v1.reshape(v1.shape[0], 1, *[d for size in v1.shape[1:] for d in (size, 1)])
+        b = v2.reshape(1, v2.shape[0], *[d for size in v2.shape[1:] for d in (1, size)])
+        return a, b
+
+    def self_marginals(self, cov: Tensor) -> tuple[Tensor, Tensor]:
+        """Variances ``(q_a, q_b)`` broadcast against a same-example covariance ``cov``."""
+        return self.place_self(self.variances(cov))
+
     def marginals(self) -> tuple[Tensor, Tensor]:
         """The variances ``(q1, q2)`` broadcast against ``nngp``.
 
         Returns:
-            ``cov1[:, None]`` and ``cov2[None, :]`` for a full block; ``cov1`` twice for a
-            diagonal one.
+            For a fully connected block ``cov1[:, None]`` and ``cov2[None, :]``; for spatial
+            kernels the per-position variances placed on their axes of the pair layout; for
+            a diagonal (self-pairs) kernel the marginals of ``nngp`` itself.
 
         """
-        if self.diagonal:
-            return self.cov1, self.cov1
-        return self.cov1.unsqueeze(-1), self.cov2.unsqueeze(-2)
+        return self.place(self.variances(self.cov1), self.variances(self.cov2))
 
     @property
     def dtype(self) -> torch.dtype:
@@ -86,5 +164,5 @@ class Kernel:
         return (
             f"Kernel(nngp={tuple(self.nngp.shape)}, ntk={ntk}, dtype={self.nngp.dtype}, "
             f"shape1={self.shape1}, shape2={self.shape2}, is_gaussian={self.is_gaussian}, "
-            f"diagonal={self.diagonal})"
+            f"diagonal={self.diagonal}, layout={self.layout!r})"
         )

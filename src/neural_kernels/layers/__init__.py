@@ -1,10 +1,23 @@
 """Layers: each one a kernel transform plus a finite ``torch.nn.Module``."""
 
 from ._elementwise import Elementwise as Elementwise
+from .activations import GELU as GELU
+from .activations import RBF as RBF
 from .activations import ABReLU as ABReLU
 from .activations import Abs as Abs
+from .activations import Cos as Cos
+from .activations import Erf as Erf
+from .activations import Exp as Exp
+from .activations import Gaussian as Gaussian
+from .activations import Hermite as Hermite
 from .activations import LeakyReLU as LeakyReLU
+from .activations import Monomial as Monomial
+from .activations import Polynomial as Polynomial
+from .activations import RectifiedMonomial as RectifiedMonomial
 from .activations import ReLU as ReLU
+from .activations import Sign as Sign
+from .activations import Sin as Sin
+from .attention import GlobalSelfAttention as GlobalSelfAttention
 from .base import Facts as Facts
 from .base import FanInConcat as FanInConcat
 from .base import FanInProduct as FanInProduct
@@ -17,27 +30,70 @@ from .base import Parallel as Parallel
 from .base import Requirements as Requirements
 from .base import Residual as Residual
 from .base import Sequential as Sequential
+from .conv import Conv as Conv
+from .conv import Flatten as Flatten
 from .dense import Dense as Dense
+from .dropout import Dropout as Dropout
+from .graph import Aggregate as Aggregate
+from .graph import graph_pattern as graph_pattern
 from .normalization import LayerNorm as LayerNorm
+from .pooling import AvgPool as AvgPool
+from .pooling import GlobalAvgPool as GlobalAvgPool
+from .pooling import GlobalSumPool as GlobalSumPool
+from .pooling import SumPool as SumPool
+from .quadrature import ELU as ELU
+from .quadrature import Activation as Activation
+from .quadrature import Sigmoid as Sigmoid
+from .quadrature import SiLU as SiLU
+from .quadrature import Softplus as Softplus
+from .quadrature import Tanh as Tanh
 
 __all__ = [
+    "ELU",
+    "GELU",
+    "RBF",
     "ABReLU",
     "Abs",
+    "Activation",
+    "Aggregate",
+    "AvgPool",
+    "Conv",
+    "Cos",
     "Dense",
+    "Dropout",
     "Elementwise",
+    "Erf",
+    "Exp",
     "Facts",
     "FanInConcat",
     "FanInProduct",
     "FanInSum",
     "FanOut",
+    "Flatten",
+    "Gaussian",
+    "GlobalAvgPool",
+    "GlobalSelfAttention",
+    "GlobalSumPool",
+    "Hermite",
     "Identity",
     "Layer",
     "LayerNorm",
     "LeakyReLU",
     "ModuleContext",
+    "Monomial",
     "Parallel",
+    "Polynomial",
     "ReLU",
+    "RectifiedMonomial",
     "Requirements",
     "Residual",
     "Sequential",
+    "SiLU",
+    "Sigmoid",
+    "Sign",
+    "Sin",
+    "Softplus",
+    "SumPool",
+    "Tanh",
+    "graph_pattern",
 ]

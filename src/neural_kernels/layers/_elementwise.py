@@ -14,6 +14,7 @@ torch function, used by the finite twin and by quadrature) and ``dual``.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -59,7 +60,7 @@ class Elementwise(Layer):
 
     def infer_facts(self, facts: FactsFlow) -> FactsFlow:
         assert isinstance(facts, Facts)
-        return Facts(facts.shape, False)
+        return dataclasses.replace(facts, is_gaussian=False)
 
     def transform(self, k: Flow) -> Flow:
         assert isinstance(k, Kernel)
@@ -69,9 +70,16 @@ class Elementwise(Layer):
         if k.diagonal:
             cov1 = cov2 = nngp
         else:
-            cov1 = self.dual_var(k.cov1)
-            cov2 = cov1 if k.cov2 is k.cov1 else self.dual_var(k.cov2)
+            cov1 = self._self_dual(k, k.cov1)
+            cov2 = cov1 if k.cov2 is k.cov1 else self._self_dual(k, k.cov2)
         return k.replace(nngp=nngp, ntk=ntk, cov1=cov1, cov2=cov2, is_gaussian=False)
+
+    def _self_dual(self, k: Kernel, cov: Tensor) -> Tensor:
+        """The dual applied to a same-example covariance (variances, or a full layout)."""
+        if k.cov_is_variance:
+            return self.dual_var(cov)
+        qa, qb = k.self_marginals(cov)
+        return self.dual(cov, qa, qb, False)[0]
 
     def make_module(self, in_shape: Any, ctx: ModuleContext) -> nn.Module:
         return ElementwiseModule(self)

@@ -90,7 +90,7 @@ def correlation(k: Tensor, q1: Tensor, q2: Tensor) -> tuple[Tensor, Tensor]:
     c = k * (_rsqrt_var(q1) * snap)
     c = c * _rsqrt_var(q2)
     c = c.clamp(-1.0, 1.0)
-    norm = torch.sqrt(q1) * torch.sqrt(q2)
+    norm = safe_sqrt(q1) * safe_sqrt(q2)
     return c, norm
 
 

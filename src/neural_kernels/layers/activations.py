@@ -5,21 +5,50 @@ the NTK :math:`\Theta \mapsto \Theta\,\mathbb E[\phi'(u)\phi'(v)]` for
 :math:`(u, v) \sim \mathcal N(0, [[q_1, K], [K, q_2]])`. See
 :mod:`neural_kernels.layers._elementwise` for the protocol.
 
-Notation below: :math:`c = K / \sqrt{q_1 q_2}`, :math:`\theta = \arccos c`.
+Notation below: :math:`c = K / \sqrt{q_1 q_2}`, :math:`\theta = \arccos c`,
+:math:`S = q_1 + q_2`, :math:`P = q_1 q_2`. Every formula is the exact Gaussian
+expectation (checked against two-dimensional quadrature in the tests) and follows Neural
+Tangents' conventions; where Neural Tangents differs from the exact dual the class
+docstring says so.
 """
 
 from __future__ import annotations
 
 import math
+import numbers
+from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cache
+from typing import Any
 
 import torch
 from torch import Tensor
 
+from ..errors import HyperparameterError, describe
 from ._elementwise import Elementwise
 from ._safe import INV_2PI, correlation, safe_acos, safe_sqrt
 
-__all__ = ["ABReLU", "Abs", "LeakyReLU", "ReLU"]
+__all__ = [
+    "GELU",
+    "RBF",
+    "ABReLU",
+    "Abs",
+    "Cos",
+    "Erf",
+    "Exp",
+    "Gaussian",
+    "Hermite",
+    "LeakyReLU",
+    "Monomial",
+    "Polynomial",
+    "ReLU",
+    "RectifiedMonomial",
+    "Sign",
+    "Sin",
+]
+
+#: Largest polynomial degree accepted (the moment coefficients grow like ``(2n)!``).
+MAX_DEGREE = 64
 
 
 def _abrelu_dual(
@@ -46,6 +75,32 @@ def _abrelu_dual(
     return nngp, dot
 
 
+def _needs_grad(*tensors: Tensor) -> bool:
+    return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
+
+
+def _relu_dual_inplace(
+    k: Tensor, q1: Tensor, q2: Tensor, want_dot: bool
+) -> tuple[Tensor, Tensor | None]:
+    """The arc-cosine dual without autograd: fused, in place, few temporaries.
+
+    Same values as the differentiable path (including the snap of correlations within
+    16 rounding units of one, see :func:`~neural_kernels.layers._safe.correlation`).
+    """
+    tiny = torch.finfo(k.dtype).tiny
+    snap = 1.0 + 16.0 * torch.finfo(k.dtype).eps
+    c = k * (q1.clamp_min(tiny).rsqrt() * snap)
+    c.mul_(q2.clamp_min(tiny).rsqrt()).clamp_(-1.0, 1.0)
+    one = torch.ones((), dtype=k.dtype, device=k.device)
+    nngp = torch.addcmul(one, c, c, value=-1.0).clamp_min_(0.0).sqrt_()  # sin(theta)
+    theta = torch.acos(c)
+    theta.neg_().add_(math.pi)  # pi - theta
+    nngp.addcmul_(theta, c)
+    nngp.mul_(q1.sqrt() * INV_2PI).mul_(q2.sqrt())
+    dot = theta.mul_(INV_2PI) if want_dot else None
+    return nngp, dot
+
+
 @dataclass(frozen=True)
 class ReLU(Elementwise):
     r"""Rectified linear unit :math:`\phi(x) = \max(x, 0)`: the arc-cosine kernel.
@@ -61,6 +116,8 @@ class ReLU(Elementwise):
     def dual(
         self, k: Tensor, q1: Tensor, q2: Tensor, want_dot: bool
     ) -> tuple[Tensor, Tensor | None]:
+        if not _needs_grad(k, q1, q2):
+            return _relu_dual_inplace(k, q1, q2, want_dot)
         c, norm = correlation(k, q1, q2)
         theta = safe_acos(c)
         pi_minus = math.pi - theta
@@ -139,3 +196,722 @@ class Abs(Elementwise):
 
     def dual_var(self, q: Tensor) -> Tensor:
         return q
+
+
+# ----------------------------------------------------------------------------------------
+# Hyperparameter checks
+# ----------------------------------------------------------------------------------------
+
+
+def _check_real(layer: object, name: str, value: Any, *, minimum: float | None = None) -> None:
+    """``value`` must be a finite real number (``>= minimum`` when given)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise HyperparameterError(
+            describe(
+                repr(layer),
+                f"{name}={value!r} of type {type(value).__name__}",
+                f"Pass {name} as a Python float.",
+            )
+        )
+    v = float(value)
+    if not math.isfinite(v) or (minimum is not None and v < minimum):
+        need = "a finite number" if minimum is None else f"a finite number >= {minimum}"
+        raise HyperparameterError(describe(repr(layer), f"{name}={v}", f"Use {need}."))
+
+
+def _check_degree(layer: object, value: Any) -> None:
+    """A polynomial degree must be an integer in ``[0, MAX_DEGREE]``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise HyperparameterError(
+            describe(
+                repr(layer),
+                f"degree={value!r} of type {type(value).__name__}",
+                "Pass the degree as a non-negative int.",
+            )
+        )
+    if not 0 <= int(value) <= MAX_DEGREE:
+        raise HyperparameterError(
+            describe(
+                repr(layer),
+                f"degree={value}",
+                f"Use an integer degree between 0 and {MAX_DEGREE}.",
+            )
+        )
+
+
+# ----------------------------------------------------------------------------------------
+# Smooth activations
+# ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Erf(Elementwise):
+    r"""Scaled error function :math:`\phi(x) = a\,\mathrm{erf}(b x) + c`.
+
+    With :math:`D = (1 + 2b^2 q_1)(1 + 2b^2 q_2) - 4 b^4 K^2`,
+
+    .. math::
+        \mathbb E[\phi\phi] = \frac{2a^2}{\pi}\arcsin\frac{2 b^2 K}
+            {\sqrt{(1 + 2b^2 q_1)(1 + 2b^2 q_2)}} + c^2, \qquad
+        \mathbb E[\phi'\phi'] = \frac{4 a^2 b^2}{\pi \sqrt D}.
+
+    Neural Tangents' ``Sigmoid_like`` is ``Erf(0.5, 1 / 2.4020563531719796, 0.5)``.
+    """
+
+    a: float = 1.0
+    b: float = 1.0
+    c: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("a", "b", "c"):
+            _check_real(self, name, getattr(self, name))
+
+    def fn(self, x: Tensor) -> Tensor:
+        return self.a * torch.erf(self.b * x) + self.c
+
+    def dual(
+        self, k: Tensor, q1: Tensor, q2: Tensor, want_dot: bool
+    ) -> tuple[Tensor, Tensor | None]:
+        b2 = self.b * self.b
+        kb = k * (2.0 * b2)
+        # D >= 1 + 2 b^2 (q1 + q2): never zero, smooth at correlation one.
+        root = torch.sqrt((1.0 + 2.0 * b2 * q1) * (1.0 + 2.0 * b2 * q2) - kb * kb)
+        a2 = self.a * self.a
+        nngp = torch.atan2(kb, root) * (2.0 * a2 / math.pi) + self.c * self.c
+        dot = (4.0 * a2 * b2 / math.pi) / root if want_dot else None
+        return nngp, dot
+
+    def dual_var(self, q: Tensor) -> Tensor:
+        qb = q * (2.0 * self.b * self.b)
+        return (
+            torch.atan2(qb, torch.sqrt(1.0 + 2.0 * qb)) * (2.0 * self.a * self.a / math.pi)
+            + self.c * self.c
+        )
+
+
+_GELU_MODES = ("none", "tanh")
+
+
+@dataclass(frozen=True)
+class GELU(Elementwise):
+    r"""Gaussian error linear unit :math:`\phi(x) = x\,\Phi(x)` (``torch.nn.GELU``).
+
+    With :math:`P_1 = (1 + q_1)(1 + q_2)`, :math:`\delta = \sqrt{P_1 - K^2}` and
+    :math:`\alpha = \arctan(K / \delta)`,
+
+    .. math::
+        \mathbb E[\phi\phi] = \frac K4 + \frac1{2\pi}\left(\frac{K^2 + P\delta^2}{P_1\delta}
+            + K\alpha\right), \qquad
+        \mathbb E[\phi'\phi'] = \frac14 + \frac{\alpha}{2\pi} + \frac{K}{2\pi\delta}
+            \left(\frac1{\delta^2} + \frac{1 - P}{P_1} + 1\right).
+
+    ``approximate="tanh"`` changes only the finite twin, which then applies
+    ``torch.nn.functional.gelu(x, approximate="tanh")``. The kernels stay those of the
+    exact GELU, as in Neural Tangents (``Gelu(approximate=True)``); they differ from the
+    exact dual of the tanh approximation by about ``1e-4`` relative.
+    """
+
+    approximate: str = "none"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.approximate, str) or self.approximate not in _GELU_MODES:
+            raise HyperparameterError(
+                describe(
+                    repr(self),
+                    f"approximate={self.approximate!r}",
+                    'Use approximate="none" (exact) or approximate="tanh".',
+                )
+            )
+
+    def fn(self, x: Tensor) -> Tensor:
+        return torch.nn.functional.gelu(x, approximate=self.approximate)
+
+    def dual(
+        self, k: Tensor, q1: Tensor, q2: Tensor, want_dot: bool
+    ) -> tuple[Tensor, Tensor | None]:
+        prod = q1 * q2
+        prod1 = (1.0 + q1) * (1.0 + q2)
+        delta2 = prod1 - k * k  # >= 1 + q1 + q2
+        delta = torch.sqrt(delta2)
+        angle = torch.atan2(k, delta)
+        nngp = ((k * k + prod * delta2) / (prod1 * delta) + k * angle) * INV_2PI + 0.25 * k
+        dot = None
+        if want_dot:
+            inner = 1.0 / delta2 + (1.0 - prod) / prod1 + 1.0
+            dot = 0.25 + angle * INV_2PI + inner * k / delta * INV_2PI
+        return nngp, dot
+
+    def dual_var(self, q: Tensor) -> Tensor:
+        root = torch.sqrt(1.0 + 2.0 * q)
+        inner = q / ((q + 1.0) * root) + 0.5 * torch.atan2(q, root)
+        return (inner / math.pi + 0.25) * q
+
+
+def _sin_dual(
+    a: float, b: float, cos2c: float, k: Tensor, q1: Tensor, q2: Tensor, want_dot: bool
+) -> tuple[Tensor, Tensor | None]:
+    """Dual of ``a sin(b x + c)`` given ``cos(2c)``; both exponents are ``<= 0``."""
+    b2 = b * b
+    half = 0.5 * (q1 + q2)
+    plus = torch.exp((k - half) * b2)
+    minus = torch.exp((k + half) * -b2) * cos2c
+    h = 0.5 * a * a
+    nngp = (plus - minus) * h
+    dot = (plus + minus) * (h * b2) if want_dot else None
+    return nngp, dot
+
+
+def _sin_var(a: float, b: float, cos2c: float, q: Tensor) -> Tensor:
+    return (1.0 - torch.exp(q * (-2.0 * b * b)) * cos2c) * (0.5 * a * a)
+
+
+@dataclass(frozen=True)
+class Sin(Elementwise):
+    r"""Sine :math:`\phi(x) = a \sin(b x + c)`.
+
+    .. math::
+        \mathbb E[\phi\phi] = \frac{a^2}2\left(e^{b^2(K - S/2)} - \cos(2c)\,e^{-b^2(K + S/2)}
+            \right), \qquad
+        \mathbb E[\phi'\phi'] = \frac{a^2 b^2}2\left(e^{b^2(K - S/2)}
+            + \cos(2c)\,e^{-b^2(K + S/2)}\right).
+    """
+
+    a: float = 1.0
+    b: float = 1.0
+    c: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("a", "b", "c"):
+            _check_real(self, name, getattr(self, name))
+
+    def fn(self, x: Tensor) -> Tensor:
+        return self.a * torch.sin(self.b * x + self.c)
+
+    def dual(
+        self, k: Tensor, q1: Tensor, q2: Tensor, want_dot: bool
+    ) -> tuple[Tensor, Tensor | None]:
+        return _sin_dual(self.a, self.b, math.cos(2.0 * self.c), k, q1, q2, want_dot)
+
+    def dual_var(self, q: Tensor) -> Tensor:
+        return _sin_var(self.a, self.b, math.cos(2.0 * self.c), q)
+
+
+@dataclass(frozen=True)
+class Cos(Elementwise):
+    r"""Cosine :math:`\phi(x) = a \cos(b x + c)`: :class:`Sin` with phase :math:`c + \pi/2`.
+
+    .. math::
+        \mathbb E[\phi\phi] = \frac{a^2}2\left(e^{b^2(K - S/2)} + \cos(2c)\,e^{-b^2(K + S/2)}
+            \right), \qquad
+        \mathbb E[\phi'\phi'] = \frac{a^2 b^2}2\left(e^{b^2(K - S/2)}
+            - \cos(2c)\,e^{-b^2(K + S/2)}\right).
+    """
+
+    a: float = 1.0
+    b: float = 1.0
+    c: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("a", "b", "c"):
+            _check_real(self, name, getattr(self, name))
+
+    def fn(self, x: Tensor) -> Tensor:
+        return self.a * torch.cos(self.b * x + self.c)
+
+    def dual(
+        self, k: Tensor, q1: Tensor, q2: Tensor, want_dot: bool
+    ) -> tuple[Tensor, Tensor | None]:
+        return _sin_dual(self.a, self.b, -math.cos(2.0 * self.c), k, q1, q2, want_dot)
+
+    def dual_var(self, q: Tensor) -> Tensor:
+        return _sin_var(self.a, self.b, -math.cos(2.0 * self.c), q)
+
+
+@dataclass(frozen=True)
+class RBF(Elementwise):
+    r"""Random-Fourier-feature activation :math:`\phi(x) = \sqrt2\sin(\sqrt{2\gamma}\,x + \pi/4)`.
+
+    Its NNGP is the RBF (squared exponential) kernel of the pre-activations:
+
+    .. math::
+        \mathbb E[\phi\phi] = e^{-\gamma(q_1 + q_2 - 2K)}, \qquad
+        \mathbb E[\phi'\phi'] = 2\gamma\, e^{-\gamma(q_1 + q_2 - 2K)},
+
+    so after ``Dense(w_std=1, b_std=None)`` on ``d`` features the NNGP is
+    :math:`\exp(-\gamma \lVert x - x'\rVert^2 / d)`, with :math:`\gamma = 1/(2\ell^2)`.
+    """
+
+    gamma: float = 1.0
+
+    def __post_init__(self) -> None:
+        _check_real(self, "gamma", self.gamma, minimum=0.0)
+
+    def fn(self, x: Tensor) -> Tensor:
+        return math.sqrt(2.0) * torch.sin(math.sqrt(2.0 * self.gamma) * x + 0.25 * math.pi)
+
+    def dual(
+        self, k: Tensor, q1: Tensor, q2: Tensor, want_dot: bool
+    ) -> tuple[Tensor, Tensor | None]:
+        nngp = torch.exp((2.0 * k - q1 - q2) * self.gamma)
+        dot = nngp * (2.0 * self.gamma) if want_dot else None
+        return nngp, dot
+
+    def dual_var(self, q: Tensor) -> Tensor:
+        return torch.ones_like(q)
+
+
+@dataclass(frozen=True)
+class Exp(Elementwise):
+    r"""Exponential :math:`\phi(x) = a e^{b x}`.
+
+    .. math::
+        \mathbb E[\phi\phi] = a^2 e^{b^2 (S/2 + K)}, \qquad
+        \mathbb E[\phi'\phi'] = a^2 b^2 e^{b^2 (S/2 + K)}.
+
+    Always finite, but grows fast: ``b^2 q`` beyond about 350 (float64) or 40 (float32)
+    overflows.
+    """
+
+    a: float = 1.0
+    b: float = 1.0
+
+    def __post_init__(self) -> None:
+        for name in ("a", "b"):
+            _check_real(self, name, getattr(self, name))
+
+    def fn(self, x: Tensor) -> Tensor:
+        return self.a * torch.exp(self.b * x)
+
+    def dual(
+        self, k: Tensor, q1: Tensor, q2: Tensor, want_dot: bool
+    ) -> tuple[Tensor, Tensor | None]:
+        b2 = self.b * self.b
+        nngp = torch.exp((0.5 * (q1 + q2) + k) * b2) * (self.a * self.a)
+        dot = nngp * b2 if want_dot else None
+        return nngp, dot
+
+    def dual_var(self, q: Tensor) -> Tensor:
+        return torch.exp(q * (2.0 * self.b * self.b)) * (self.a * self.a)
+
+
+@dataclass(frozen=True)
+class Gaussian(Elementwise):
+    r"""Gaussian bump :math:`\phi(x) = a e^{b x^2}` (``b < 0`` for a bump).
+
+    With :math:`D = (1 - 2b q_1)(1 - 2b q_2) - 4 b^2 K^2`,
+
+    .. math::
+        \mathbb E[\phi\phi] = \frac{a^2}{\sqrt D}, \qquad
+        \mathbb E[\phi'\phi'] = \frac{4 a^2 b^2 K}{D^{3/2}}.
+
+    For ``b > 0`` the expectation :math:`\mathbb E[\phi(u)^2]` is finite only while
+    :math:`4 b q < 1`; a larger input variance raises :class:`HyperparameterError`.
+    """
+
+    a: float = 1.0
+    b: float = -1.0
+
+    def __post_init__(self) -> None:
+        for name in ("a", "b"):
+            _check_real(self, name, getattr(self, name))
+
+    def fn(self, x: Tensor) -> Tensor:
+        return self.a * torch.exp(self.b * x * x)
+
+    def _check_domain(self, *qs: Tensor) -> None:
+        if self.b <= 0:
+            return
+        q = max(float(t.detach().max()) for t in qs)
+        if 4.0 * self.b * q >= 1.0:
+            raise HyperparameterError(
+                describe(
+                    repr(self),
+                    f"the input variance reaches q={q:.6g}, so 4*b*q={4.0 * self.b * q:.6g} "
+                    f">= 1 and E[phi(u)^2] = E[a^2 exp(2 b u^2)] is infinite",
+                    f"Use b < 1/(4 q) = {0.25 / q:.6g} (b <= 0 is always finite), or shrink "
+                    "the variance before this layer (smaller w_std or b_std).",
+                )
+            )
+
+    def dual(
+        self, k: Tensor, q1: Tensor, q2: Tensor, want_dot: bool
+    ) -> tuple[Tensor, Tensor | None]:
+        self._check_domain(q1, q2)
+        b = self.b
+        det = (1.0 - 2.0 * b * q1) * (1.0 - 2.0 * b * q2) - (4.0 * b * b) * k * k
+        inv_root = torch.rsqrt(det)
+        a2 = self.a * self.a
+        nngp = inv_root * a2
+        dot = k * inv_root**3 * (4.0 * a2 * b * b) if want_dot else None
+        return nngp, dot
+
+    def dual_var(self, q: Tensor) -> Tensor:
+        self._check_domain(q)
+        return torch.rsqrt(1.0 - 4.0 * self.b * q) * (self.a * self.a)
+
+
+# ----------------------------------------------------------------------------------------
+# Homogeneous activations: arc-cosine kernels
+# ----------------------------------------------------------------------------------------
+
+
+def _masked_correlation(k: Tensor, q1: Tensor, q2: Tensor) -> tuple[Tensor, Tensor]:
+    """:func:`correlation` with ``c = norm = 0`` and zero gradients where a variance is zero.
+
+    A zero variance (a zero input without bias) makes that side a constant; the kernel
+    is not differentiable there (it is a cone in the input), and the plain square roots
+    would give infinite or NaN gradients. Masking the variances first (the double-where
+    trick) gives the zero subgradient instead.
+    """
+    pos1, pos2 = q1 > 0, q2 > 0
+    c, norm = correlation(
+        k, torch.where(pos1, q1, torch.ones_like(q1)), torch.where(pos2, q2, torch.ones_like(q2))
+    )
+    both = pos1 & pos2
+    zero = torch.zeros((), dtype=k.dtype, device=k.device)
+    return torch.where(both, c, zero), torch.where(both, norm, zero)
+
+
+@dataclass(frozen=True)
+class Sign(Elementwise):
+    r"""Sign :math:`\phi(x) = \mathrm{sign}(x)`.
+
+    .. math::
+        \mathbb E[\phi\phi] = 1 - \frac{2\theta}\pi = \frac2\pi\arcsin c, \qquad
+        \mathbb E[\phi'\phi'] = 0.
+
+    The derivative is a delta at zero, which is dropped (Neural Tangents' convention),
+    so the NTK after ``Sign`` comes only from later layers. A zero-variance input gives
+    :math:`\phi = 0`.
+    """
+
+    def fn(self, x: Tensor) -> Tensor:
+        return torch.sign(x)
+
+    def dual(
+        self, k: Tensor, q1: Tensor, q2: Tensor, want_dot: bool
+    ) -> tuple[Tensor, Tensor | None]:
+        c, _ = _masked_correlation(k, q1, q2)  # c = 0 where a variance is zero: phi = 0
+        nngp = 1.0 - safe_acos(c) * (2.0 / math.pi)
+        dot = torch.zeros_like(k) if want_dot else None
+        return nngp, dot
+
+    def dual_var(self, q: Tensor) -> Tensor:
+        return (q > 0).to(q.dtype)
+
+
+def _poly_mul(p: list[int], r: list[int]) -> list[int]:
+    out = [0] * (len(p) + len(r) - 1)
+    for i, x in enumerate(p):
+        for j, y in enumerate(r):
+            out[i + j] += x * y
+    return out
+
+
+def _poly_add(*ps: list[int]) -> list[int]:
+    out = [0] * max(len(p) for p in ps)
+    for p in ps:
+        for i, x in enumerate(p):
+            out[i] += x
+    return out
+
+
+def _poly_der(p: list[int]) -> list[int]:
+    return [i * x for i, x in enumerate(p)][1:] or [0]
+
+
+@cache
+def _arccos_polys(degree: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    r"""Integer polynomials :math:`(P_n, Q_n)` with :math:`J_n = (\pi - \theta)P_n(c) + s Q_n(c)`.
+
+    :math:`J_n` is Cho and Saul's arc-cosine function, built by the recursion
+    :math:`J_{n+1} = -\sin\theta\, J_n' + (2n + 1)\cos\theta\, J_n` from :math:`J_0 = \pi -
+    \theta`, which gives :math:`P_{n+1} = (1 - c^2)P_n' + (2n+1) c P_n` and
+    :math:`Q_{n+1} = P_n + 2n c Q_n + (1 - c^2) Q_n'`.
+    """
+    p, q = [1], [0]
+    one_minus = [1, 0, -1]
+    for n in range(degree):
+        p, q = (
+            _poly_add(_poly_mul(one_minus, _poly_der(p)), [0, *((2 * n + 1) * x for x in p)]),
+            _poly_add(p, [0, *(2 * n * x for x in q)], _poly_mul(one_minus, _poly_der(q))),
+        )
+    return tuple(p), tuple(q)
+
+
+def _horner(coef: Sequence[float], x: Tensor) -> Tensor:
+    """``sum_i coef[i] x^i`` (ascending coefficients) as a tensor of ``x``'s shape."""
+    out = torch.full_like(x, float(coef[-1]))
+    for a in reversed(coef[:-1]):
+        out = out * x + float(a)
+    return out
+
+
+def _arccos_j(degree: int, c: Tensor, theta: Tensor, sin: Tensor) -> Tensor:
+    p, q = _arccos_polys(degree)
+    return (math.pi - theta) * _horner(p, c) + sin * _horner(q, c)
+
+
+def _step_degenerate(value: Tensor, q1: Tensor, q2: Tensor) -> Tensor:
+    """``E[step(u) step(v)]`` from its arc-cosine ``value``, fixed where a variance is zero.
+
+    A zero variance makes that side the constant ``step(0) = 1`` (``x >= 0``, as the
+    finite twin's autograd has it), independent of the other side, so the expectation is
+    ``E[step(u)] E[step(v)]`` with ``1/2`` for a non-degenerate side.
+    """
+    pos1, pos2 = q1 > 0, q2 > 0
+    e1 = torch.where(pos1, 0.5, 1.0).to(value.dtype)
+    e2 = torch.where(pos2, 0.5, 1.0).to(value.dtype)
+    return torch.where(pos1 & pos2, value, e1 * e2)
+
+
+@dataclass(frozen=True)
+class RectifiedMonomial(Elementwise):
+    r"""Rectified monomial :math:`\phi(x) = \max(x, 0)^n` (``n = 0``: the step :math:`[x \ge 0]`).
+
+    With Cho and Saul's arc-cosine function :math:`J_n(\theta)`
+    (:math:`J_0 = \pi - \theta`, :math:`J_1 = \sin\theta + (\pi - \theta)\cos\theta`, ...),
+
+    .. math::
+        \mathbb E[\phi\phi] = \frac{(q_1 q_2)^{n/2}}{2\pi} J_n(\theta), \qquad
+        \mathbb E[\phi'\phi'] = \frac{n^2 (q_1 q_2)^{(n-1)/2}}{2\pi} J_{n-1}(\theta)
+
+    and :math:`\mathbb E[\phi'\phi'] = 0` for ``n = 0`` (the delta is dropped). ``n = 1``
+    is :class:`ReLU`. On the diagonal :math:`\mathbb E[\phi^2] = (2n-1)!!\, q^n / 2`, finite
+    (Neural Tangents 0.6.5 returns NaN there). The step is :math:`[x \ge 0]`, so a
+    zero-variance input makes the step (``n = 0``) and the derivative of ``n = 1`` the
+    constant ``1``.
+    """
+
+    degree: int = 1
+
+    def __post_init__(self) -> None:
+        _check_degree(self, self.degree)
+
+    def fn(self, x: Tensor) -> Tensor:
+        if self.degree == 0:
+            return (x >= 0).to(x.dtype)
+        return torch.clamp_min(x, 0.0) ** self.degree
+
+    def dual(
+        self, k: Tensor, q1: Tensor, q2: Tensor, want_dot: bool
+    ) -> tuple[Tensor, Tensor | None]:
+        n = self.degree
+        c, norm = _masked_correlation(k, q1, q2)
+        theta = safe_acos(c)
+        sin = safe_sqrt(1.0 - c * c)
+        nngp = _arccos_j(n, c, theta, sin) * INV_2PI
+        nngp = nngp * norm**n if n > 0 else _step_degenerate(nngp, q1, q2)
+        dot = None
+        if want_dot:
+            if n == 0:
+                dot = torch.zeros_like(k)
+            else:
+                dot = _arccos_j(n - 1, c, theta, sin) * (n * n * INV_2PI)
+                dot = dot * norm ** (n - 1) if n > 1 else _step_degenerate(dot, q1, q2)
+        return nngp, dot
+
+    def dual_var(self, q: Tensor) -> Tensor:
+        n = self.degree
+        if n == 0:
+            return torch.where(q > 0, 0.5, 1.0).to(q.dtype)
+        return q**n * (0.5 * _double_factorial(2 * n - 1))
+
+
+def _double_factorial(n: int) -> int:
+    return math.prod(range(n, 0, -2))
+
+
+# ----------------------------------------------------------------------------------------
+# Polynomials
+# ----------------------------------------------------------------------------------------
+
+
+@cache
+def _hermite_rows(
+    coef: tuple[float, ...] | tuple[int, ...],
+) -> tuple[tuple[float, ...] | None, ...]:
+    r"""Coefficients (in :math:`q`) of :math:`s_l(q) = \sum_i a_{2i+l} \frac{(2i+l)!}{2^i i!} q^i`.
+
+    :math:`s_l(q) / \sqrt{l!}` is the ``l``-th normalised Hermite coefficient of
+    :math:`x \mapsto \phi(\sqrt q\, x)`. ``None`` marks an identically zero row.
+    """
+    d = len(coef) - 1
+    rows: list[tuple[float, ...] | None] = []
+    for order in range(d + 1):
+        row = tuple(
+            float(
+                coef[2 * i + order] * (math.factorial(2 * i + order) // (2**i * math.factorial(i)))
+            )
+            for i in range((d - order) // 2 + 1)
+        )
+        rows.append(row if any(r != 0.0 for r in row) else None)
+    return tuple(rows)
+
+
+def _polynomial_dual(
+    rows: tuple[tuple[float, ...] | None, ...],
+    k: Tensor,
+    q1: Tensor,
+    q2: Tensor,
+    want_dot: bool,
+    scale: float = 1.0,
+) -> tuple[Tensor, Tensor | None]:
+    r"""Dual of a polynomial from its :func:`_hermite_rows`, a polynomial in ``k, q1, q2``.
+
+    .. math::
+        \mathbb E[\phi\phi] = \sum_l \frac{s_l(q_1) s_l(q_2)}{l!} K^l, \qquad
+        \mathbb E[\phi'\phi'] = \sum_{l \ge 1} \frac{s_l(q_1) s_l(q_2)}{(l-1)!} K^{l-1}.
+
+    No square root or division: exact and smooth everywhere, zero variances included.
+    """
+    weights: list[Tensor | None] = []
+    for order, row in enumerate(rows):
+        if row is None:
+            weights.append(None)
+        else:
+            s1s2 = _horner(row, q1) * _horner(row, q2)
+            weights.append(s1s2 * (scale / math.factorial(order)))
+    nngp = torch.zeros_like(k)
+    for weight in reversed(weights):
+        nngp = nngp * k
+        if weight is not None:
+            nngp = nngp + weight
+    dot = None
+    if want_dot:
+        dot = torch.zeros_like(k)
+        for order in range(len(weights) - 1, 0, -1):
+            dot = dot * k
+            weight = weights[order]
+            if weight is not None:
+                dot = dot + weight * float(order)
+    return nngp, dot
+
+
+@dataclass(frozen=True)
+class Monomial(Elementwise):
+    r"""Monomial :math:`\phi(x) = x^n`.
+
+    .. math::
+        \mathbb E[u^n v^n] = \sum_{m=0}^{\lfloor n/2\rfloor}
+            \frac{(n!)^2}{4^m (m!)^2 (n-2m)!} K^{n-2m} (q_1 q_2)^m, \qquad
+        \mathbb E[\phi'\phi'] = n^2\, \mathbb E[u^{n-1} v^{n-1}]
+
+    (e.g. :math:`2K^2 + q_1 q_2` for ``n = 2``; :math:`(2n-1)!!\,q^n` on the diagonal).
+    """
+
+    degree: int = 2
+
+    def __post_init__(self) -> None:
+        _check_degree(self, self.degree)
+
+    def fn(self, x: Tensor) -> Tensor:
+        return x**self.degree
+
+    def dual(
+        self, k: Tensor, q1: Tensor, q2: Tensor, want_dot: bool
+    ) -> tuple[Tensor, Tensor | None]:
+        rows = _hermite_rows((0.0,) * self.degree + (1.0,))
+        return _polynomial_dual(rows, k, q1, q2, want_dot)
+
+    def dual_var(self, q: Tensor) -> Tensor:
+        return q**self.degree * float(_double_factorial(2 * self.degree - 1))
+
+
+@dataclass(frozen=True)
+class Polynomial(Elementwise):
+    r"""Polynomial :math:`\phi(x) = \sum_i a_i x^i` with ``coef = (a_0, a_1, ...)``.
+
+    Expanding :math:`\phi(\sqrt q\,z)` in normalised Hermite polynomials of ``z`` gives,
+    with :math:`s_l(q) = \sum_i a_{2i+l} \frac{(2i+l)!}{2^i\, i!} q^i`,
+
+    .. math::
+        \mathbb E[\phi\phi] = \sum_l \frac{s_l(q_1) s_l(q_2)}{l!} K^l, \qquad
+        \mathbb E[\phi'\phi'] = \sum_{l \ge 1} \frac{s_l(q_1) s_l(q_2)}{(l-1)!} K^{l-1},
+
+    Neural Tangents' ``Polynomial`` written without its divisions by :math:`\sqrt{q_1
+    q_2}` (so zero variances are fine).
+    """
+
+    coef: tuple[float, ...] = (0.0, 1.0)
+
+    def __post_init__(self) -> None:
+        coef = self.coef
+        if isinstance(coef, (str, bytes)) or not isinstance(coef, Sequence):
+            try:
+                coef = tuple(coef)  # numpy arrays, generators
+            except TypeError:
+                raise HyperparameterError(
+                    describe(
+                        repr(self),
+                        f"coef of type {type(self.coef).__name__}",
+                        "Pass the coefficients (a_0, a_1, ...) as a tuple of floats.",
+                    )
+                ) from None
+        if not 1 <= len(coef) <= MAX_DEGREE + 1:
+            raise HyperparameterError(
+                describe(
+                    repr(self),
+                    f"{len(coef)} coefficients",
+                    f"Pass between 1 and {MAX_DEGREE + 1} coefficients (a_0, a_1, ...).",
+                )
+            )
+        for i, a in enumerate(coef):
+            _check_real(self, f"coef[{i}]", a)
+        object.__setattr__(self, "coef", tuple(float(a) for a in coef))
+
+    def fn(self, x: Tensor) -> Tensor:
+        return _horner(self.coef, x)
+
+    def dual(
+        self, k: Tensor, q1: Tensor, q2: Tensor, want_dot: bool
+    ) -> tuple[Tensor, Tensor | None]:
+        return _polynomial_dual(_hermite_rows(self.coef), k, q1, q2, want_dot)
+
+
+@cache
+def _hermite_coef(degree: int) -> tuple[int, ...]:
+    """Integer coefficients (ascending) of the probabilists' Hermite polynomial He_n."""
+    prev: tuple[int, ...] = (1,)  # He_0
+    cur: tuple[int, ...] = (0, 1)  # He_1
+    if degree == 0:
+        return prev
+    for n in range(1, degree):  # He_{n+1} = x He_n - n He_{n-1}
+        nxt = [0, *cur]
+        for i, a in enumerate(prev):
+            nxt[i] -= n * a
+        prev, cur = cur, tuple(nxt)
+    return cur
+
+
+@dataclass(frozen=True)
+class Hermite(Elementwise):
+    r"""Normalised probabilists' Hermite polynomial :math:`\phi(x) = He_n(x)/\sqrt{n!}`.
+
+    Orthonormal under :math:`\mathcal N(0, 1)`. For unit-variance inputs
+    (:math:`q_1 = q_2 = 1`) the dual is simply
+
+    .. math::
+        \mathbb E[\phi\phi] = K^n, \qquad \mathbb E[\phi'\phi'] = n K^{n-1},
+
+    which is what Neural Tangents' ``Hermite`` returns whatever the variances (it assumes
+    unit variance). Here the dual is exact for any variances: that of
+    :class:`Polynomial` with the coefficients of :math:`He_n / \sqrt{n!}`; it equals
+    :math:`K^n` exactly when :math:`q_1 = q_2 = 1`.
+    """
+
+    degree: int = 1
+
+    def __post_init__(self) -> None:
+        _check_degree(self, self.degree)
+
+    def fn(self, x: Tensor) -> Tensor:
+        coef = _hermite_coef(self.degree)
+        return _horner(coef, x) * (1.0 / math.sqrt(math.factorial(self.degree)))
+
+    def dual(
+        self, k: Tensor, q1: Tensor, q2: Tensor, want_dot: bool
+    ) -> tuple[Tensor, Tensor | None]:
+        rows = _hermite_rows(_hermite_coef(self.degree))  # exact integer arithmetic
+        scale = 1.0 / math.factorial(self.degree)
+        return _polynomial_dual(rows, k, q1, q2, want_dot, scale)

@@ -18,6 +18,7 @@ Data flowing between layers is either one value (a tensor, a ``Kernel``, a
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Union
@@ -64,11 +65,21 @@ class Facts:
         shape: feature shape of one example (no batch axis) in the finite network.
         is_gaussian: whether the values are Gaussian at infinite width (raw inputs are
             not: an activation needs a ``Dense`` before it).
+        channel_axis: ``0`` (channels first, after a ``Conv``), ``-1`` (channels last,
+            after a ``Dense``) or ``None`` (raw inputs: the first layer decides).
 
     """
 
     shape: tuple[int, ...]
     is_gaussian: bool = False
+    channel_axis: int | None = None
+
+    @property
+    def spatial_shape(self) -> tuple[int, ...]:
+        """Spatial sizes (``()`` for flat features)."""
+        if len(self.shape) <= 1:
+            return ()
+        return self.shape[1:] if self.channel_axis == 0 else self.shape[:-1]
 
 
 FactsFlow = Union[Facts, tuple[Facts, ...]]  # noqa: UP007
@@ -110,10 +121,16 @@ class ModuleContext:
     generator: torch.Generator | None = None
     dtype: torch.dtype | None = None
     device: torch.device | str | None = None
+    channel_axis: int | None = None
 
     def without_width(self) -> ModuleContext:
         """The same context with the width override removed (for a readout layer)."""
-        return ModuleContext(None, self.parametrization, self.generator, self.dtype, self.device)
+        return dataclasses.replace(self, width=None)
+
+    def at(self, facts: FactsFlow) -> ModuleContext:
+        """The context for a layer whose input has these static facts."""
+        first = facts[0] if isinstance(facts, tuple) else facts
+        return dataclasses.replace(self, channel_axis=first.channel_axis)
 
 
 # ----------------------------------------------------------------------------------------
@@ -130,6 +147,12 @@ class Layer:
     """
 
     requirements: ClassVar[Requirements] = Requirements()
+    #: The channel axis the layer wants for raw inputs: ``0`` (channels first, ``Conv``),
+    #: ``-1`` (channels last, ``Dense``) or ``None`` (no preference).
+    input_channel_axis: ClassVar[int | None] = None
+    #: Whether the layer needs the full spatial covariance (pooling, attention) rather
+    #: than only its same-position entries.
+    needs_full: ClassVar[bool] = False
     #: Whether the layer owns a width (``Dense``, ``Conv``): the last such layer of a
     #: network is its readout, whose width ``module(width=...)`` leaves alone.
     has_width: ClassVar[bool] = False
@@ -147,6 +170,14 @@ class Layer:
     def infer_facts(self, facts: FactsFlow) -> FactsFlow:
         """The output facts for input facts that satisfy :attr:`requirements`."""
         return facts
+
+    def first_channel_axis(self) -> int | None:
+        """The channel axis the network wants for its raw inputs (see ``input_channel_axis``)."""
+        return self.input_channel_axis
+
+    def needs_full_spatial(self) -> bool:
+        """Whether any layer of the network needs the full spatial covariance."""
+        return self.needs_full
 
     # -- shared machinery ----------------------------------------------------------------
 
@@ -222,6 +253,7 @@ class Layer:
         memory_budget: int | None = None,
         block_size: int | tuple[int, int] | None = None,
         progress: Progress | None = None,
+        pattern: Any = None,
     ) -> Kernel:
         """NNGP and NTK of the infinitely wide network between ``x1`` and ``x2``.
 
@@ -235,6 +267,8 @@ class Layer:
             block_size: rows (or ``(rows, cols)``) of example pairs per block, overriding
                 ``memory_budget``.
             progress: called as ``progress(done, total)`` with counts of example pairs.
+            pattern: graph adjacency for ``Aggregate`` layers: a tensor ``(n1, L, L)``
+                when ``x2`` is ``None``, else a pair ``(pattern1, pattern2)``.
 
         Returns:
             A :class:`Kernel` with ``nngp`` and ``ntk`` of shape ``(n1, n2)`` (``ntk`` is
@@ -252,14 +286,16 @@ class Layer:
             memory_budget=memory_budget,
             block_size=block_size,
             progress=progress,
+            pattern=pattern,
         )
 
-    def kernel_diag(self, x: Any, get: Get = ("nngp", "ntk")) -> Kernel:
+    def kernel_diag(self, x: Any, get: Get = ("nngp", "ntk"), *, pattern: Any = None) -> Kernel:
         """The kernels ``k(x_i, x_i)`` without building the ``n x n`` matrix.
 
         Args:
             x: inputs of shape ``(n, *features)``.
             get: ``"nngp"``, ``"ntk"`` or both.
+            pattern: graph adjacency ``(n, L, L)`` for ``Aggregate`` layers.
 
         Returns:
             A diagonal :class:`Kernel` whose ``nngp`` and ``ntk`` have shape ``(n,)``.
@@ -267,7 +303,7 @@ class Layer:
         """
         from .._engine import compute_kernel_diag
 
-        return compute_kernel_diag(self, x, get)
+        return compute_kernel_diag(self, x, get, pattern)
 
     def module(
         self,
@@ -305,6 +341,36 @@ class Layer:
     def _top_module(self, in_shape: tuple[int, ...], ctx: ModuleContext) -> nn.Module:
         """Build the twin of this layer as the whole network (its readout keeps its width)."""
         return self.make_module(in_shape, ctx.without_width() if self.has_width else ctx)
+
+    def module_out_shape(self, in_shape: Any, ctx: ModuleContext) -> Any:
+        """Feature shape of the output of ``make_module(in_shape, ctx)`` (a list for branches).
+
+        The declared :meth:`out_shape` for layers without a width; a layer with
+        ``has_width`` overrides it to honour ``ctx.width``.
+        """
+        return _shape_of(self.infer(_facts_of(in_shape, ctx.channel_axis)))
+
+    def _top_module_out_shape(self, in_shape: Any, ctx: ModuleContext) -> Any:
+        """Feature shape of the output of ``_top_module(in_shape, ctx)``."""
+        return self.module_out_shape(in_shape, ctx.without_width() if self.has_width else ctx)
+
+    def _module_out_facts(self, facts: FactsFlow, ctx: ModuleContext, top: bool) -> FactsFlow:
+        """The facts of the twin's output: the declared ones, with the twin's shapes.
+
+        ``facts`` carry the twin's input shapes (widths overridden by ``ctx.width``);
+        combinators thread them through their children instead (see ``Sequential``).
+        """
+        shape = _shape_of(facts)
+        twin = self._top_module_out_shape(shape, ctx) if top else self.module_out_shape(shape, ctx)
+        return _with_shapes(self.infer(facts), twin)
+
+    def _sublayers(self) -> Iterator[Layer]:
+        """The layers this layer is made of (its direct children)."""
+        for value in vars(self).values():
+            if isinstance(value, Layer):
+                yield value
+            elif isinstance(value, tuple):
+                yield from (v for v in value if isinstance(v, Layer))
 
     def hyperparameters(self) -> Iterator[Tensor]:
         """Tensors among this layer's fields (for the engine's autograd check)."""
@@ -405,38 +471,96 @@ class Sequential(Layer):
             facts = layer.infer(facts)
         return facts
 
+    def first_channel_axis(self) -> int | None:
+        return _first_axis(self.layers)
+
+    def needs_full_spatial(self) -> bool:
+        return any(layer.needs_full_spatial() for layer in self.layers)
+
     def transform(self, k: Flow) -> Flow:
         for layer in self.layers:
             k = layer.transform(k)
         return k
 
     def make_module(self, in_shape: Any, ctx: ModuleContext) -> nn.Module:
-        return self._build(in_shape, ctx, readout=None)
-
-    def _build(self, in_shape: Any, ctx: ModuleContext, readout: int | None) -> nn.Module:
-        modules = []
-        facts: FactsFlow = _facts_of(in_shape)
-        for i, layer in enumerate(self.layers):
-            layer_ctx = ctx.without_width() if i == readout else ctx
-            modules.append(layer.make_module(_shape_of(facts), layer_ctx))
-            facts = layer.infer(facts)
-        return nn.Sequential(*modules)
+        return self._build(in_shape, ctx, top=False)
 
     def _top_module(self, in_shape: tuple[int, ...], ctx: ModuleContext) -> nn.Module:
-        readout = max((i for i, lay in enumerate(self.layers) if lay.has_width), default=None)
-        return self._build(in_shape, ctx, readout)
+        return self._build(in_shape, ctx, top=True)
+
+    def module_out_shape(self, in_shape: Any, ctx: ModuleContext) -> Any:
+        return _shape_of(self._plan(_facts_of(in_shape, ctx.channel_axis), ctx, False)[1])
+
+    def _top_module_out_shape(self, in_shape: Any, ctx: ModuleContext) -> Any:
+        return _shape_of(self._plan(_facts_of(in_shape, ctx.channel_axis), ctx, True)[1])
+
+    def _module_out_facts(self, facts: FactsFlow, ctx: ModuleContext, top: bool) -> FactsFlow:
+        return self._plan(facts, ctx, top)[1]
+
+    def _build(self, in_shape: Any, ctx: ModuleContext, top: bool) -> nn.Module:
+        steps, _ = self._plan(_facts_of(in_shape, ctx.channel_axis), ctx, top)
+        modules = []
+        for layer, facts, is_top in steps:
+            shape, layer_ctx = _shape_of(facts), ctx.at(facts)
+            if is_top:
+                modules.append(layer._top_module(shape, layer_ctx))
+            else:
+                modules.append(layer.make_module(shape, layer_ctx))
+        return nn.Sequential(*modules)
+
+    def _plan(
+        self, facts: FactsFlow, ctx: ModuleContext, top: bool
+    ) -> tuple[list[tuple[Layer, FactsFlow, bool]], FactsFlow]:
+        """Each layer with the facts of the twin's input it gets, and the twin's output facts.
+
+        The twin's shapes follow the widths actually built (``ctx.width`` overrides the
+        declared ones), so the facts are threaded through the combinators' children
+        rather than inferred from the declared widths. As the whole network (``top``),
+        the last layer that holds a width is built as a network in its turn, so that
+        the readout keeps its width even inside a nested ``Sequential``.
+        """
+        readout = None
+        if top:
+            readout = max(
+                (i for i, lay in enumerate(self.layers) if _holds_width(lay)), default=None
+            )
+        steps = []
+        for i, layer in enumerate(self.layers):
+            is_top = i == readout
+            steps.append((layer, facts, is_top))
+            facts = layer._module_out_facts(facts, ctx.at(facts), is_top)
+        return steps, facts
 
 
-def _facts_of(shape: Any) -> FactsFlow:
+def _holds_width(layer: Layer) -> bool:
+    """Whether ``layer`` or one of its sublayers owns a width."""
+    return layer.has_width or any(_holds_width(sub) for sub in layer._sublayers())
+
+
+def _first_axis(layers: Sequence[Layer]) -> int | None:
+    for layer in layers:
+        axis = layer.first_channel_axis()
+        if axis is not None:
+            return axis
+    return None
+
+
+def _facts_of(shape: Any, channel_axis: int | None = None) -> FactsFlow:
     if isinstance(shape, list):
-        return tuple(Facts(tuple(s)) for s in shape)
-    return Facts(tuple(shape))
+        return tuple(Facts(tuple(s), True, channel_axis) for s in shape)
+    return Facts(tuple(shape), True, channel_axis)
 
 
 def _shape_of(facts: FactsFlow) -> Any:
     if isinstance(facts, tuple):
         return [f.shape for f in facts]
     return facts.shape
+
+
+def _with_shapes(facts: FactsFlow, shape: Any) -> FactsFlow:
+    if isinstance(facts, tuple):
+        return tuple(_with_shapes(f, s) for f, s in zip(facts, shape, strict=True))
+    return dataclasses.replace(facts, shape=tuple(shape))
 
 
 @dataclass(frozen=True)
@@ -475,6 +599,12 @@ class Parallel(Layer):
     def __repr__(self) -> str:
         return f"Parallel({', '.join(repr(layer) for layer in self.layers)})"
 
+    def first_channel_axis(self) -> int | None:
+        return _first_axis(self.layers)
+
+    def needs_full_spatial(self) -> bool:
+        return any(layer.needs_full_spatial() for layer in self.layers)
+
     def infer_facts(self, facts: FactsFlow) -> FactsFlow:
         assert isinstance(facts, tuple)
         if len(facts) != len(self.layers):
@@ -494,6 +624,25 @@ class Parallel(Layer):
     def make_module(self, in_shape: Any, ctx: ModuleContext) -> nn.Module:
         return _ParallelModule(
             [layer.make_module(s, ctx) for layer, s in zip(self.layers, in_shape, strict=True)]
+        )
+
+    def _top_module(self, in_shape: Any, ctx: ModuleContext) -> nn.Module:
+        # parallel readouts: each branch keeps its readout's width
+        return _ParallelModule(
+            [layer._top_module(s, ctx) for layer, s in zip(self.layers, in_shape, strict=True)]
+        )
+
+    def module_out_shape(self, in_shape: Any, ctx: ModuleContext) -> Any:
+        return _shape_of(self._module_out_facts(_facts_of(in_shape, ctx.channel_axis), ctx, False))
+
+    def _top_module_out_shape(self, in_shape: Any, ctx: ModuleContext) -> Any:
+        return _shape_of(self._module_out_facts(_facts_of(in_shape, ctx.channel_axis), ctx, True))
+
+    def _module_out_facts(self, facts: FactsFlow, ctx: ModuleContext, top: bool) -> FactsFlow:
+        assert isinstance(facts, tuple)
+        return tuple(
+            layer._module_out_facts(f, ctx.at(f), top)
+            for layer, f in zip(self.layers, facts, strict=True)
         )
 
 
@@ -522,7 +671,7 @@ class FanInSum(Layer):
     def infer_facts(self, facts: FactsFlow) -> FactsFlow:
         assert isinstance(facts, tuple)
         _check_same_shapes(self, facts)
-        return Facts(facts[0].shape, all(f.is_gaussian for f in facts))
+        return dataclasses.replace(facts[0], is_gaussian=all(f.is_gaussian for f in facts))
 
     def transform(self, k: Flow) -> Flow:
         assert isinstance(k, tuple)
@@ -566,7 +715,7 @@ class FanInProduct(Layer):
     def infer_facts(self, facts: FactsFlow) -> FactsFlow:
         assert isinstance(facts, tuple)
         _check_same_shapes(self, facts)
-        return Facts(facts[0].shape, len(facts) == 1 and facts[0].is_gaussian)
+        return dataclasses.replace(facts[0], is_gaussian=len(facts) == 1 and facts[0].is_gaussian)
 
     def transform(self, k: Flow) -> Flow:
         assert isinstance(k, tuple)
@@ -627,7 +776,9 @@ class FanInConcat(Layer):
                 )
             )
         width = sum(f.shape[-1] for f in facts)
-        return Facts((*facts[0].shape[:-1], width), all(f.is_gaussian for f in facts))
+        return Facts(
+            (*facts[0].shape[:-1], width), all(f.is_gaussian for f in facts), facts[0].channel_axis
+        )
 
     def transform(self, k: Flow) -> Flow:
         assert isinstance(k, tuple)
@@ -682,3 +833,9 @@ class Residual(Sequential):
 
     def _top_module(self, in_shape: tuple[int, ...], ctx: ModuleContext) -> nn.Module:
         return self.make_module(in_shape, ctx)
+
+    def _top_module_out_shape(self, in_shape: Any, ctx: ModuleContext) -> Any:
+        return self.module_out_shape(in_shape, ctx)
+
+    def _module_out_facts(self, facts: FactsFlow, ctx: ModuleContext, top: bool) -> FactsFlow:
+        return super()._module_out_facts(facts, ctx, False)

@@ -27,6 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from .._validation import check_parametrization, check_positive_int, check_std
+from ..errors import LayerCompatibilityError, ShapeError, describe
 from ..kernel import Kernel
 from .base import Facts, FactsFlow, Flow, Layer, ModuleContext, Requirements
 
@@ -62,6 +63,7 @@ class Dense(Layer):
     parametrization: str = "ntk"
     has_width: ClassVar[bool] = True
     requirements: ClassVar[Requirements] = Requirements()
+    input_channel_axis: ClassVar[int | None] = -1
 
     def __post_init__(self) -> None:
         check_positive_int(self, "out_features", self.out_features)
@@ -72,14 +74,20 @@ class Dense(Layer):
     def infer_facts(self, facts: FactsFlow) -> FactsFlow:
         assert isinstance(facts, Facts)
         if not facts.shape:
-            from ..errors import ShapeError, describe
-
             raise ShapeError(
                 describe(
                     repr(self), "inputs have no feature axis", "Pass inputs of shape (n, features)."
                 )
             )
-        return Facts((*facts.shape[:-1], self.out_features), True)
+        if len(facts.shape) > 1 and facts.channel_axis == 0:
+            raise LayerCompatibilityError(
+                describe(
+                    repr(self),
+                    f"its input has channels first, feature shape {facts.shape} (after a Conv)",
+                    "Dense acts on the last axis: put Flatten() or GlobalAvgPool() before it.",
+                )
+            )
+        return Facts((*facts.shape[:-1], self.out_features), True, -1)
 
     def transform(self, k: Flow) -> Flow:
         assert isinstance(k, Kernel)
@@ -89,7 +97,7 @@ class Dense(Layer):
         ntk = None
         if k.ntk is not None:
             if self.parametrization == "ntk":
-                ntk = nngp + w2 * k.ntk
+                ntk = _add_scaled(nngp, k.ntk, w2)
             else:
                 n_in = k.shape1[-1]
                 ntk = _affine(k.nngp, float(n_in), 0.0) + w2 * k.ntk
@@ -107,6 +115,10 @@ class Dense(Layer):
             is_gaussian=True,
         )
 
+    def module_out_shape(self, in_shape: Any, ctx: ModuleContext) -> Any:
+        width = self.out_features if ctx.width is None else ctx.width
+        return (*tuple(in_shape)[:-1], width)
+
     def make_module(self, in_shape: Any, ctx: ModuleContext) -> nn.Module:
         width = self.out_features if ctx.width is None else ctx.width
         return DenseModule(
@@ -119,6 +131,13 @@ class Dense(Layer):
             dtype=ctx.dtype,
             device=ctx.device,
         )
+
+
+def _add_scaled(x: Tensor, y: Tensor, scale: Std) -> Tensor:
+    """``x + scale * y`` in one pass when ``scale`` is a number."""
+    if isinstance(scale, Tensor):
+        return x + scale * y
+    return torch.add(x, y, alpha=scale)
 
 
 def _affine(x: Tensor, scale: Std, shift: Std) -> Tensor:

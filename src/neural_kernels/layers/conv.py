@@ -1,0 +1,315 @@
+r"""``Conv`` for 1-D, 2-D and 3-D inputs (PyTorch layout), and ``Flatten``.
+
+A convolution with filter :math:`F` (``prod(kernel_size)`` offsets :math:`t`), stride
+:math:`s` and dilation :math:`d` maps the covariance of every pair of positions as
+
+.. math::
+    K'_{pp'} = \frac{\sigma_w^2}{|F|} \sum_{t \in F} K_{s p + d t,\; s p' + d t}
+        + \sigma_b^2,
+
+with zero padding (``same``: the covariance of a padded position is zero, and the sum is
+still divided by the whole filter) or wrap-around (``circular``). The NTK follows as for
+:class:`~neural_kernels.layers.dense.Dense`: :math:`\Theta' = K' + \sigma_w^2\,
+\mathrm{conv}(\Theta)` (``ntk``) or :math:`\Theta' = N_\text{in}\, \mathrm{conv}(K) +
+\sigma_w^2 \mathrm{conv}(\Theta) + [\text{bias}]` (``standard``, :math:`N_\text{in}` the
+input channels), where :math:`\mathrm{conv}` is the filter average above.
+
+In the diagonal layout only same-position entries are kept and the window is a box filter.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from .._validation import check_parametrization, check_positive_int, check_std
+from ..errors import LayerCompatibilityError, ShapeError, describe
+from ..kernel import Kernel
+from ._spatial import (
+    apply_per_axis,
+    as_tuple,
+    check_padding,
+    out_size,
+    pads,
+    same_position,
+    window_sum,
+)
+from .base import Facts, FactsFlow, Flow, Layer, ModuleContext
+from .dense import Std, _add_scaled, _affine
+
+__all__ = ["Conv", "ConvModule", "Flatten"]
+
+_CONV = {1: nn.functional.conv1d, 2: nn.functional.conv2d, 3: nn.functional.conv3d}
+
+
+def check_channels_first(layer: Layer, facts: Facts, min_spatial: int = 1) -> tuple[int, ...]:
+    """A spatial layer needs ``(C, *spatial)`` inputs, channels first; return the spatial shape."""
+    if facts.channel_axis == -1 and len(facts.shape) > 1:
+        raise LayerCompatibilityError(
+            describe(
+                repr(layer),
+                f"its input has channels last, feature shape {facts.shape} (after a Dense)",
+                "Convolutions and pooling take channels-first inputs (N, C, *spatial) as in "
+                "torch; start the network with the spatial layers, or transpose the inputs.",
+            )
+        )
+    spatial = facts.shape[1:]
+    if len(spatial) < min_spatial or len(spatial) > 3:
+        raise ShapeError(
+            describe(
+                repr(layer),
+                f"inputs have feature shape {facts.shape} with {len(spatial)} spatial axes",
+                "Pass (N, C, L), (N, C, H, W) or (N, C, D, H, W) inputs; a flattened input "
+                "has no spatial axes left.",
+            )
+        )
+    return spatial
+
+
+@dataclass(frozen=True)
+class Conv(Layer):
+    r"""Convolution over 1, 2 or 3 spatial axes of channels-first inputs.
+
+    Args:
+        out_channels: channels of the output (the width of the finite twin).
+        kernel_size: filter size, an int (same on every axis) or a tuple per axis.
+        stride: stride, an int or a tuple.
+        padding: ``"same"`` (zero padding, output ``ceil(size / stride)``), ``"valid"``
+            (no padding) or ``"circular"`` (wrap-around, as ``same``).
+        dilation: spacing of the filter taps, an int or a tuple.
+        w_std: weight standard deviation :math:`\sigma_w`.
+        b_std: bias standard deviation :math:`\sigma_b` (``None``: no bias).
+        parametrization: ``"ntk"`` or ``"standard"``; ``fan_in = in_channels *
+            prod(kernel_size)``.
+
+    Shapes: input ``(n, C, *spatial)``, output ``(n, out_channels, *spatial_out)``.
+
+    """
+
+    out_channels: int
+    kernel_size: int | tuple[int, ...] = 3
+    stride: int | tuple[int, ...] = 1
+    padding: str = "same"
+    dilation: int | tuple[int, ...] = 1
+    w_std: Std = 1.0
+    b_std: Std | None = 0.0
+    parametrization: str = "ntk"
+    has_width: ClassVar[bool] = True
+    input_channel_axis: ClassVar[int | None] = 0
+
+    def __post_init__(self) -> None:
+        check_positive_int(self, "out_channels", self.out_channels)
+        check_std(self, "w_std", self.w_std)
+        check_std(self, "b_std", self.b_std, allow_none=True)
+        check_parametrization(self, self.parametrization)
+        check_padding(self, self.padding)
+        for name in ("kernel_size", "stride", "dilation"):
+            value = getattr(self, name)
+            n = 1 if isinstance(value, int) else len(value)
+            as_tuple(self, name, value, n)
+
+    def _geometry(self, ndim: int) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+        return (
+            as_tuple(self, "kernel_size", self.kernel_size, ndim),
+            as_tuple(self, "stride", self.stride, ndim),
+            as_tuple(self, "dilation", self.dilation, ndim),
+        )
+
+    def infer_facts(self, facts: FactsFlow) -> FactsFlow:
+        assert isinstance(facts, Facts)
+        spatial = check_channels_first(self, facts)
+        size, stride, dil = self._geometry(len(spatial))
+        out = []
+        for n, f, s, d in zip(spatial, size, stride, dil, strict=True):
+            span = d * (f - 1) + 1
+            if self.padding == "valid" and span > n:
+                raise ShapeError(
+                    describe(
+                        repr(self),
+                        f"a filter spanning {span} positions on an input axis of size {n} "
+                        "with padding='valid'",
+                        "Use a smaller kernel_size or dilation, or padding='same'.",
+                    )
+                )
+            out.append(out_size(n, f, s, d, self.padding))
+        return Facts((self.out_channels, *out), True, 0)
+
+    def transform(self, k: Flow) -> Flow:
+        assert isinstance(k, Kernel)
+        size, stride, dil = self._geometry(k.spatial_ndim)
+        conv = apply_per_axis(
+            k,
+            lambda t, axes, i: window_sum(t, axes, size[i], stride[i], dil[i], self.padding),
+        )
+        scale = 1.0 / math.prod(size)
+        w2 = self.w_std * self.w_std
+        b2 = 0.0 if self.b_std is None else self.b_std * self.b_std
+        nngp = _affine(conv.nngp, w2 * scale, b2)
+        ntk = None
+        if conv.ntk is not None:
+            if self.parametrization == "ntk":
+                ntk = _add_scaled(nngp, conv.ntk, w2 * scale)
+            else:
+                n_in = k.shape1[0]
+                ntk = _affine(conv.nngp, float(n_in), 0.0) + (w2 * scale) * conv.ntk
+                if self.b_std is not None:
+                    ntk = ntk + 1.0
+        same = k.cov2 is k.cov1
+        cov1 = _affine(conv.cov1, w2 * scale, b2)
+        spatial1 = [
+            out_size(n, f, s, d, self.padding)
+            for n, f, s, d in zip(k.shape1[1:], size, stride, dil, strict=True)
+        ]
+        spatial2 = [
+            out_size(n, f, s, d, self.padding)
+            for n, f, s, d in zip(k.shape2[1:], size, stride, dil, strict=True)
+        ]
+        return k.replace(
+            nngp=nngp,
+            ntk=ntk,
+            cov1=cov1,
+            cov2=cov1 if same else _affine(conv.cov2, w2 * scale, b2),
+            shape1=(self.out_channels, *spatial1),
+            shape2=(self.out_channels, *spatial2),
+            is_gaussian=True,
+            channel_axis=0,
+        )
+
+    def module_out_shape(self, in_shape: Any, ctx: ModuleContext) -> Any:
+        out = self.infer(Facts(tuple(in_shape), True, 0))
+        assert isinstance(out, Facts)
+        width = self.out_channels if ctx.width is None else ctx.width
+        return (width, *out.shape[1:])
+
+    def make_module(self, in_shape: Any, ctx: ModuleContext) -> nn.Module:
+        spatial = tuple(in_shape[1:])
+        size, stride, dil = self._geometry(len(spatial))
+        padding = [
+            pads(n, f, s, d, self.padding)
+            for n, f, s, d in zip(spatial, size, stride, dil, strict=True)
+        ]
+        return ConvModule(
+            in_channels=int(in_shape[0]),
+            out_channels=self.out_channels if ctx.width is None else ctx.width,
+            kernel_size=size,
+            stride=stride,
+            dilation=dil,
+            padding=tuple(padding),
+            circular=self.padding == "circular",
+            w_std=float(self.w_std),
+            b_std=None if self.b_std is None else float(self.b_std),
+            parametrization=ctx.parametrization or self.parametrization,
+            generator=ctx.generator,
+            dtype=ctx.dtype,
+            device=ctx.device,
+        )
+
+
+class ConvModule(nn.Module):
+    """Finite twin of :class:`Conv`: explicit (TensorFlow ``SAME``) padding, then a convolution.
+
+    ``ntk``: weights and biases ``N(0, 1)``, output ``(w_std / sqrt(fan_in)) W * x +
+    b_std b``. ``standard``: weights ``N(0, w_std^2 / fan_in)``, biases ``N(0, b_std^2)``.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: tuple[int, ...],
+        stride: tuple[int, ...],
+        dilation: tuple[int, ...],
+        padding: tuple[tuple[int, int], ...],
+        circular: bool,
+        w_std: float,
+        b_std: float | None,
+        parametrization: str,
+        generator: torch.Generator | None = None,
+        dtype: torch.dtype | None = None,
+        device: Any = None,
+    ) -> None:
+        super().__init__()
+        opts: dict[str, Any] = {"generator": generator, "dtype": dtype, "device": device}
+        fan_in = in_channels * math.prod(kernel_size)
+        weight = torch.randn(out_channels, in_channels, *kernel_size, **opts)
+        bias = None if b_std is None else torch.randn(out_channels, **opts)
+        w_scale = w_std / math.sqrt(fan_in)
+        if parametrization == "ntk":
+            self.w_scale, self.b_scale = w_scale, (b_std or 0.0)
+        else:
+            weight = weight * w_scale
+            bias = None if bias is None else bias * b_std
+            self.w_scale, self.b_scale = 1.0, 1.0
+        self.weight = nn.Parameter(weight)
+        self.bias = None if bias is None else nn.Parameter(bias)
+        self.stride = stride
+        self.dilation = dilation
+        self.circular = circular
+        # torch's pad takes the last axis first
+        self.pad = tuple(p for pair in reversed(padding) for p in pair)
+        self.parametrization = parametrization
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Map ``(n, C, *spatial)`` to ``(n, out_channels, *spatial_out)``."""
+        if any(self.pad):
+            x = nn.functional.pad(x, self.pad, mode="circular" if self.circular else "constant")
+        conv = _CONV[self.weight.ndim - 2]
+        y = conv(x, self.weight, stride=self.stride, dilation=self.dilation) * self.w_scale
+        if self.bias is not None:
+            shape = (1, -1) + (1,) * (y.ndim - 2)
+            y = y + self.b_scale * self.bias.reshape(shape)
+        return y
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.weight.shape[1]}, {self.weight.shape[0]}, kernel_size="
+            f"{tuple(self.weight.shape[2:])}, stride={self.stride}, dilation={self.dilation}, "
+            f"pad={self.pad}, circular={self.circular}, parametrization={self.parametrization!r}"
+        )
+
+
+@dataclass(frozen=True)
+class Flatten(Layer):
+    r"""Flatten every axis but the batch, as ``torch.flatten(x, 1)``.
+
+    The next ``Dense`` sees ``C * prod(spatial)`` features, so the kernel becomes the mean
+    of the same-position covariances:
+
+    .. math::
+        K' = \frac{1}{|P|} \sum_{p} K_{pp}, \qquad \Theta' = \frac{1}{|P|} \sum_p \Theta_{pp}.
+
+    Only the diagonal of the spatial covariance is needed.
+    """
+
+    def infer_facts(self, facts: FactsFlow) -> FactsFlow:
+        assert isinstance(facts, Facts)
+        return Facts((math.prod(facts.shape),), facts.is_gaussian, -1)
+
+    def transform(self, k: Flow) -> Flow:
+        assert isinstance(k, Kernel)
+        if k.spatial_ndim == 0:
+            return k
+
+        def flat(t: Tensor, which: str) -> Tensor:
+            d = same_position(k, t, which)
+            lead = 1 if (which == "cov" or k.diagonal) else 2
+            return d.mean(dim=tuple(range(lead, d.ndim)))
+
+        same = k.cov2 is k.cov1
+        cov1 = flat(k.cov1, "cov")
+        return k.replace(
+            nngp=flat(k.nngp, "pair"),
+            ntk=None if k.ntk is None else flat(k.ntk, "pair"),
+            cov1=cov1,
+            cov2=cov1 if same else flat(k.cov2, "cov"),
+            shape1=(math.prod(k.shape1),),
+            shape2=(math.prod(k.shape2),),
+            channel_axis=-1,
+        )
+
+    def make_module(self, in_shape: Any, ctx: ModuleContext) -> nn.Module:
+        return nn.Flatten(1)

@@ -1,0 +1,611 @@
+"""Predictions of infinitely wide networks (``nk.predict``).
+
+1. Reference predictions of Neural Tangents, from the reference kernels and end to end.
+2. Limits and properties: t = 0 is the prior, large t is t = inf, PSD covariances, a
+   vector of times equals separate calls, one eigendecomposition per kernel.
+3. Real training: ensembles of finite twins trained by gradient descent follow the
+   closed form (Lee et al. 2019), better as the width grows.
+4. Bad inputs raise ``NeuralKernelsError`` subclasses with helpful messages.
+5. ``gradient_descent`` (any loss, ODE) and ``max_learning_rate``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import neural_kernels as nk
+from neural_kernels.errors import (
+    HyperparameterError,
+    InputTypeError,
+    NeuralKernelsError,
+    NonFiniteError,
+    ShapeError,
+    SingularKernelError,
+)
+from neural_kernels.layers.dense import DenseModule
+
+from . import reference as ref
+
+P = nk.predict
+F64 = torch.float64
+TIMES = ("0.5", "5.0", "inf")
+
+
+def _predict_cases() -> list[str]:
+    path = ref.REFERENCE_DIR / "cases.json"
+    if not path.is_file():
+        return []
+    return [c["name"] for c in json.loads(path.read_text()) if c.get("predict")]
+
+
+def _assert_close(got: torch.Tensor, want: np.ndarray, rtol: float, what: str) -> float:
+    """Entrywise ``|got - want| <= rtol * max(|want|, 0.1 * max|want|)``; returns the error."""
+    g = got.detach().cpu().numpy()
+    assert g.shape == want.shape, f"{what}: shape {g.shape} != reference {want.shape}"
+    assert np.isfinite(g).all(), f"{what}: non-finite prediction"
+    scale = float(np.abs(want).max())
+    err = np.abs(g - want) / np.maximum(np.abs(want), 0.1 * scale)
+    worst = float(err.max())
+    assert worst <= rtol, f"{what}: relative error {worst:.3e} > {rtol:.0e}"
+    return worst
+
+
+def _check_all(name: str, data: dict, gd, gp, rtol_nngp: float, rtol_ntk: float) -> float:
+    """Compare every ``gd_*``/``gp_*`` array; ``gd(t, test)``/``gp()`` give our dicts."""
+    worst = 0.0
+    checked = set()
+
+    def check(key: str, value: torch.Tensor) -> None:
+        nonlocal worst
+        rtol = rtol_nngp if "_nngp_" in key else rtol_ntk
+        worst = max(worst, _assert_close(value, data[key], rtol, f"{name} {key}"))
+        checked.add(key)
+
+    for ts in TIMES:
+        out = gd(ts, True)
+        for g in ("nngp", "ntk"):
+            check(f"gd_{g}_t{ts}_mean", out[g].mean)
+            check(f"gd_{g}_t{ts}_cov", out[g].cov)
+        if ts != "inf":
+            out = gd(ts, False)
+            for g in ("nngp", "ntk"):
+                check(f"gd_{g}_t{ts}_train_mean", out[g].mean)
+                check(f"gd_{g}_t{ts}_train_cov", out[g].cov)
+    out = gp()
+    for g in ("nngp", "ntk", "ntkgp"):
+        check(f"gp_{g}_mean", out[g].mean)
+        check(f"gp_{g}_cov", out[g].cov)
+    expected = {k for k in data if k.startswith(("gd_", "gp_"))}
+    assert checked == expected, f"{name}: unchecked reference arrays {expected - checked}"
+    return worst
+
+
+@pytest.mark.parametrize("name", _predict_cases())
+def test_reference_predictions_from_reference_kernels(name: str) -> None:
+    data = ref.arrays(name)
+
+    def t(key: str) -> torch.Tensor:
+        return torch.from_numpy(data[key])
+
+    y = t("y")
+    k_dd = {"nngp": t("nngp_11"), "ntk": t("ntk_11")}
+    k_td = {"nngp": t("nngp_12").T, "ntk": t("ntk_12").T}  # x1 = train, x2 = test
+    k_tt = {"nngp": t("nngp_22"), "ntk": t("ntk_22")}
+    predict_fn = P.gradient_descent_mse(k_dd, y, learning_rate=1.0, diag_reg=1e-3)
+    post = P.gp_inference(k_dd, y, diag_reg=1e-3)
+
+    def gd(ts: str, test: bool) -> dict:
+        time = None if ts == "inf" else float(ts)
+        if test:
+            return predict_fn(time, k_td, k_tt, compute_cov=True)
+        return predict_fn(time, compute_cov=True)
+
+    _check_all(name, data, gd, lambda: post(k_test_train=k_td, k_test_test=k_tt), 1e-12, 1e-12)
+
+
+def _network_or_skip(case: dict) -> nk.Sequential:
+    try:
+        return ref.network(case["layers"])
+    except (KeyError, AttributeError) as err:
+        pytest.skip(f"needs Conv/Flatten layers (spatial issue): {err}")
+
+
+def _inputs(case: dict, x: np.ndarray) -> torch.Tensor:
+    """Reference inputs are channels-last; a network starting with Conv takes NC..."""
+    t = torch.from_numpy(x)
+    if case["layers"][0][0] == "Conv":
+        t = t.movedim(-1, 1)
+    return t
+
+
+@pytest.mark.parametrize("name", _predict_cases())
+def test_reference_predictions_end_to_end(name: str) -> None:
+    case = ref.cases()[name]
+    data = ref.arrays(name)
+    net = _network_or_skip(case)
+    x1, x2 = _inputs(case, data["x1"]), _inputs(case, data["x2"])
+    y = torch.from_numpy(data["y"])
+    predict_fn = P.gradient_descent_mse_ensemble(net, x1, y, learning_rate=1.0, diag_reg=1e-3)
+    post = P.gp_inference(net.kernel(x1), y, diag_reg=1e-3)
+    # Every time in one call (finite times by eigendecomposition, inf by Cholesky).
+    times = torch.tensor([float(ts) for ts in TIMES], dtype=torch.float64)
+    test = predict_fn(times, x2, compute_cov=True)
+
+    def gd(ts: str, on_test: bool) -> dict:
+        if not on_test:
+            return predict_fn(float(ts), None, compute_cov=True)
+        i = TIMES.index(ts)
+        return {g: P.Gaussian(v.mean[i], v.cov[i]) for g, v in test.items()}
+
+    def gp() -> dict:
+        return post(k_test_train=net.kernel(x2, x1), k_test_test=net.kernel(x2))
+
+    _check_all(name, data, gd, gp, 1e-9, 1e-6)
+
+
+# ----------------------------------------------------------------------------------------
+# Limits and properties
+# ----------------------------------------------------------------------------------------
+
+NET = nk.Sequential(
+    nk.Dense(64, w_std=1.5, b_std=0.1), nk.ReLU(), nk.Dense(1, w_std=1.5, b_std=0.1)
+)
+
+
+@pytest.fixture(scope="module")
+def problem() -> dict:
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(12, 5, generator=g, dtype=F64)
+    xt = torch.randn(6, 5, generator=g, dtype=F64)
+    return {
+        "x": x,
+        "xt": xt,
+        "y": torch.randn(12, 2, generator=g, dtype=F64),
+        "kdd": NET.kernel(x),
+        "ktd": NET.kernel(xt, x),
+        "ktt": NET.kernel(xt),
+    }
+
+
+def _assert_psd(cov: torch.Tensor, what: str) -> None:
+    covs = cov.reshape(-1, *cov.shape[-2:])
+    for c in covs:
+        assert torch.equal(c, c.T), f"{what}: not symmetric"
+        evals = torch.linalg.eigvalsh(c)
+        scale = max(float(evals.abs().max()), 1e-300)
+        assert float(evals.min()) >= -1e-10 * scale, f"{what}: eigenvalue {float(evals.min())}"
+
+
+def test_t0_is_the_prior(problem: dict) -> None:
+    fn = P.gradient_descent_mse(problem["kdd"], problem["y"], diag_reg=1e-2)
+    out = fn(0.0, problem["ktd"], problem["ktt"])
+    for g in ("nngp", "ntk"):
+        assert out[g].mean.abs().max() == 0
+        torch.testing.assert_close(out[g].cov, problem["ktt"].nngp, rtol=1e-13, atol=1e-13)
+    # fx_0 shifts the means: at t = 0 the outputs are the initial outputs.
+    fx_t0 = torch.randn(6, 2, dtype=F64)
+    out = fn(
+        0.0, problem["ktd"], get="ntk", fx_train_0=torch.randn(12, 2, dtype=F64), fx_test_0=fx_t0
+    )
+    torch.testing.assert_close(out.mean, fx_t0, rtol=0, atol=1e-14)
+    # Training points without regulariser: prior mean 0 and covariance K_dd.
+    fn0 = P.gradient_descent_mse(problem["kdd"], problem["y"])
+    out = fn0(0.0, compute_cov=True)
+    for g in ("nngp", "ntk"):
+        assert out[g].mean.abs().max() < 1e-14
+        torch.testing.assert_close(out[g].cov, problem["kdd"].nngp, rtol=1e-12, atol=1e-12)
+
+
+def test_large_t_is_the_cholesky_limit(problem: dict) -> None:
+    fn = P.gradient_descent_mse(problem["kdd"], problem["y"], learning_rate=0.5, diag_reg=1e-2)
+    for args in ((problem["ktd"], problem["ktt"]), ()):
+        late = fn(1e9, *args, compute_cov=True)
+        limit = fn(None, *args, compute_cov=True)
+        also = fn(math.inf, *args, compute_cov=True)
+        for g in ("nngp", "ntk"):
+            torch.testing.assert_close(late[g].mean, limit[g].mean, rtol=1e-8, atol=1e-10)
+            torch.testing.assert_close(late[g].cov, limit[g].cov, rtol=1e-8, atol=1e-10)
+            assert torch.equal(also[g].mean, limit[g].mean)
+    # The limit is the GP posterior.
+    post = P.gp_inference(problem["kdd"], problem["y"], diag_reg=1e-2)
+    gp = post(("nngp", "ntk"), problem["ktd"], problem["ktt"])
+    limit = fn(None, problem["ktd"], problem["ktt"])
+    for g in ("nngp", "ntk"):
+        torch.testing.assert_close(limit[g].mean, gp[g].mean, rtol=1e-13, atol=1e-13)
+        torch.testing.assert_close(limit[g].cov, gp[g].cov, rtol=1e-13, atol=1e-13)
+
+
+def test_covariances_are_symmetric_psd(problem: dict) -> None:
+    fn = P.gradient_descent_mse(problem["kdd"], problem["y"], diag_reg=1e-3)
+    times = torch.tensor([0.0, 0.1, 1.0, 10.0, 1e3, math.inf], dtype=F64)
+    for args in ((problem["ktd"], problem["ktt"]), ()):
+        out = fn(times, *args, compute_cov=True)
+        for g in ("nngp", "ntk"):
+            _assert_psd(out[g].cov, f"gd {g} {len(args)}")
+    post = P.gp_inference(problem["kdd"], problem["y"], diag_reg=1e-3)
+    for g, gauss in post(None, problem["ktd"], problem["ktt"]).items():
+        _assert_psd(gauss.cov, f"gp {g}")
+
+
+def test_vector_of_times_equals_separate_calls(problem: dict) -> None:
+    fn = P.gradient_descent_mse(problem["kdd"], problem["y"], diag_reg=1e-3)
+    times = torch.tensor([0.0, 0.3, 2.0, 40.0, math.inf], dtype=F64)
+    fx0 = torch.randn(12, 2, dtype=F64)
+    for args in ((problem["ktd"], problem["ktt"]), ()):
+        joint = fn(times, *args, compute_cov=True, fx_train_0=fx0)
+        assert joint["ntk"].mean.shape[0] == len(times)
+        for i, t in enumerate(times.tolist()):
+            one = fn(t, *args, compute_cov=True, fx_train_0=fx0)
+            for g in ("nngp", "ntk"):
+                torch.testing.assert_close(joint[g].mean[i], one[g].mean, rtol=1e-12, atol=1e-13)
+                torch.testing.assert_close(joint[g].cov[i], one[g].cov, rtol=1e-12, atol=1e-13)
+    grid = fn(times.reshape(5, 1), problem["ktd"], get="ntk")
+    assert grid.mean.shape == (5, 1, 6, 2)
+
+
+def test_one_eigendecomposition_per_kernel(problem: dict, monkeypatch) -> None:
+    calls = []
+    eigh = torch.linalg.eigh
+
+    def counting(a, *args, **kwargs):
+        calls.append(a.shape)
+        return eigh(a, *args, **kwargs)
+
+    monkeypatch.setattr(torch.linalg, "eigh", counting)
+    fn = P.gradient_descent_mse(problem["kdd"], problem["y"], diag_reg=1e-3)
+    for t in (0.5, 1.0, torch.tensor([2.0, 3.0])):
+        fn(t, problem["ktd"], problem["ktt"])
+        fn(t, compute_cov=True)
+    assert len(calls) == 2  # NNGP and NTK, each once
+
+
+def test_input_forms_agree(problem: dict) -> None:
+    kdd, ktd, ktt, y = problem["kdd"], problem["ktd"], problem["ktt"], problem["y"]
+    fn = P.gradient_descent_mse(kdd, y, diag_reg=1e-3)
+    # Kernel vs dict vs bare tensor (a bare kernel follows the NNGP formulas).
+    as_dict = P.gradient_descent_mse({"nngp": kdd.nngp, "ntk": kdd.ntk}, y, diag_reg=1e-3)
+    bare = P.gradient_descent_mse(kdd.nngp, y, diag_reg=1e-3)
+    a = fn(1.5, ktd, ktt)
+    b = as_dict(1.5, {"nngp": ktd.nngp, "ntk": ktd.ntk}, {"nngp": ktt.nngp})
+    c = bare(1.5, ktd.nngp, ktt.nngp)
+    assert isinstance(c, P.Gaussian)
+    for g in ("nngp", "ntk"):
+        torch.testing.assert_close(a[g].mean, b[g].mean, rtol=0, atol=0)
+    torch.testing.assert_close(a["nngp"].cov, c.cov, rtol=0, atol=0)
+    # A named kernel with a bare test kernel for a single name.
+    d = fn(1.5, ktd.ntk, get="ntk")
+    torch.testing.assert_close(d.mean, a["ntk"].mean, rtol=1e-13, atol=1e-15)
+    # 1-D targets give 1-D means.
+    v = P.gradient_descent_mse(kdd, y[:, 0], diag_reg=1e-3)(1.5, ktd, get="ntk")
+    w = P.gradient_descent_mse(kdd, y[:, :1], diag_reg=1e-3)(1.5, ktd, get="ntk")
+    torch.testing.assert_close(v.mean, w.mean[:, 0], rtol=1e-14, atol=1e-14)
+    # With N = n k, time with two outputs runs half as fast as with one.
+    torch.testing.assert_close(
+        P.gradient_descent_mse(kdd, y[:, :1], diag_reg=1e-3)(0.75, ktd, get="ntk").mean[:, 0],
+        a["ntk"].mean[:, 0],
+        rtol=1e-12,
+        atol=1e-14,
+    )
+    # Absolute regulariser: diag_reg * I.
+    shift = 1e-3 * float(kdd.ntk.diagonal().mean())
+    absolute = P.gradient_descent_mse(kdd, y, diag_reg=shift, diag_reg_absolute=True)
+    torch.testing.assert_close(
+        absolute(1.5, ktd, get="ntk").mean, a["ntk"].mean, rtol=1e-12, atol=1e-14
+    )
+    # float32 runs and is close to float64.
+    k32 = nk.Kernel(
+        kdd.nngp.float(), kdd.ntk.float(), kdd.cov1.float(), kdd.cov2.float(), (5,), (5,)
+    )
+    f32 = P.gradient_descent_mse(k32, y.float(), diag_reg=1e-3)(1.5, ktd.ntk.float(), get="ntk")
+    assert f32.mean.dtype == torch.float32
+    torch.testing.assert_close(f32.mean.double(), a["ntk"].mean, rtol=1e-4, atol=1e-4)
+
+
+def test_ensemble_matches_kernels_and_caches(problem: dict, monkeypatch) -> None:
+    x, xt, y = problem["x"], problem["xt"], problem["y"]
+    ens = P.gradient_descent_mse_ensemble(NET, x, y, learning_rate=2.0, diag_reg=1e-3)
+    fn = P.gradient_descent_mse(problem["kdd"], y, learning_rate=2.0, diag_reg=1e-3)
+    times = torch.tensor([0.5, 5.0])
+    got = ens(times, xt, get="ntk", compute_cov=True)
+    want = fn(times, problem["ktd"], problem["ktt"], get="ntk")
+    torch.testing.assert_close(got.mean, want.mean, rtol=1e-12, atol=1e-13)
+    torch.testing.assert_close(got.cov, want.cov, rtol=1e-12, atol=1e-13)
+    calls = []
+    kernel = type(NET).kernel
+
+    def counting(self, x1, x2=None, *args, **kwargs):
+        calls.append(x2 is None and x1 is x)
+        return kernel(self, x1, x2, *args, **kwargs)
+
+    monkeypatch.setattr(type(NET), "kernel", counting)
+    ens(None, xt, get="ntk", compute_cov=True)
+    ens(1.0, None, get="ntk")
+    assert not any(calls)  # the train-train kernel is cached
+    both = ens(None, xt)
+    assert set(both) == {"nngp", "ntk"} and both["ntk"].cov is None
+
+
+# ----------------------------------------------------------------------------------------
+# Against real training of finite networks (Lee et al. 2019)
+# ----------------------------------------------------------------------------------------
+
+
+def train_ensemble(
+    net: nk.Sequential,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    width: int,
+    members: int,
+    steps: list[int],
+    lr: float,
+    seed: int,
+) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
+    """Full-batch GD on ``1/(2N) sum (f - y)^2`` of ``members`` finite twins at once.
+
+    The twins come from ``net.module(..., parametrization="ntk")``; their ``Dense``
+    weights are stacked so that one batched forward pass (checked against the modules)
+    trains all members together. Returns the outputs on every row of ``x`` at
+    initialisation ``(members, len(x), k)`` and after each number of ``steps``; the first
+    ``len(y)`` rows are the training points.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    mods = [
+        net.module(x.shape[1:], width=width, parametrization="ntk", generator=gen, dtype=x.dtype)
+        for _ in range(members)
+    ]
+    layers = []
+    for i, child in enumerate(mods[0]):
+        if isinstance(child, DenseModule):
+            w = torch.stack([m[i].weight.detach() for m in mods]).requires_grad_()
+            b = torch.stack([m[i].bias.detach() for m in mods]).requires_grad_()
+            layers.append((child.w_scale, w, child.b_scale, b))
+        else:
+            layers.append(child)
+    params = [p for layer in layers if isinstance(layer, tuple) for p in layer[1::2]]
+
+    def forward(inputs: torch.Tensor) -> torch.Tensor:
+        h = None
+        for layer in layers:
+            if not isinstance(layer, tuple):
+                h = layer(h)
+                continue
+            w_scale, w, b_scale, b = layer
+            if h is None:  # the shared input: one matrix product for every member
+                m, out, fan_in = w.shape
+                h = (inputs @ w.reshape(m * out, fan_in).T).reshape(len(inputs), m, out)
+                h = h.transpose(0, 1)
+            else:
+                h = h @ w.mT
+            h = w_scale * h + b_scale * b[:, None, :]
+        return h
+
+    with torch.no_grad():
+        f0 = forward(x)
+        twins = torch.stack([m(x) for m in mods[:4]])
+    torch.testing.assert_close(f0[:4], twins, rtol=1e-12, atol=1e-12)
+    n = y.shape[0]
+    outputs, done = {}, 0
+    for target in sorted(steps):
+        for _ in range(target - done):
+            loss = 0.5 * ((forward(x[:n]) - y) ** 2).sum() / y.numel()
+            grads = torch.autograd.grad(loss, params)
+            with torch.no_grad():
+                for p, grad in zip(params, grads, strict=True):
+                    p -= lr * grad
+        done = target
+        with torch.no_grad():
+            outputs[target] = forward(x)
+    return f0, outputs
+
+
+def training_problem(seed: int = 1, n: int = 8, m: int = 4, d: int = 3) -> dict:
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(n + m, d, generator=gen, dtype=F64)
+    y = torch.cat([torch.sin(2 * x[:n, :1]), 0.5 * x[:n, 1:2] - x[:n, 2:3] ** 2], dim=1)
+    net = nk.Sequential(
+        nk.Dense(512, w_std=1.5, b_std=0.1), nk.ReLU(), nk.Dense(2, w_std=1.5, b_std=0.1)
+    )
+    return {"x": x, "y": y, "n": n, "net": net}
+
+
+def compare_training(prob: dict, width: int, members: int, steps: list[int], lr: float) -> dict:
+    """Trained twins vs the closed form: per-member gap, ensemble z-scores."""
+    x, y, n, net = prob["x"], prob["y"], prob["n"], prob["net"]
+    f0, outs = train_ensemble(net, x, y, width, members, steps, lr, seed=width)
+    fn = P.gradient_descent_mse(net.kernel(x[:n]), y, learning_rate=lr)
+    ktd, ktt = net.kernel(x[n:], x[:n]), net.kernel(x[n:])
+    times = torch.tensor([float(s) for s in sorted(steps)], dtype=F64)
+    ens = fn(times, ktd, ktt, get="ntk")
+    result = {"gap": [], "mean_z": [], "cov_z": [], "gap_wrong_time": []}
+    for i, s in enumerate(sorted(steps)):
+        trained = outs[s][:, n:]  # (members, m, k)
+        moved = (trained - f0[:, n:]).pow(2).mean().sqrt()
+        # Each member linearised around its own initial outputs (mean-only fx_0 semantics).
+        for label, t in (("gap", float(s)), ("gap_wrong_time", 2.0 * s)):
+            lin = torch.stack(
+                [
+                    fn(t, ktd, get="ntk", fx_train_0=f0[j, :n], fx_test_0=f0[j, n:]).mean
+                    for j in range(members)
+                ]
+            )
+            result[label].append(float((lin - trained).pow(2).mean().sqrt() / moved))
+        # The ensemble over initialisations: mean 0 prior, the closed-form Gaussian.
+        mean, cov = ens.mean[i], ens.cov[i]
+        sd = cov.diagonal().sqrt()
+        result["mean_z"].append(
+            float(((trained.mean(0) - mean) / (sd[:, None] / math.sqrt(members))).abs().max())
+        )
+        for c in range(y.shape[1]):
+            sample = torch.cov(trained[:, :, c].T)
+            se = ((sd[:, None] * sd[None]) ** 2 + cov**2).div(members).sqrt()
+            result["cov_z"].append(float(((sample - cov) / se).abs().max()))
+    return result
+
+
+def test_trained_finite_networks_follow_the_closed_form() -> None:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny batched products: threads only add overhead
+    try:
+        prob = training_problem()
+        # lr * lambda_max / N ~ 0.07: the discrete steps follow the gradient flow.
+        lr, steps = 0.025, [20, 80, 320]
+        assert lr < 0.05 * P.max_learning_rate(prob["net"].kernel(prob["x"][:8]), 16)
+        wide = compare_training(prob, 2048, 32, steps, lr)
+        narrow = compare_training(prob, 128, 32, steps, lr)
+    finally:
+        torch.set_num_threads(threads)
+    # Ensemble mean and covariance within Monte Carlo error of the closed form.
+    assert max(wide["mean_z"]) < 4.0, wide
+    assert max(wide["cov_z"]) < 4.5, wide
+    # Each member follows its own linearised prediction, closer when wider ...
+    assert max(wide["gap"]) < 0.1, wide
+    for w, nw in zip(wide["gap"], narrow["gap"], strict=True):
+        assert w < 0.5 * nw, (wide, narrow)
+    # ... and the time convention matters (N = y.numel() with two outputs).
+    for w, bad in zip(wide["gap"], wide["gap_wrong_time"], strict=True):
+        assert bad > 4 * w, wide
+
+
+# ----------------------------------------------------------------------------------------
+# Bad inputs
+# ----------------------------------------------------------------------------------------
+
+
+def _raises(cls: type, match: str, fn, *args, **kwargs) -> str:
+    with pytest.raises(cls, match=match) as info:
+        fn(*args, **kwargs)
+    assert isinstance(info.value, NeuralKernelsError)
+    return str(info.value)
+
+
+def test_bad_inputs(problem: dict) -> None:
+    kdd, ktd, ktt, y = problem["kdd"], problem["ktd"], problem["ktt"], problem["y"]
+    gd, gp = P.gradient_descent_mse, P.gp_inference
+    # Targets: wrong rows, NaN, wrong rank.
+    msg = _raises(ShapeError, "y_train has 11 rows", gd(kdd, y[:11]), 1.0)
+    assert "(12, 12)" in msg
+    _raises(NonFiniteError, "NaN", gd, kdd, torch.full((12, 2), math.nan))
+    _raises(NonFiniteError, "NaN", gp, kdd, torch.full((12, 2), math.nan))
+    _raises(ShapeError, "y_train has shape", gd, kdd, y[:, :, None])
+    # Test kernel with the wrong column count, and one passed train-test.
+    fn = gd(kdd, y, diag_reg=1e-3)
+    _raises(ShapeError, "12 training points", fn, 1.0, ktd.ntk[:, :5], get="ntk")
+    msg = _raises(ShapeError, "transpose", fn, 1.0, ktd.ntk.T, get="ntk")
+    assert "net.kernel(x_test, x_train)" in msg
+    _raises(ShapeError, "k_test_test", fn, 1.0, ktd, ktt.nngp[:3, :3], get="nngp")
+    _raises(HyperparameterError, "k_test_test", fn, 1.0, ktd, compute_cov=True)
+    # Negative and NaN times.
+    _raises(HyperparameterError, "negative", fn, -1.0)
+    _raises(HyperparameterError, "negative", fn, torch.tensor([1.0, -2.0]))
+    _raises(NonFiniteError, "NaN", fn, math.nan)
+    # Unknown get.
+    msg = _raises(HyperparameterError, "get='ntkgp'", fn, 1.0, get="ntkgp")
+    assert "'nngp'" in msg
+    _raises(HyperparameterError, "get=", gp(kdd, y), "nngpp", ktd)
+    _raises(HyperparameterError, "get=", fn, 1.0, get=())
+    # A kernel computed without the NTK.
+    nngp_only = NET.kernel(problem["x"], get="nngp")
+    msg = _raises(HyperparameterError, "no NTK", gd(nngp_only, y), 1.0, get="ntk")
+    assert 'get=("nngp", "ntk")' in msg
+    # Bad hyperparameters.
+    _raises(HyperparameterError, "diag_reg", gd, kdd, y, diag_reg=-1.0)
+    _raises(HyperparameterError, "learning_rate", gd, kdd, y, learning_rate=0.0)
+    _raises(InputTypeError, "has type", gd, "kernel", y)
+
+
+def test_singular_and_indefinite_kernels() -> None:
+    x = torch.randn(6, 3, dtype=F64)
+    x = torch.cat([x, x[:2]])  # duplicate training points: a singular kernel
+    k = NET.kernel(x)
+    y = torch.randn(8, 1, dtype=F64)
+    kt = NET.kernel(torch.randn(3, 3, dtype=F64), x)
+    for fn in (P.gp_inference(k, y), P.gradient_descent_mse(k, y)):
+        args = (None,) if fn.__name__ == "predict_fn" else ()
+        msg = _raises(SingularKernelError, "singular|positive definite", fn, *args, k_test_train=kt)
+        assert "diag_reg" in msg
+    # With a regulariser it works; at finite times a singular PSD kernel is fine too.
+    assert torch.isfinite(P.gp_inference(k, y, diag_reg=1e-6)("ntk", kt).mean).all()
+    assert torch.isfinite(P.gradient_descent_mse(k, y)(3.0, kt, get="ntk").mean).all()
+    # Indefinite and non-symmetric matrices.
+    bad = torch.diag(torch.tensor([1.0, -1.0, 2.0], dtype=F64))
+    msg = _raises(SingularKernelError, "semi-definite", P.gradient_descent_mse(bad, y[:3]), 1.0)
+    assert "diag_reg" in msg
+    asym = torch.eye(3, dtype=F64) + torch.triu(torch.ones(3, 3, dtype=F64), 1)
+    _raises(SingularKernelError, "not symmetric", P.gradient_descent_mse(asym, y[:3]), 1.0)
+    assert issubclass(SingularKernelError, ValueError)
+
+
+# ----------------------------------------------------------------------------------------
+# Any loss (ODE) and the largest learning rate
+# ----------------------------------------------------------------------------------------
+
+
+def test_gradient_descent_mse_loss_equals_closed_form(problem: dict) -> None:
+    kdd, ktd, y = problem["kdd"], problem["ktd"], problem["y"]
+    fx0 = 0.3 * torch.randn(12, 2, dtype=F64)
+    ft0 = 0.3 * torch.randn(6, 2, dtype=F64)
+    times = torch.tensor([0.0, 0.5, 3.0, 20.0], dtype=F64)
+    closed = P.gradient_descent_mse(kdd, y, learning_rate=0.7)
+    want_train = closed(times, get="ntk", fx_train_0=fx0).mean
+    want_test = closed(times, ktd, get="ntk", fx_train_0=fx0, fx_test_0=ft0).mean
+    for loss in ("mse", lambda f, t: 0.5 * ((f - t) ** 2).mean()):
+        ode = P.gradient_descent(loss, kdd, y, learning_rate=0.7)
+        train, test = ode(times, ktd, fx_train_0=fx0, fx_test_0=ft0)
+        torch.testing.assert_close(train, want_train, rtol=1e-7, atol=1e-8)
+        torch.testing.assert_close(test, want_test, rtol=1e-7, atol=1e-8)
+    # Unsorted times and a scalar time.
+    ode = P.gradient_descent("mse", kdd.ntk, y, learning_rate=0.7)
+    shuffled = ode(times[[2, 0, 3, 1]], fx_train_0=fx0).train
+    torch.testing.assert_close(shuffled, want_train[[2, 0, 3, 1]], rtol=1e-7, atol=1e-8)
+    assert ode(3.0).test is None and ode(3.0).train.shape == (12, 2)
+
+
+def test_gradient_descent_cross_entropy_and_momentum(problem: dict) -> None:
+    kdd, ktd = problem["kdd"], problem["ktd"]
+    labels = torch.nn.functional.one_hot(torch.arange(12) % 3, 3).to(F64)
+    ode = P.gradient_descent("cross_entropy", kdd, labels)
+    out = ode(torch.tensor([0.0, 1.0, 10.0, 100.0]), ktd)
+    losses = [float(-(labels * torch.log_softmax(f, -1)).sum(-1).mean()) for f in out.train]
+    assert losses[0] == pytest.approx(math.log(3))
+    assert all(a > b for a, b in itertools.pairwise(losses)), losses
+    assert out.test.shape == (4, 6, 3) and torch.isfinite(out.test).all()
+    # Momentum: the ODE follows discrete heavy-ball steps on the linearised model
+    # (time sqrt(lr) * steps), here in function space.
+    y = problem["y"]
+    lr, mu, steps = 0.02, 0.9, 400
+    ntk = kdd.ntk
+    f, v = torch.zeros_like(y), torch.zeros_like(y)
+    for _ in range(steps):
+        v = mu * v - lr * ntk @ (f - y) / y.numel()
+        f = f + v
+    mom = P.gradient_descent("mse", kdd, y, learning_rate=lr, momentum=mu)
+    got = mom(float(steps)).train
+    assert float((got - f).norm() / (f - 0).norm()) < 0.05
+    loss = [
+        float(0.5 * ((g - y) ** 2).mean()) for g in mom(torch.tensor([0.0, 100.0, 800.0])).train
+    ]
+    assert loss[2] < loss[1] < loss[0]
+    _raises(HyperparameterError, "momentum", P.gradient_descent, "mse", kdd, y, momentum=1.5)
+    _raises(HyperparameterError, "infinite", P.gradient_descent("mse", kdd, y), None)
+    _raises(HyperparameterError, "loss=", P.gradient_descent, "hinge", kdd, y)
+
+
+def test_max_learning_rate(problem: dict) -> None:
+    ntk, y = problem["kdd"].ntk, problem["y"]
+    top = float(torch.linalg.eigvalsh(ntk)[-1])
+    assert P.max_learning_rate(ntk) == pytest.approx(2 * 12 / top, rel=1e-10)
+    lr = P.max_learning_rate(problem["kdd"], y_train_size=y.numel(), momentum=0.5)
+    assert lr == pytest.approx(2 * 1.5 * 24 / top, rel=1e-10)
+    # Below it the discrete steps contract; above it they diverge.
+    base = P.max_learning_rate(ntk, y.numel())
+    for factor, grows in ((0.95, False), (1.05, True)):
+        f = torch.zeros_like(y)
+        for _ in range(400):
+            f = f - factor * base * ntk @ (f - y) / y.numel()
+        assert (float((f - y).norm()) > float(y.norm())) == grows
