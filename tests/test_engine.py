@@ -123,7 +123,8 @@ def test_layers_are_values() -> None:
 def test_out_shape_and_static_facts() -> None:
     net = nk.Sequential(nk.FanOut(2), nk.Parallel(nk.Dense(3), nk.Dense(5)), nk.FanInConcat())
     assert net.out_shape((4,)) == (8,)
-    assert net.infer(Facts((4,))) == Facts((8,), True, -1)
+    # concatenated channels have one covariance per branch: not one Gaussian kernel
+    assert net.infer(Facts((4,))) == Facts((8,), False, -1)
     assert nk.Sequential(nk.Dense(3), nk.ReLU()).infer(Facts((4,))).is_gaussian is False
 
 

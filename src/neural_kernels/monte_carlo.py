@@ -129,13 +129,15 @@ def monte_carlo_kernel(
         \hat\Theta_{ij} = \frac{1}{m} \sum_{o} J_{1,io} \cdot J_{2,jo},
 
     where :math:`F_1` (shape ``(n1, m)``) are the outputs on ``x1`` and :math:`J_{1,io}`
-    the gradient of output :math:`o` at :math:`x_{1,i}` with respect to all parameters.
+    the gradient of output :math:`o` at :math:`x_{1,i}` with respect to all parameters
+    (outputs with several feature axes are flattened: :math:`m` counts all of them).
     The results are the means over twins; the standard errors are the standard
     deviations over twins divided by :math:`\sqrt{\text{n\_samples}}`.
 
     Compare with ``net.kernel(x1, x2)`` built with the same parametrization. In the
-    standard parametrization the NTK depends on the finite widths: keep ``width=None``
-    so that the twins have the widths the closed form uses.
+    standard parametrization the NTK depends on the finite widths (and ``FanInConcat``
+    weights its branches by their widths): keep ``width=None`` so that the twins have
+    the widths the closed form uses.
 
     Args:
         net: the network description (any :class:`~neural_kernels.Layer`).

@@ -559,7 +559,9 @@ def _shape_of(facts: FactsFlow) -> Any:
 
 def _with_shapes(facts: FactsFlow, shape: Any) -> FactsFlow:
     if isinstance(facts, tuple):
-        return tuple(_with_shapes(f, s) for f, s in zip(facts, shape, strict=True))
+        return tuple(
+            dataclasses.replace(f, shape=tuple(s)) for f, s in zip(facts, shape, strict=True)
+        )
     return dataclasses.replace(facts, shape=tuple(shape))
 
 
@@ -641,7 +643,7 @@ class Parallel(Layer):
     def _module_out_facts(self, facts: FactsFlow, ctx: ModuleContext, top: bool) -> FactsFlow:
         assert isinstance(facts, tuple)
         return tuple(
-            layer._module_out_facts(f, ctx.at(f), top)
+            layer._module_out_facts(f, ctx.at(f), top)  # type: ignore[misc]
             for layer, f in zip(self.layers, facts, strict=True)
         )
 
@@ -749,6 +751,11 @@ class FanInConcat(Layer):
     .. math::
         K = \frac{\sum_b C_b K_b}{\sum_b C_b}, \qquad
         \Theta = \frac{\sum_b C_b \Theta_b}{\sum_b C_b}
+
+    The concatenated channels are Gaussian with *different* covariances per branch, so
+    the output is not one Gaussian kernel: a nonlinearity must not follow directly
+    (the mean of its duals is not the dual of the mean). Put a ``Dense`` (or ``Conv``)
+    after it, as in Neural Tangents.
     """
 
     axis: int = -1
@@ -776,9 +783,8 @@ class FanInConcat(Layer):
                 )
             )
         width = sum(f.shape[-1] for f in facts)
-        return Facts(
-            (*facts[0].shape[:-1], width), all(f.is_gaussian for f in facts), facts[0].channel_axis
-        )
+        gaussian = len(facts) == 1 and facts[0].is_gaussian  # see the class docstring
+        return Facts((*facts[0].shape[:-1], width), gaussian, facts[0].channel_axis)
 
     def transform(self, k: Flow) -> Flow:
         assert isinstance(k, tuple)
@@ -798,7 +804,7 @@ class FanInConcat(Layer):
             cov2=mean([kk.cov2 for kk in k]),
             shape1=shape1,
             shape2=shape2,
-            is_gaussian=all(kk.is_gaussian for kk in k),
+            is_gaussian=len(k) == 1 and k[0].is_gaussian,
         )
 
     def make_module(self, in_shape: Any, ctx: ModuleContext) -> nn.Module:
