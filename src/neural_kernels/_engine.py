@@ -37,6 +37,8 @@ if TYPE_CHECKING:  # pragma: no cover
 #: Entries of a chunk on which the layer chain runs at once (512 KiB in float64: the
 #: chain's few live temporaries stay in a 2 MiB L2 cache).
 _CHUNK_ELEMENTS = 1 << 16
+#: Entries of a chunk of spatial kernels (several example pairs of position pairs).
+_SPATIAL_CHUNK_ELEMENTS = 1 << 18
 #: Largest default block side: square blocks this size let the symmetric path skip the
 #: Gram products below the diagonal while keeping each product efficient.
 _MAX_BLOCK = 512
@@ -125,7 +127,7 @@ def _gram(fa: Tensor, fb: Tensor, plan: _Plan) -> Tensor:
     if plan.layout == "full":
         g = (fa.reshape(na * p, c) @ fb.reshape(nb * p, c).T) / c
         g = g.reshape(na, p, nb, p).transpose(1, 2)
-        return _interleave(g, 2, plan.spatial)
+        return _interleave(g, 2, plan.spatial).contiguous()
     g = torch.bmm(fa.transpose(0, 1), fb.permute(1, 2, 0)) / c  # (P, na, nb)
     return g.permute(1, 2, 0).reshape(na, nb, *plan.spatial)
 
@@ -137,7 +139,7 @@ def _self_cov(fa: Tensor, plan: _Plan) -> Tensor:
         return (fa[:, 0] * fa[:, 0]).sum(-1) / c
     if plan.layout == "full":
         g = torch.bmm(fa, fa.transpose(1, 2)) / c
-        return _interleave(g, 1, plan.spatial)
+        return _interleave(g, 1, plan.spatial).contiguous()
     return ((fa * fa).sum(-1) / c).reshape(fa.shape[0], *plan.spatial)
 
 
@@ -236,8 +238,13 @@ def _block_shape(
 
 
 def _chunk_shape(rows: int, cols: int, pair_elements: int) -> tuple[int, int]:
-    """Sub-block of a block on which the layer chain runs at once."""
-    pairs = max(1, _CHUNK_ELEMENTS // pair_elements)
+    """Sub-block of a block on which the layer chain runs at once.
+
+    Fully connected chunks stay in cache; spatial ones are larger, so that Python's
+    per-operation overhead is spread over enough entries.
+    """
+    budget = _CHUNK_ELEMENTS if pair_elements == 1 else _SPATIAL_CHUNK_ELEMENTS
+    pairs = max(1, budget // pair_elements)
     c = min(cols, pairs)
     r = min(rows, max(1, pairs // c))
     return r, c

@@ -1,0 +1,211 @@
+"""Spatial kernels (convolutions, pooling) against Neural Tangents' times and a floor.
+
+Architectures of ``shared/reference/nt_timings.md`` (PyTorch layout, ``x2=None``,
+NNGP + NTK):
+
+``cnn_gap``
+    ``3 x [Conv(256, 3x3, same, w_std=sqrt(2), b_std=0.1), ReLU] + GlobalAvgPool + Dense``
+    on 3x8x8 inputs: the full spatial covariance.
+``cnn_flatten``
+    the same with ``Flatten``: only same-position covariances (diagonal layout).
+``myrtle5``
+    Myrtle-5 on 3x16x16 inputs (full layout, average pooling).
+``digits_cnn_gap``
+    the NTK of a 3-layer CNN with global average pooling on all 1797 digits (1x8x8),
+    which Neural Tangents cannot do (it builds the whole covariance at once).
+
+Each case runs in a fresh subprocess and prints one JSON line with ``seconds`` (median
+of the timed runs after a warm-up), ``peak_mb`` (``ru_maxrss`` above the post-import
+baseline), ``entries`` (covariance entries per layer summed over the example pairs
+computed), the same run's ``floor_seconds`` and ``ratio_to_floor``, and Neural Tangents'
+time and peak memory where measured. The floor is, per layer and covariance entry,
+nine multiply-adds and one arc-cosine, run on cache-sized buffers as our engine does.
+
+``python -m benchmarks.bench_spatial [--quick]`` (``--quick``: tiny sizes, smoke only).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import neural_kernels as nk
+
+ROOT = Path(__file__).resolve().parents[1]
+CASES = (
+    ("cnn_gap", 128, "float64"),
+    ("cnn_gap", 128, "float32"),
+    ("cnn_flatten", 64, "float64"),
+    ("cnn_flatten", 64, "float32"),
+    ("myrtle5", 32, "float64"),
+    ("myrtle5", 32, "float32"),
+    ("digits_cnn_gap", 1797, "float64"),
+)
+QUICK_CASES = (("cnn_gap", 8, "float64"), ("cnn_flatten", 8, "float32"), ("myrtle5", 2, "float64"))
+#: Neural Tangents on this machine kind: (seconds, peak RSS MB).
+NT = {
+    ("cnn_gap", 128, "float64"): (4.9, 3821),
+    ("cnn_gap", 128, "float32"): (21.2, 2297),
+    ("cnn_flatten", 64, "float64"): (0.011, 773),
+    ("cnn_flatten", 64, "float32"): (0.008, 749),
+    ("myrtle5", 32, "float64"): (3.8, 3824),
+    ("myrtle5", 32, "float32"): (13.7, 2302),
+}
+
+
+def network(name: str) -> tuple[nk.Sequential, tuple[int, ...], int]:
+    """The network, its input feature shape, and its number of conv layers."""
+    if name in ("cnn_gap", "cnn_flatten"):
+        conv = nk.Conv(256, 3, padding="same", w_std=math.sqrt(2.0), b_std=0.1)
+        pool = nk.GlobalAvgPool() if name == "cnn_gap" else nk.Flatten()
+        net = nk.Sequential(*[conv, nk.ReLU()] * 3, pool, nk.Dense(1, w_std=1.0, b_std=0.1))
+        return net, (3, 8, 8), 3
+    if name == "myrtle5":
+        conv = nk.Conv(128, 3, padding="same", w_std=math.sqrt(2.0), b_std=0.0)
+        pool = nk.AvgPool(2, 2)
+        net = nk.Sequential(
+            conv,
+            nk.ReLU(),
+            conv,
+            nk.ReLU(),
+            pool,
+            conv,
+            nk.ReLU(),
+            pool,
+            conv,
+            nk.ReLU(),
+            pool,
+            pool,
+            nk.Flatten(),
+            nk.Dense(10, w_std=math.sqrt(2.0), b_std=0.0),
+        )
+        return net, (3, 16, 16), 4
+    if name == "digits_cnn_gap":
+        conv = nk.Conv(128, 3, padding="same", w_std=math.sqrt(2.0), b_std=0.1)
+        net = nk.Sequential(*[conv, nk.ReLU()] * 3, nk.GlobalAvgPool(), nk.Dense(10))
+        return net, (1, 8, 8), 3
+    raise KeyError(name)
+
+
+def _inputs(name: str, n: int, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+    if name == "digits_cnn_gap":
+        from sklearn.datasets import load_digits
+
+        x = torch.as_tensor(load_digits().data[:n], dtype=dtype).reshape(-1, *shape)
+        return (x - x.mean()) / x.std()
+    return torch.randn(n, *shape, generator=torch.Generator().manual_seed(0), dtype=dtype)
+
+
+def entries(net: nk.Sequential, shape: tuple[int, ...], n: int) -> int:
+    """Covariance entries per layer: example pairs (upper triangle) times position pairs."""
+    positions = math.prod(shape[1:])
+    per_pair = positions * positions if net.needs_full_spatial() else positions
+    return n * (n + 1) // 2 * per_pair
+
+
+def floor(total: int, layers: int, dtype: torch.dtype) -> Callable[[], None]:
+    """Nine multiply-adds and one arc-cosine per entry and layer, on 2**16-entry buffers."""
+    chunk = 1 << 16
+    a = torch.rand(chunk, dtype=dtype) * 0.5
+    b = torch.rand(chunk, dtype=dtype) * 0.5
+    out = torch.empty(chunk, dtype=dtype)
+    steps = max(1, total * layers // chunk)
+
+    def run() -> None:
+        for _ in range(steps):
+            torch.acos(a, out=out)
+            for _ in range(9):
+                out.addcmul_(a, b)
+
+    return run
+
+
+def _maxrss_mb() -> float:
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / 2**20 if sys.platform == "darwin" else rss / 2**10
+
+
+def _median(fn: Callable[[], Any], repeats: int) -> tuple[float, list[float]]:
+    fn()
+    runs = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        runs.append(time.perf_counter() - start)
+    return statistics.median(runs), runs
+
+
+def run_case(name: str, n: int, dtype_name: str) -> dict[str, Any]:
+    """Measure one case in this process; returns the JSON record."""
+    dtype = getattr(torch, dtype_name)
+    net, shape, layers = network(name)
+    x = _inputs(name, n, shape, dtype)
+    get = "ntk" if name == "digits_cnn_gap" else ("nngp", "ntk")
+    repeats = 1 if name == "digits_cnn_gap" else 3
+    if name == "digits_cnn_gap":
+        net.kernel(x[:8], get=get)  # warm-up on a slice, the full run once
+    baseline = _maxrss_mb()
+    start = time.perf_counter()
+    if repeats == 1:
+        net.kernel(x, get=get)
+        seconds, runs = time.perf_counter() - start, [time.perf_counter() - start]
+    else:
+        seconds, runs = _median(lambda: net.kernel(x, get=get), repeats)
+    peak = _maxrss_mb()
+    total = entries(net, shape, n)
+    floor_seconds, _ = _median(floor(total, layers, dtype), 1 if repeats == 1 else 3)
+    nt_seconds, nt_mb = NT.get((name, n, dtype_name), (None, None))
+    return {
+        "name": name,
+        "n": n,
+        "dtype": dtype_name,
+        "layout": "full" if net.needs_full_spatial() else "diagonal",
+        "seconds": seconds,
+        "peak_mb": peak - baseline,
+        "peak_total_mb": peak,
+        "entries": total,
+        "floor_seconds": floor_seconds,
+        "ratio_to_floor": seconds / floor_seconds,
+        "nt_seconds": nt_seconds,
+        "nt_peak_mb": nt_mb,
+        "fraction_of_nt": None if nt_seconds is None else seconds / nt_seconds,
+        "runs": runs,
+        "threads": torch.get_num_threads(),
+        "loadavg_1min": os.getloadavg()[0],
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_spatial")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes (smoke run)")
+    parser.add_argument("--case", nargs=3, metavar=("NAME", "N", "DTYPE"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.case is not None:
+        print(json.dumps(run_case(args.case[0], int(args.case[1]), args.case[2])), flush=True)
+        return 0
+    status = 0
+    for name, n, dtype in QUICK_CASES if args.quick else CASES:
+        cmd = [sys.executable, "-m", "benchmarks.bench_spatial", "--case", name, str(n), dtype]
+        done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+        if done.returncode != 0:
+            print(f"{name} n={n} {dtype} failed:\n{done.stderr}", file=sys.stderr)
+            status = 1
+            continue
+        print(done.stdout.strip().splitlines()[-1], flush=True)
+    return status
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
