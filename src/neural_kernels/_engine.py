@@ -72,13 +72,6 @@ class _Plan:
         p = self.positions
         return p * p if self.layout == "full" and self.spatial else p
 
-    @property
-    def swap(self) -> tuple[int, ...]:
-        """Permutation of the trailing axes that maps ``k(x, x')`` to ``k(x', x)``."""
-        if self.layout == "diagonal" or not self.spatial:
-            return tuple(range(len(self.spatial)))
-        return tuple(i ^ 1 for i in range(2 * len(self.spatial)))
-
 
 def _plan(layer: Layer, feature_shape: tuple[int, ...], where: str) -> _Plan:
     out = layer.infer(Facts(feature_shape))
@@ -304,7 +297,7 @@ def compute_kernel(
                         s0 = max(s0, r0)
                         if s0 >= s1:
                             continue
-                    k = layer.transform(
+                    k = layer.transform_network(
                         _input_kernel(
                             gram[r0 - i0 : r1 - i0, s0 - j0 : s1 - j0],
                             c1[r0:r1],
@@ -323,6 +316,7 @@ def compute_kernel(
                         continue
                     if not out:
                         trailing = tuple(k.nngp.shape[2:])
+                        swap = _output_swap(k)
                         out = [k.nngp.new_empty((n1, n2, *trailing))]
                         if want_ntk:
                             out.append(k.nngp.new_empty((n1, n2, *trailing)))
@@ -341,7 +335,6 @@ def compute_kernel(
                 torch.cat([torch.cat([k.ntk for k in r], 1) for r in row_parts], 0)  # type: ignore[misc]
             )
     if use_symmetry:
-        swap = _output_swap(out[0].ndim - 2)
         for m in out:
             _mirror_upper(m, rows, swap)
 
@@ -360,9 +353,15 @@ def compute_kernel(
     )
 
 
-def _output_swap(trailing: int) -> tuple[int, ...]:
-    """Trailing-axis permutation of a transposed pair (interleaved full layout)."""
-    return tuple(i ^ 1 for i in range(trailing)) if trailing % 2 == 0 else tuple(range(trailing))
+def _output_swap(k: Kernel) -> tuple[int, ...]:
+    """Trailing-axis permutation that maps ``k(x, x')`` to ``k(x', x)`` for ``k``'s layout.
+
+    Interleaved position pairs of the full layout swap; same-position entries stay.
+    """
+    trailing = k.nngp.ndim - 2
+    if k.layout == "full" and k.spatial_ndim and trailing == 2 * k.spatial_ndim:
+        return tuple(i ^ 1 for i in range(trailing))
+    return tuple(range(trailing))
 
 
 def _mirror_upper(m: Tensor, block: int, swap: tuple[int, ...]) -> None:
@@ -399,7 +398,7 @@ def _self_pass(
     for i0 in range(0, f.shape[0], batch):
         c = _self_cov(f[i0 : i0 + batch], plan)
         p = None if pattern is None else pattern[i0 : i0 + batch]
-        k = layer.transform(
+        k = layer.transform_network(
             _input_kernel(c, c, c, plan, want_ntk, diagonal=True, pattern1=p, pattern2=p)
         )
         assert isinstance(k, Kernel)

@@ -149,6 +149,29 @@ class Kernel:
         """
         return self.place(self.variances(self.cov1), self.variances(self.cov2))
 
+    def to_diagonal_layout(self) -> Kernel:
+        """The same kernel keeping only same-position covariances (``layout="diagonal"``).
+
+        Exact for every later layer that needs no covariance between two positions.
+        """
+        if self.cov_is_variance:
+            return self.replace(layout="diagonal")
+        s = self.spatial_ndim
+        letters = "abcdefgh"[:s]
+        pair = "".join(c + c for c in letters)
+        lead = "z" if self.diagonal else "yz"
+        eq = f"{lead}{pair}->{lead}{letters}"
+        ntk = None if self.ntk is None else torch.einsum(eq, self.ntk)
+        same = self.cov2 is self.cov1
+        cov1 = self.variances(self.cov1)
+        return self.replace(
+            nngp=torch.einsum(eq, self.nngp),
+            ntk=ntk,
+            cov1=cov1,
+            cov2=cov1 if same else self.variances(self.cov2),
+            layout="diagonal",
+        )
+
     @property
     def dtype(self) -> torch.dtype:
         """The dtype of the kernel entries."""

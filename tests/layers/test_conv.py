@@ -113,6 +113,28 @@ def test_full_and_diagonal_layouts_agree_before_flatten() -> None:
     torch.testing.assert_close(a.ntk, b.ntk, rtol=1e-12, atol=0)
 
 
+def test_layout_switches_to_diagonal_after_the_last_pooling() -> None:
+    # Conv, pool, conv, flatten: the second conv runs on same-position entries only.
+    net = nk.Sequential(
+        nk.Conv(4, 3, b_std=0.1), nk.ReLU(), nk.AvgPool(2), nk.Conv(4, 3), nk.ReLU(),
+        nk.Flatten(), nk.Dense(1),
+    )
+    x = torch.randn(4, 2, 6, 6, dtype=torch.float64)
+    calls: list[str] = []
+
+    class Spy(nk.Identity):
+        def transform(self, k):  # type: ignore[no-untyped-def]
+            calls.append(k.layout)
+            return k
+
+    spied = nk.Sequential(*net.layers[:4], Spy(), *net.layers[4:])
+    torch.testing.assert_close(spied.kernel(x).ntk, net.kernel(x).ntk, rtol=0, atol=0)
+    assert set(calls) == {"diagonal"}
+    # the same network forced to stay full (a pooling window of one at the end) agrees
+    full = nk.Sequential(*net.layers[:5], nk.AvgPool(1), *net.layers[5:])
+    torch.testing.assert_close(full.kernel(x).ntk, net.kernel(x).ntk, rtol=1e-12, atol=0)
+
+
 def test_spatial_output_kernel_layout() -> None:
     # Without a readout the kernel keeps its position pairs, interleaved (n1, n2, H, H', W, W').
     net = nk.Sequential(nk.Conv(3, 3), nk.ReLU(), nk.AvgPool(2))
@@ -126,6 +148,16 @@ def test_spatial_output_kernel_layout() -> None:
     torch.testing.assert_close(
         k11.nngp[3:, :3], k12.nngp.permute(1, 0, 3, 2, 5, 4), rtol=1e-12, atol=1e-15
     )
+
+
+def test_spatial_output_in_diagonal_layout_is_mirrored_correctly() -> None:
+    # No pooling: same-position covariances (n1, n2, H, W) on a non-square input.
+    net = nk.Sequential(nk.Conv(3, 3), nk.ReLU(), nk.Conv(2, 3))
+    x = torch.randn(4, 2, 3, 5, dtype=torch.float64)
+    k = net.kernel(x)
+    assert k.nngp.shape == (4, 4, 3, 5)
+    torch.testing.assert_close(k.nngp, net.kernel(x, x).nngp, rtol=1e-12, atol=1e-15)
+    torch.testing.assert_close(k.ntk, k.ntk.transpose(0, 1), rtol=0, atol=0)
 
 
 MC_NETWORKS = {

@@ -153,6 +153,9 @@ class Layer:
     #: Whether the layer needs the full spatial covariance (pooling, attention) rather
     #: than only its same-position entries.
     needs_full: ClassVar[bool] = False
+    #: Whether the layer removes the spatial axes using only same-position entries
+    #: (``Flatten``), so that earlier layers may run in the diagonal layout.
+    collapses_spatial: ClassVar[bool] = False
     #: Whether the layer owns a width (``Dense``, ``Conv``): the last such layer of a
     #: network is its readout, whose width ``module(width=...)`` leaves alone.
     has_width: ClassVar[bool] = False
@@ -170,6 +173,10 @@ class Layer:
     def infer_facts(self, facts: FactsFlow) -> FactsFlow:
         """The output facts for input facts that satisfy :attr:`requirements`."""
         return facts
+
+    def transform_network(self, k: Flow) -> Flow:
+        """:meth:`transform` when this layer is the whole network (the engine's entry)."""
+        return self.transform(k)
 
     def first_channel_axis(self) -> int | None:
         """The channel axis the network wants for its raw inputs (see ``input_channel_axis``)."""
@@ -480,6 +487,23 @@ class Sequential(Layer):
     def transform(self, k: Flow) -> Flow:
         for layer in self.layers:
             k = layer.transform(k)
+        return k
+
+    def transform_network(self, k: Flow) -> Flow:
+        """:meth:`transform` as the whole network: in the cheapest exact layout.
+
+        After the last layer that needs the full spatial covariance, when a ``Flatten``
+        follows, only same-position covariances are kept (``Kernel.to_diagonal_layout``).
+        """
+        last = max(
+            (i for i, lay in enumerate(self.layers) if lay.needs_full_spatial()), default=None
+        )
+        if last is None or not any(lay.collapses_spatial for lay in self.layers[last + 1 :]):
+            last = None  # a spatial output keeps the full covariance
+        for i, layer in enumerate(self.layers):
+            k = layer.transform(k)
+            if i == last and isinstance(k, Kernel) and k.spatial_ndim:
+                k = k.to_diagonal_layout()
         return k
 
     def make_module(self, in_shape: Any, ctx: ModuleContext) -> nn.Module:

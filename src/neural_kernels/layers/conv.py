@@ -285,6 +285,8 @@ class Flatten(Layer):
     Only the diagonal of the spatial covariance is needed.
     """
 
+    collapses_spatial: ClassVar[bool] = True
+
     def infer_facts(self, facts: FactsFlow) -> FactsFlow:
         assert isinstance(facts, Facts)
         return Facts((math.prod(facts.shape),), facts.is_gaussian, -1)
