@@ -31,3 +31,9 @@ def test_floor_is_finite():
     import torch
 
     assert torch.isfinite(bench_fc_kernel.floor(torch.randn(32, 784))).all()
+
+
+def test_every_benchmark_module_is_discovered():
+    from benchmarks.__main__ import discover
+
+    assert "bench_fc_kernel" in discover()

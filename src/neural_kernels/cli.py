@@ -224,7 +224,7 @@ class _Progress:
             return
         if self._fancy:
             if self._bar is None:
-                from tqdm import tqdm
+                from tqdm import tqdm  # type: ignore[import-untyped]
 
                 self._bar = tqdm(
                     total=total, desc=self.label, unit="pair", unit_scale=True, file=sys.stderr
@@ -454,7 +454,7 @@ def _load_dataset(spec: str) -> _Dataset:
                 f"--data {spec}: the bundled data sets need scikit-learn "
                 "(pip install 'neural-kernels[demo]'), or pass a .npz or .csv file"
             )
-        from sklearn import datasets
+        from sklearn import datasets  # type: ignore[import-untyped]
 
         x, y = getattr(datasets, f"load_{spec}")(return_X_y=True)
         return _finish_dataset(spec, np.asarray(x), np.asarray(y), f"--data {spec}")
