@@ -43,6 +43,14 @@ class SingularKernelError(NeuralKernelsError, ValueError):
     """A kernel matrix that must be factorised is singular, indefinite or not symmetric."""
 
 
+class ModelError(NeuralKernelsError, ValueError):
+    """A ``torch.nn.Module`` cannot be used as asked.
+
+    For example: it has no trainable parameters, it uses batch statistics or random masks
+    in training mode, or its outputs have no batch axis.
+    """
+
+
 def describe(where: str, got: str, fix: str) -> str:
     """Format an error message as ``'<where>: <got>. <fix>'``.
 

@@ -398,6 +398,7 @@ class _Factor:
                 )
             )
         self.a, self.n, self.label, self.where = a, n, label, where
+        self.symmetric = asym == 0.0
         self.diag_reg, self.absolute = diag_reg, absolute
         self.shift = diag_reg if absolute else diag_reg * torch.diagonal(a).sum() / n
 
@@ -445,7 +446,12 @@ class _Factor:
     @cached_property
     def eig(self) -> tuple[Tensor, Tensor]:
         """Eigenvalues (clipped at 0 after the PSD check) and eigenvectors of ``A~``."""
-        evals, evecs = torch.linalg.eigh(self.regularised())
+        if self.symmetric and not self.a.requires_grad:
+            # A + shift I has the eigenvectors of A: no regularised n x n copy.
+            evals, evecs = torch.linalg.eigh(self.a)
+            evals = evals + self.shift
+        else:
+            evals, evecs = torch.linalg.eigh(self.regularised())
         top = float(evals.detach().abs().max()) if evals.numel() else 0.0
         low = float(evals.detach().min()) if evals.numel() else 0.0
         if not math.isfinite(low) or low < -math.sqrt(torch.finfo(evals.dtype).eps) * top:
