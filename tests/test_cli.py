@@ -20,7 +20,8 @@ SMALL = ["--n-train", "150", "--n-test", "100", "--quiet"]
 
 
 def run_demo(out: Path, *flags: str) -> dict:
-    assert main(["demo", "--out", str(out), *flags]) == 0
+    """The kernel regression alone (the full report is tested in ``test_report.py``)."""
+    assert main(["demo", "--out", str(out), "--kernels-only", *flags]) == 0
     assert sorted(p.name for p in out.iterdir()) == ["results.json"]  # no temporary files
     return json.loads((out / "results.json").read_text())
 
@@ -58,7 +59,8 @@ def test_demo_deterministic(tmp_path):
 
 def test_entry_point_subprocess(tmp_path):
     env = {**os.environ, "PYTHONWARNINGS": "error"}
-    cmd = [sys.executable, "-m", "neural_kernels", "demo", "--quick", "--out", str(tmp_path)]
+    cmd = [sys.executable, "-m", "neural_kernels", "demo", "--quick", "--kernels-only"]
+    cmd += ["--out", str(tmp_path)]
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 0, done.stderr
     assert json.loads((tmp_path / "results.json").read_text())["results"]["ntk"]

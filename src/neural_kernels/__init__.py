@@ -11,9 +11,23 @@ Write an architecture once and get its NNGP and NTK kernels in closed form, its 
 """
 
 from . import predict as predict
+from .empirical import KernelSnapshot as KernelSnapshot
+from .empirical import KernelTracker as KernelTracker
+from .empirical import TaylorExpansion as TaylorExpansion
+from .empirical import WidthSweep as WidthSweep
+from .empirical import WidthSweepRow as WidthSweepRow
+from .empirical import centered_kernel_alignment as centered_kernel_alignment
+from .empirical import empirical_nngp as empirical_nngp
+from .empirical import empirical_ntk as empirical_ntk
+from .empirical import kernel_cosine_distance as kernel_cosine_distance
+from .empirical import kernel_distance as kernel_distance
+from .empirical import linearize as linearize
+from .empirical import taylor_expand as taylor_expand
+from .empirical import width_sweep as width_sweep
 from .errors import HyperparameterError as HyperparameterError
 from .errors import InputTypeError as InputTypeError
 from .errors import LayerCompatibilityError as LayerCompatibilityError
+from .errors import ModelError as ModelError
 from .errors import NeuralKernelsError as NeuralKernelsError
 from .errors import NonFiniteError as NonFiniteError
 from .errors import ParametrizationError as ParametrizationError
@@ -29,12 +43,26 @@ __all__ = [
     "HyperparameterError",
     "InputTypeError",
     "Kernel",
+    "KernelSnapshot",
+    "KernelTracker",
     "LayerCompatibilityError",
+    "ModelError",
     "MonteCarloKernel",
     "NeuralKernelsError",
     "NonFiniteError",
     "ParametrizationError",
     "ShapeError",
+    "TaylorExpansion",
+    "WidthSweep",
+    "WidthSweepRow",
+    "centered_kernel_alignment",
+    "empirical_nngp",
+    "empirical_ntk",
+    "kernel_cosine_distance",
+    "kernel_distance",
+    "linearize",
+    "taylor_expand",
+    "width_sweep",
     "predict",
     "monte_carlo_kernel",
     *_layer_names,

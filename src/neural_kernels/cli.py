@@ -6,8 +6,12 @@ Also ``python -m neural_kernels``. Commands:
     Infinite-width kernel regression on a small data set (scikit-learn's bundled 8x8
     handwritten digits by default, no download): standardise the features, split train
     and test by ``--seed``, compute the NNGP and NTK of a deep fully connected ReLU
-    network, solve the kernel regression for each and write ``results.json`` (every
-    number, with the resolved configuration) into ``--out``, printing a short summary.
+    network, solve the kernel regression for each, then add the report sections of
+    :mod:`neural_kernels.report` (a CNN's kernels, predictions against training time,
+    finite networks against their kernels, the Gaussian picture, kernel movement) and
+    write ``index.html``, PNG plots and ``results.json`` (every number, with the resolved
+    configuration) into ``--out``, printing a short summary. ``--kernels-only`` stops
+    after the kernel regression and writes ``results.json`` alone.
 
 Options come from the command line and, optionally, a TOML file (``--config``): a key
 ``n_train`` (or ``n-train``) is the flag ``--n-train``; keys may sit at the top level or
@@ -81,11 +85,13 @@ class Plot:
     Attributes:
         name: file stem, e.g. ``"spectrum"``.
         draw: draws the figure on a ``matplotlib.axes.Axes``.
+        caption: one line saying what the plot shows (also its alt text in HTML).
 
     """
 
     name: str
     draw: Callable[[Any], None]
+    caption: str = ""
 
 
 @dataclass
@@ -97,6 +103,8 @@ class Section:
         data: JSON-serialisable numbers and facts.
         summary: lines for the printed summary.
         plots: figures of the section.
+        title: heading in ``index.html`` (default: from ``name``).
+        text: a paragraph under the heading.
 
     """
 
@@ -104,6 +112,8 @@ class Section:
     data: dict[str, Any]
     summary: list[str] = field(default_factory=list)
     plots: list[Plot] = field(default_factory=list)
+    title: str = ""
+    text: str = ""
 
 
 @dataclass
@@ -268,6 +278,8 @@ class DemoConfig:
         dtype: ``float64`` (recommended) or ``float32``.
         diag_reg: ridge added to the kernel, relative to its mean diagonal.
         quiet: no progress output.
+        kernels_only: only the kernel regression (no report sections, plots or finite
+            networks): a few seconds.
 
     """
 
@@ -283,6 +295,7 @@ class DemoConfig:
     dtype: str = "float64"
     diag_reg: float = 1e-4
     quiet: bool = False
+    kernels_only: bool = False
 
 
 def _option_types(config: type) -> dict[str, type]:
@@ -314,7 +327,7 @@ def _add_demo_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--quick",
         action=argparse.BooleanOptionalAction,
-        help=f"small subset ({_QUICK_TRAIN} train, {_QUICK_TEST} test): a few seconds",
+        help="small subsets and fewer widths: about a minute",
     )
     p.add_argument(
         "--depth", type=int, metavar="L", help=f"hidden [Dense, ReLU] blocks (default: {d.depth})"
@@ -335,6 +348,11 @@ def _add_demo_arguments(p: argparse.ArgumentParser) -> None:
         help=f"ridge relative to the kernel's mean diagonal (default: {d.diag_reg:g})",
     )
     p.add_argument("--quiet", action=argparse.BooleanOptionalAction, help="no progress output")
+    p.add_argument(
+        "--kernels-only",
+        action=argparse.BooleanOptionalAction,
+        help="only the kernel regression: no plots, finite networks or HTML sections",
+    )
     p.add_argument("--config", metavar="FILE.toml", help="read options from a TOML file")
 
 
@@ -702,6 +720,28 @@ def run_demo(cfg: DemoConfig) -> Report:
     ]
     lines.append(f"  {'chance':6} {chance:>14.4f}   (majority class)")
     report.add(Section("results", scores, lines))
+    if not cfg.kernels_only:
+        from .report import Context, add_sections
+
+        add_sections(
+            report,
+            Context(
+                a,
+                b,
+                targets,
+                targets_test,
+                y_test,
+                n_classes,
+                net,
+                k_train,
+                k_test,
+                cfg.diag_reg,
+                cfg.seed,
+                cfg.quick,
+                cfg.quiet,
+                chance,
+            ),
+        )
     timings = {
         "kernel_train_train": t_train,
         "kernel_test_train": t_test,
@@ -724,7 +764,12 @@ def run_demo(cfg: DemoConfig) -> Report:
 def _demo(args: argparse.Namespace) -> int:
     cfg = _resolve_demo_config(args)
     report = run_demo(cfg)
-    paths = report.write(Path(cfg.out).expanduser())
+    if cfg.kernels_only:
+        paths = report.write(Path(cfg.out).expanduser())
+    else:
+        from .report import write_report
+
+        paths = write_report(report, Path(cfg.out).expanduser())
     print(report.summary())
     print(f"wrote    {paths[-1]}")
     return 0

@@ -116,8 +116,13 @@ def test_full_and_diagonal_layouts_agree_before_flatten() -> None:
 def test_layout_switches_to_diagonal_after_the_last_pooling() -> None:
     # Conv, pool, conv, flatten: the second conv runs on same-position entries only.
     net = nk.Sequential(
-        nk.Conv(4, 3, b_std=0.1), nk.ReLU(), nk.AvgPool(2), nk.Conv(4, 3), nk.ReLU(),
-        nk.Flatten(), nk.Dense(1),
+        nk.Conv(4, 3, b_std=0.1),
+        nk.ReLU(),
+        nk.AvgPool(2),
+        nk.Conv(4, 3),
+        nk.ReLU(),
+        nk.Flatten(),
+        nk.Dense(1),
     )
     x = torch.randn(4, 2, 6, 6, dtype=torch.float64)
     calls: list[str] = []

@@ -1,0 +1,252 @@
+"""Empirical NTK of an MLP, every strategy, against a per-example Jacobian loop.
+
+Model: ``nk.Sequential(Dense(512), ReLU, Dense(512), ReLU, Dense(10))`` without biases,
+NTK parametrization, built by ``.module((784,))`` (668,672 parameters), float32, on
+``n`` standard-normal inputs; ``nk.empirical_ntk(model, x)`` (``x2=None``) traced
+(``trace_outputs=True``: the sum over the 10 outputs, ``(n, n)``) and full
+(``trace_outputs=False``: ``(n, n, 10, 10)``), with ``strategy`` = ``structured``,
+``jacobian``, ``ntvp`` and ``auto``. Each case runs in a fresh subprocess with
+``torch.set_num_threads(THREADS)`` and prints one JSON line:
+
+``seconds``
+    the median of ``REPEATS`` runs after one warm-up when that warm-up takes under
+    ``SLOW`` seconds; else the one (cold) run.
+``peak_mb`` / ``peak_total_mb``
+    ``ru_maxrss`` after the runs, above the post-setup baseline / in total.
+``loop_seconds``
+    the naive baseline, measured in its own subprocess of the same run: a Python loop
+    over examples and outputs with ``torch.autograd.grad`` building the per-example
+    Jacobian ``J`` (``n x 10 x 668,672``), then ``J J^T`` traced or in full blocks (the
+    Jacobian time counted in both). Its own record has ``strategy = "loop"``.
+``speedup``
+    ``loop_seconds / seconds`` (target: >= 5).
+``nt_seconds`` / ``nt_best_seconds``
+    Neural Tangents on this machine kind (``vmap_axes=0``, ``shared/reference/
+    nt_timings.md``): the same strategy, and its best one (structured derivatives:
+    0.033 s traced, 0.13 s full), the target.
+``max_rel_diff``
+    ``max |K - K_loop| / max |K_loop|`` (float32 agreement with the loop).
+``chosen``
+    the strategy ``auto`` picks.
+
+Also: every run's seconds (``runs``), torch's thread count and the 1-minute load average
+(other work on a shared machine inflates timings; rerun when it is high). Cases run with
+``OMP_WAIT_POLICY=PASSIVE`` unless the environment sets it: with two threads on a busy
+machine, spinning OpenMP threads otherwise make small matrix products 10-100x slower.
+
+``python -m benchmarks.bench_empirical [--quick] [--threads T]`` (``--quick``: ``n = 32``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import neural_kernels as nk
+from neural_kernels import empirical
+
+NAME = "empirical_ntk_mlp_784_512_512_10"
+D, WIDTH, OUTPUTS = 784, 512, 10
+N, QUICK_N = 256, 32
+THREADS = 2
+REPEATS = 5
+SLOW = 2.0
+STRATEGIES = ("structured", "jacobian", "ntvp", "auto")
+#: Neural Tangents 0.6.5 on this machine kind, vmap_axes=0 (seconds), n = 256, float32.
+NT_SECONDS = {
+    ("structured", "traced"): 0.033,
+    ("structured", "full"): 0.13,
+    ("jacobian", "traced"): 18.5,
+    ("jacobian", "full"): 52.2,
+    ("ntvp", "traced"): 14.3,
+    ("ntvp", "full"): 15.6,
+}
+NT_BEST = {"traced": 0.033, "full": 0.13}
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def model_and_inputs(n: int, width: int = WIDTH, d: int = D, seed: int = 0):
+    """The benchmark's model (float32, no biases, NTK parametrization) and inputs."""
+    net = nk.Sequential(
+        nk.Dense(width, b_std=None),
+        nk.ReLU(),
+        nk.Dense(width, b_std=None),
+        nk.ReLU(),
+        nk.Dense(OUTPUTS, b_std=None),
+    )
+    gen = torch.Generator().manual_seed(seed)
+    model = net.module((d,), generator=gen, dtype=torch.float32)
+    x = torch.randn(n, d, generator=gen, dtype=torch.float32)
+    return model, x
+
+
+def _maxrss_mb() -> float:
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / 2**20 if sys.platform == "darwin" else rss / 2**10
+
+
+def loop_ntk(model: torch.nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, float]:
+    """The per-example Jacobians by a loop of ``torch.autograd.grad``: ``(J, seconds)``."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    start = time.perf_counter()
+    rows = []
+    for i in range(x.shape[0]):
+        out = model(x[i : i + 1]).reshape(-1)
+        grads = [
+            torch.cat(
+                [g.reshape(-1) for g in torch.autograd.grad(out[o], params, retain_graph=True)]
+            )
+            for o in range(out.shape[0])
+        ]
+        rows.append(torch.stack(grads))
+    jac = torch.stack(rows)
+    return jac, time.perf_counter() - start
+
+
+def run_loop(n: int, out_dir: Path, width: int = WIDTH, d: int = D) -> dict[str, Any]:
+    """The naive loop in this process: Jacobians once, then the traced and full products."""
+    model, x = model_and_inputs(n, width, d)
+    baseline = _maxrss_mb()
+    jac, jac_seconds = loop_ntk(model, x)
+    k = jac.shape[1]
+    start = time.perf_counter()
+    traced = jac.reshape(n, -1) @ jac.reshape(n, -1).T
+    traced_seconds = time.perf_counter() - start
+    torch.save(traced, out_dir / "loop_traced.pt")
+    del traced
+    start = time.perf_counter()
+    flat = jac.reshape(n * k, -1)
+    full = (flat @ flat.T).view(n, k, n, k).permute(0, 2, 1, 3).contiguous()
+    full_seconds = time.perf_counter() - start
+    torch.save(full, out_dir / "loop_full.pt")
+    peak = _maxrss_mb()
+    return {
+        "name": NAME,
+        "n": n,
+        "dtype": "float32",
+        "strategy": "loop",
+        "jacobian_seconds": jac_seconds,
+        "loop_seconds": {
+            "traced": jac_seconds + traced_seconds,
+            "full": jac_seconds + full_seconds,
+        },
+        "peak_mb": peak - baseline,
+        "peak_total_mb": peak,
+        "threads": torch.get_num_threads(),
+        "loadavg_1min": os.getloadavg()[0],
+    }
+
+
+def run_case(
+    strategy: str,
+    outputs: str,
+    n: int,
+    out_path: Path | None = None,
+    width: int = WIDTH,
+    d: int = D,
+    repeats: int = REPEATS,
+) -> dict[str, Any]:
+    """Time one (strategy, outputs) case in this process; returns the JSON record."""
+    model, x = model_and_inputs(n, width, d)
+    trace = outputs == "traced"
+    baseline = _maxrss_mb()
+
+    def once() -> tuple[torch.Tensor, float]:
+        start = time.perf_counter()
+        k = nk.empirical_ntk(model, x, strategy=strategy, trace_outputs=trace)
+        return k, time.perf_counter() - start
+
+    kernel, first = once()
+    runs = [first]
+    if first < SLOW:
+        runs = [once()[1] for _ in range(repeats)]
+    peak = _maxrss_mb()
+    if out_path is not None:
+        torch.save(kernel, out_path)
+    chosen = (
+        empirical.ntk_strategy(model, x, trace_outputs=trace) if strategy == "auto" else strategy
+    )
+    return {
+        "name": NAME,
+        "n": n,
+        "dtype": "float32",
+        "strategy": strategy,
+        "chosen": chosen,
+        "outputs": outputs,
+        "seconds": statistics.median(runs),
+        "runs": runs,
+        "peak_mb": peak - baseline,
+        "peak_total_mb": peak,
+        "nt_seconds": NT_SECONDS.get((chosen, outputs)) if n == N else None,
+        "nt_best_seconds": NT_BEST[outputs] if n == N else None,
+        "threads": torch.get_num_threads(),
+        "loadavg_1min": os.getloadavg()[0],
+    }
+
+
+def _subprocess(args: list[str], threads: int) -> dict[str, Any] | None:
+    cmd = [sys.executable, "-m", "benchmarks.bench_empirical", "--threads", str(threads), *args]
+    # waiting OpenMP threads sleep rather than spin: on a shared machine a spinning thread
+    # steals the core its partner needs, and small GEMMs then take 10-100x longer
+    env = {"OMP_WAIT_POLICY": "PASSIVE", **os.environ}
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env)
+    if done.returncode != 0:
+        print(f"{NAME} {' '.join(args)} failed:\n{done.stderr}", file=sys.stderr)
+        return None
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_empirical")
+    parser.add_argument("--quick", action="store_true", help=f"n={QUICK_N} (smoke run)")
+    parser.add_argument("--threads", type=int, default=THREADS, help="torch threads per case")
+    parser.add_argument("--strategies", nargs="*", default=list(STRATEGIES), help="which ones")
+    parser.add_argument("--case", nargs=4, metavar=("STRATEGY", "OUTPUTS", "N", "OUT"),
+                        help=argparse.SUPPRESS)  # fmt: skip
+    parser.add_argument("--loop", nargs=2, metavar=("N", "DIR"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    if args.loop is not None:  # the naive loop, in this (fresh) process
+        print(json.dumps(run_loop(int(args.loop[0]), Path(args.loop[1]))), flush=True)
+        return 0
+    if args.case is not None:  # one case, in this (fresh) process
+        strategy, outputs, n, out = args.case
+        print(json.dumps(run_case(strategy, outputs, int(n), Path(out))), flush=True)
+        return 0
+    n = QUICK_N if args.quick else N
+    status = 0
+    with tempfile.TemporaryDirectory() as tmp:
+        loop = _subprocess(["--loop", str(n), tmp], args.threads)
+        if loop is None:
+            return 1
+        print(json.dumps(loop), flush=True)
+        for outputs in ("traced", "full"):
+            reference = torch.load(Path(tmp) / f"loop_{outputs}.pt")
+            for strategy in args.strategies:
+                out = Path(tmp) / f"{strategy}_{outputs}.pt"
+                record = _subprocess(["--case", strategy, outputs, str(n), str(out)], args.threads)
+                if record is None:
+                    status = 1
+                    continue
+                kernel = torch.load(out)
+                record["loop_seconds"] = loop["loop_seconds"][outputs]
+                record["speedup"] = record["loop_seconds"] / record["seconds"]
+                diff = (kernel - reference).abs().max() / reference.abs().max()
+                record["max_rel_diff"] = float(diff)
+                print(json.dumps(record), flush=True)
+    return status
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

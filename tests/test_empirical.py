@@ -1,0 +1,617 @@
+"""Empirical kernels of any nn.Module, linearisation, Taylor expansion and diagnostics.
+
+Every strategy of ``nk.empirical_ntk`` is checked against a naive reference built in
+this file (a loop over examples and outputs with ``torch.autograd.grad``), in float64 to
+1e-10, for an MLP, a CNN, a residual block with LayerNorm, a model with several outputs,
+convolutions with stride/dilation/padding modes, shared weights, sequence inputs and our
+own finite twins (whose biases are scaled inside the module).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+from torch import nn
+
+import neural_kernels as nk
+from neural_kernels import empirical
+
+F64 = torch.float64
+STRATEGIES = ("jacobian", "ntvp", "structured", "auto")
+TRACES = (True, "mean", False)
+
+
+# ----------------------------------------------------------------------------------------
+# The naive reference
+# ----------------------------------------------------------------------------------------
+
+
+def naive_jacobian(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """(n, k, P): one example and one output at a time, with torch.autograd.grad."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    rows = []
+    for i in range(x.shape[0]):
+        out = model(x[i : i + 1]).reshape(-1)
+        per_output = []
+        for o in range(out.shape[0]):
+            grads = torch.autograd.grad(out[o], params, retain_graph=True, allow_unused=True)
+            flat = [
+                (g if g is not None else torch.zeros_like(p)).reshape(-1)
+                for g, p in zip(grads, params, strict=True)
+            ]
+            per_output.append(torch.cat(flat))
+        rows.append(torch.stack(per_output))
+    return torch.stack(rows)
+
+
+def naive_ntk(model: nn.Module, x1: torch.Tensor, x2: torch.Tensor | None = None) -> torch.Tensor:
+    """(n1, n2, k, k)."""
+    j1 = naive_jacobian(model, x1)
+    j2 = j1 if x2 is None else naive_jacobian(model, x2)
+    return torch.einsum("iop,jqp->ijoq", j1, j2)
+
+
+def traced(full: torch.Tensor, trace) -> torch.Tensor:
+    if trace is False:
+        return full
+    diag = full.diagonal(dim1=2, dim2=3)
+    return diag.sum(-1) if trace is True else diag.mean(-1)
+
+
+def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).abs().max() / b.abs().max())
+
+
+# ----------------------------------------------------------------------------------------
+# Models
+# ----------------------------------------------------------------------------------------
+
+
+class ResBlock(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.inp = nn.Linear(5, 8)
+        self.norm = nn.LayerNorm(8)
+        self.fc1 = nn.Linear(8, 8)
+        self.fc2 = nn.Linear(8, 8)
+        self.out = nn.Linear(8, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.inp(x)
+        return self.out(torch.tanh(h + self.fc2(torch.relu(self.fc1(self.norm(h))))))
+
+
+class Shared(nn.Module):
+    """One Linear used twice (weight sharing), plus a parameter used elementwise."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+        self.gain = nn.Parameter(torch.linspace(0.5, 1.5, 4))
+        self.head = nn.Linear(4, 2, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.tanh(self.fc(torch.tanh(self.fc(x)))) * self.gain)
+
+
+class Sequence(nn.Module):
+    """A Linear on (n, L, d) inputs (weights seen at several positions) and Conv1d/Conv3d."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(3, 4)
+        self.conv = nn.Conv1d(4, 3, 3, dilation=2, padding="same")
+        self.conv3 = nn.Conv3d(1, 2, (2, 1, 2), stride=(1, 2, 1), padding=(1, 0, 0))
+        self.head = nn.Linear(3 * 5 + 2 * 6 * 1 * 2, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: (n, 5, 3)
+        h = torch.relu(self.fc(x))  # (n, 5, 4)
+        c = torch.tanh(self.conv(h.transpose(1, 2)))  # (n, 3, 5)
+        v = torch.relu(self.conv3(x[:, None, :, :2, None].expand(-1, 1, 5, 2, 3)[..., :3]))
+        return self.head(torch.cat([c.flatten(1), v.flatten(1)], dim=1))
+
+
+def _twin() -> nn.Module:
+    net = nk.Sequential(
+        nk.Conv(3, (3, 3), b_std=0.3),
+        nk.ReLU(),
+        nk.Flatten(),
+        nk.Dense(6, w_std=1.3, b_std=0.2),
+        nk.Erf(),
+        nk.Dense(2, b_std=0.1),
+    )
+    return net.module((2, 5, 5), generator=torch.Generator().manual_seed(1), dtype=F64)
+
+
+MODELS = {
+    "mlp": (
+        lambda: nn.Sequential(
+            nn.Linear(5, 7), nn.Tanh(), nn.Linear(7, 6), nn.ReLU(), nn.Linear(6, 1)
+        ),
+        (5,),
+    ),
+    "cnn": (
+        lambda: nn.Sequential(
+            nn.Conv2d(2, 3, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(3, 4, 2, stride=2),
+            nn.ReLU(),
+            nn.Flatten(),
+            nn.Linear(4 * 3 * 3, 2),
+        ),
+        (2, 6, 6),
+    ),
+    "resnet_layernorm": (ResBlock, (5,)),
+    "several_outputs": (lambda: nn.Sequential(nn.Linear(5, 9), nn.GELU(), nn.Linear(9, 4)), (5,)),
+    "shared_weights": (Shared, (4,)),
+    "sequence_conv1d_conv3d": (Sequence, (5, 3)),
+    "twin": (_twin, (2, 5, 5)),
+}
+
+
+@pytest.fixture(scope="module")
+def cases():
+    """Each model with inputs and its naive NTKs (x1, x1) and (x1, x2), computed once."""
+    out = {}
+    gen = torch.Generator().manual_seed(0)
+    for name, (make, shape) in MODELS.items():
+        torch.manual_seed(3)
+        model = make().to(F64)
+        x1 = torch.randn(5, *shape, generator=gen, dtype=F64)
+        x2 = torch.randn(3, *shape, generator=gen, dtype=F64)
+        out[name] = (model, x1, x2, naive_ntk(model, x1), naive_ntk(model, x1, x2))
+    return out
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_matches_naive_jacobians(cases, name, strategy):
+    model, x1, x2, ref11, ref12 = cases[name]
+    for trace in TRACES:
+        k11 = nk.empirical_ntk(model, x1, strategy=strategy, trace_outputs=trace)
+        k12 = nk.empirical_ntk(model, x1, x2, strategy=strategy, trace_outputs=trace)
+        assert k11.dtype == F64 and k11.shape == traced(ref11, trace).shape
+        assert rel_err(k11, traced(ref11, trace)) < 1e-10, (trace, "x2=None")
+        assert rel_err(k12, traced(ref12, trace)) < 1e-10, (trace, "x2")
+        if trace is False:
+            assert torch.equal(k11, k11.permute(1, 0, 3, 2))
+        else:
+            assert torch.equal(k11, k11.T)
+
+
+def test_structured_handles_every_parameter_of_known_layers(cases):
+    """The structured plan computes weights and biases without per-example Jacobians."""
+    from neural_kernels._empirical_core import prepare, probe_batch
+    from neural_kernels._empirical_structured import make_plan
+
+    for name in ("mlp", "cnn", "resnet_layernorm", "twin"):
+        model, x1, *_ = cases[name]
+        prep = prepare(model, None, None, "test")
+        plan = make_plan(prep, probe_batch(x1, None))
+        assert plan.fallback == [] and plan.independent, name
+    prep = prepare(cases["shared_weights"][0], None, None, "test")
+    plan = make_plan(prep, cases["shared_weights"][1][:2])
+    assert plan.fallback == ["gain"] and plan.positions["fc.weight"] == 2
+
+
+@pytest.mark.parametrize("name", ("cnn", "mlp"))
+@pytest.mark.parametrize("strategy", ("jacobian", "ntvp", "structured"))
+def test_blocks_under_a_small_memory_budget(cases, strategy, name):
+    """Several blocks of examples (cnn: features kept; mlp: column blocks recomputed)."""
+    model, x1, x2, *_ = cases[name]
+    x = torch.cat([x1, x2, x1[:3] + 0.1])  # 11 examples
+    budget = 1_000_000 if name == "cnn" else 5_000
+    for trace in (True, False):
+        whole = nk.empirical_ntk(model, x, strategy=strategy, trace_outputs=trace)
+        small = nk.empirical_ntk(
+            model, x, strategy=strategy, trace_outputs=trace, memory_budget=budget
+        )
+        cross = nk.empirical_ntk(
+            model, x, x2, strategy=strategy, trace_outputs=trace, memory_budget=budget
+        )
+        assert rel_err(small, whole) < 1e-12
+        ref = nk.empirical_ntk(model, x, x2, strategy="jacobian", trace_outputs=trace)
+        assert rel_err(cross, ref) < 1e-10
+
+
+def test_float32_close_to_float64(cases):
+    model, x1, _, ref11, _ = cases["resnet_layernorm"]
+    for strategy in ("jacobian", "ntvp", "structured"):
+        k32 = nk.empirical_ntk(model, x1.float(), strategy=strategy, dtype=torch.float32)
+        assert k32.dtype == torch.float32
+        assert rel_err(k32.double(), traced(ref11, True)) < 1e-5
+    # a float32 model with float64 inputs computes in the model's dtype
+    k = nk.empirical_ntk(model.float(), x1)
+    model.double()
+    assert k.dtype == torch.float32
+
+
+def test_x2_none_equals_x2_x1(cases):
+    model, x1, *_ = cases["several_outputs"]
+    for strategy in ("jacobian", "ntvp", "structured"):
+        a = nk.empirical_ntk(model, x1, strategy=strategy, trace_outputs=False)
+        b = nk.empirical_ntk(model, x1, x1, strategy=strategy, trace_outputs=False)
+        assert rel_err(a, b) < 1e-12
+
+
+def test_params_override_and_integer_inputs():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Embedding(7, 4), nn.Flatten(), nn.Linear(12, 2)).double()
+    tokens = torch.tensor([[1, 2, 3], [3, 4, 6], [0, 0, 5]])
+    ref = naive_ntk(model, tokens)
+    for strategy in ("jacobian", "ntvp", "structured"):
+        assert (
+            rel_err(nk.empirical_ntk(model, tokens, strategy=strategy), traced(ref, True)) < 1e-10
+        )
+    doubled = {"2.weight": 2 * model[2].weight.detach()}
+    k = nk.empirical_ntk(model, tokens, params=doubled, strategy="structured")
+    with torch.no_grad():
+        model[2].weight.mul_(2)
+    assert rel_err(k, traced(naive_ntk(model, tokens), True)) < 1e-10
+
+
+def test_batch_mixing_model_uses_per_example_jacobians():
+    class Mixing(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(3, 2)
+
+        def forward(self, x):
+            h = self.fc(x)
+            return h + h.mean(0, keepdim=True)
+
+    model = Mixing().double()
+    x = torch.randn(4, 3, dtype=F64)
+    with pytest.raises(nk.ModelError, match="jacobian"):
+        nk.empirical_ntk(model, x, strategy="structured")
+    assert empirical.ntk_strategy(model, x) == "jacobian"
+    auto = nk.empirical_ntk(model, x)
+    assert rel_err(auto, traced(naive_ntk(model, x), True)) < 1e-10  # one example at a time
+
+
+# ----------------------------------------------------------------------------------------
+# Empirical NNGP
+# ----------------------------------------------------------------------------------------
+
+
+def test_empirical_nngp(cases):
+    model, x1, x2, *_ = cases["several_outputs"]
+    with torch.no_grad():
+        f1, f2 = model(x1), model(x2)
+    full = nk.empirical_nngp(model, x1, x2, trace_outputs=False)
+    assert torch.allclose(full, torch.einsum("io,jp->ijop", f1, f2), rtol=1e-12, atol=0)
+    assert torch.allclose(nk.empirical_nngp(model, x1, x2), f1 @ f2.T, rtol=1e-12, atol=0)
+    mean = nk.empirical_nngp(model, x1, trace_outputs="mean")
+    assert torch.allclose(mean, f1 @ f1.T / 4, rtol=1e-12, atol=0) and torch.equal(mean, mean.T)
+    # no parameters needed for the output covariance
+    assert nk.empirical_nngp(nn.Tanh(), x1).shape == (5, 5)
+
+
+# ----------------------------------------------------------------------------------------
+# Finite twins converge to the closed form
+# ----------------------------------------------------------------------------------------
+
+
+def test_twins_converge_to_the_analytic_ntk():
+    net_of = lambda w: nk.Sequential(  # noqa: E731
+        nk.Dense(w, w_std=1.5, b_std=0.1), nk.ReLU(), nk.Dense(w, w_std=1.5, b_std=0.1), nk.ReLU(),
+        nk.Dense(3, b_std=0.1),
+    )  # fmt: skip
+    x = torch.randn(6, 4, dtype=F64)
+    exact = net_of(1).kernel(x, get="ntk").ntk
+    errors = []
+    for width in (8, 64, 512):
+        gen = torch.Generator().manual_seed(width)
+        ks = [
+            nk.empirical_ntk(
+                net_of(width).module((4,), generator=gen, dtype=F64), x, trace_outputs="mean"
+            )
+            for _ in range(6)
+        ]
+        errors.append(nk.kernel_distance(exact, torch.stack(ks).mean(0)))
+    assert errors[0] > errors[1] > errors[2]
+    assert errors[2] < 0.05
+
+
+def test_width_sweep():
+    net = nk.Sequential(nk.Dense(64, w_std=1.4, b_std=0.1), nk.ReLU(), nk.Dense(1, b_std=0.1))
+    x = torch.randn(6, 3, dtype=F64)
+    sweep = nk.width_sweep(net, x, widths=(512, 16), n_seeds=3, train_steps=5)
+    assert [(r.parametrization, r.width) for r in sweep.rows] == [
+        ("ntk", 16),
+        ("ntk", 512),
+        ("standard", 16),
+        ("standard", 512),
+    ]
+    for p in ("ntk", "standard"):
+        small, big = sweep.select(p)
+        assert small.ntk_error > big.ntk_error
+        assert small.kernel_change > big.kernel_change > 0
+        assert big.train_loss < big.initial_loss
+        assert big.n_params == 512 * 3 + 512 + 512 + 1
+    data = sweep.to_dict()
+    json.dumps(data["rows"])
+    assert set(data["summary"]) == {"ntk", "standard"}
+    assert sweep.slope("ntk_error", "ntk") < 0
+    assert sweep.width_at("ntk_error", 10.0, "ntk") == 16.0
+    assert sweep.width_at("ntk_error", 1e-9, "ntk") is None
+    # a function (width, parametrization) -> network works too
+    again = nk.width_sweep(
+        lambda w, p: net, x, widths=(8,), parametrizations="ntk", n_seeds=1, train_steps=0
+    )
+    assert math.isnan(again.rows[0].kernel_change)
+
+
+# ----------------------------------------------------------------------------------------
+# Linearisation and Taylor expansion
+# ----------------------------------------------------------------------------------------
+
+
+def _mlp(seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(3, 32), nn.Tanh(), nn.Linear(32, 1)).double()
+
+
+def test_linearized_training_matches_closed_form_kernel_prediction():
+    model = _mlp()
+    gen = torch.Generator().manual_seed(1)
+    x, x_test = (
+        torch.randn(8, 3, generator=gen, dtype=F64),
+        torch.randn(4, 3, generator=gen, dtype=F64),
+    )
+    y = torch.randn(8, 1, generator=gen, dtype=F64)
+    f_lin = nk.linearize(model)
+    k_dd = nk.empirical_ntk(model, x)
+    k_td = nk.empirical_ntk(model, x_test, x)
+    with torch.no_grad():
+        f0, f0_test = model(x), model(x_test)
+    n = y.numel()
+    lam_max = float(torch.linalg.eigvalsh(k_dd)[-1])
+    lr, steps = 1e-2 * n / lam_max, 100  # t * lr * lam_max / N = 1
+    opt = torch.optim.SGD(f_lin.parameters(), lr=lr)
+    for _ in range(steps):
+        opt.zero_grad()
+        (0.5 * ((f_lin(x) - y) ** 2).mean()).backward()  # 1/(2N) sum (f - y)^2
+        opt.step()
+    with torch.no_grad():
+        train, test = f_lin(x), f_lin(x_test)
+    # exactly the discrete kernel dynamics f <- f - lr/N K (f - y)
+    lam, v = torch.linalg.eigh(k_dd)
+    decay = v @ torch.diag((1 - lr * lam / n) ** steps) @ v.T
+    assert rel_err(train, y + decay @ (f0 - y)) < 1e-9
+    gain = v @ torch.diag((1 - (1 - lr * lam / n) ** steps) / lam) @ v.T
+    assert rel_err(test, f0_test + k_td @ gain @ (y - f0)) < 1e-9
+    # and the closed-form gradient flow at t = steps (time tau = lr * t) up to discretisation
+    predict_fn = nk.predict.gradient_descent_mse(k_dd, y, learning_rate=lr)
+    pred = predict_fn(t=steps, k_test_train=k_td, fx_train_0=f0, fx_test_0=f0_test)
+    assert (
+        rel_err(test, pred.mean) < 1e-2
+        and rel_err(train, predict_fn(t=steps, fx_train_0=f0).mean) < 1e-2
+    )
+    slow = lr / 4  # the gap shrinks with the step size (first order in lr)
+    f_lin2 = nk.linearize(model)
+    opt = torch.optim.SGD(f_lin2.parameters(), lr=slow)
+    for _ in range(steps):
+        opt.zero_grad()
+        (0.5 * ((f_lin2(x) - y) ** 2).mean()).backward()
+        opt.step()
+    predict_slow = nk.predict.gradient_descent_mse(k_dd, y, learning_rate=slow)
+    pred2 = predict_slow(t=steps, k_test_train=k_td, fx_train_0=f0, fx_test_0=f0_test)
+    with torch.no_grad():
+        ratio = rel_err(f_lin2(x_test), pred2.mean) / rel_err(test, pred.mean)
+    assert 0.15 < ratio < 0.35
+
+
+def test_linearize_equals_taylor_order_one_and_model_at_init():
+    model = _mlp()
+    x = torch.randn(5, 3, dtype=F64)
+    lin, tay = nk.linearize(model), nk.taylor_expand(model, 1)
+    with torch.no_grad():
+        assert torch.allclose(lin(x), model(x), rtol=1e-14, atol=1e-14)
+        for a, b in zip(lin.parameters(), tay.parameters(), strict=True):
+            delta = 0.1 * torch.randn_like(a)
+            a.add_(delta)
+            b.add_(delta)
+    assert torch.allclose(lin(x), tay(x), rtol=1e-13, atol=1e-14)
+    ga = torch.autograd.grad(lin(x).sum(), list(lin.parameters()))
+    gb = torch.autograd.grad(tay(x).sum(), list(tay.parameters()))
+    for a, b in zip(ga, gb, strict=True):
+        assert torch.allclose(a, b, rtol=1e-13, atol=1e-14)
+    # the gradient of the linearisation is the Jacobian at theta_0, whatever theta
+    j0 = torch.autograd.grad(model(x).sum(), list(model.parameters()))
+    for a, b in zip(ga, j0, strict=True):
+        assert torch.allclose(a, b, rtol=1e-13, atol=1e-14)
+    assert "order=1" in repr(lin)
+
+
+def test_taylor_expansion_is_exact_at_the_degree_of_the_model():
+    torch.manual_seed(0)
+    deep_linear = nn.Sequential(nn.Linear(3, 4, bias=False), nn.Linear(4, 2, bias=False)).double()
+    x = torch.randn(5, 3, dtype=F64)
+    exp0, exp1, exp2, exp3 = (nk.taylor_expand(deep_linear, m) for m in range(4))
+    with torch.no_grad():
+        for e in (exp0, exp1, exp2, exp3):
+            e.model[0].weight.add_(0.3)
+            e.model[1].weight.sub_(0.2)
+        target = exp2.model(x)  # the model itself at the new parameters
+        at_init = deep_linear(x)
+    with torch.no_grad():
+        assert torch.allclose(exp0(x), at_init, rtol=1e-13)  # order 0: the constant f(theta_0)
+        assert not torch.allclose(exp1(x), target, rtol=1e-6)  # bilinear: order 1 misses a term
+        assert torch.allclose(exp2(x), target, rtol=1e-12, atol=1e-13)  # order 2 is exact
+        assert torch.allclose(exp3(x), target, rtol=1e-12, atol=1e-13)
+
+
+def test_expansion_keeps_the_inner_mode_and_refuses_training_batch_norm():
+    model = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.Linear(4, 1)).double()
+    with pytest.raises(nk.ModelError, match=r"eval\(\)"):
+        nk.linearize(model)
+    lin = nk.linearize(model.eval())
+    lin.train()
+    assert lin.training and not lin.model.training
+
+
+# ----------------------------------------------------------------------------------------
+# Diagnostics
+# ----------------------------------------------------------------------------------------
+
+
+def test_kernel_comparisons():
+    a = torch.randn(6, 6, dtype=F64)
+    k = a @ a.T
+    assert nk.kernel_distance(k, k) == 0.0
+    assert nk.kernel_distance(k, 3 * k) == pytest.approx(2.0)
+    assert nk.kernel_cosine_distance(k, 3 * k) == pytest.approx(0.0, abs=1e-12)
+    assert nk.centered_kernel_alignment(k, 3 * k + 5) == pytest.approx(1.0)
+    b = torch.randn(6, 6, dtype=F64)
+    assert nk.centered_kernel_alignment(k, b @ b.T) < 1.0
+    full = torch.randn(4, 4, 2, 2, dtype=F64)
+    assert nk.kernel_distance(full, full * 2) == pytest.approx(1.0)
+    with pytest.raises(nk.ShapeError):
+        nk.kernel_distance(k, k[:3])
+    with pytest.raises(nk.NeuralKernelsError, match="zero"):
+        nk.kernel_distance(torch.zeros(3, 3), k[:3, :3])
+
+
+def test_kernel_tracker_during_training():
+    model = nn.Sequential(nn.Linear(3, 64), nn.Tanh(), nn.Dropout(0.1), nn.Linear(64, 1)).double()
+    x = torch.randn(16, 3, dtype=F64)
+    y = torch.sin(x.sum(1, keepdim=True))
+    tracker = nk.KernelTracker(model, x[:6])  # dropout in training mode: evaluated in eval mode
+    first = tracker.record(0)
+    assert first.kernel_distance == 0.0 and first.linearization_gap == 0.0 and first.cka == 1.0
+    opt = torch.optim.SGD(model.parameters(), lr=0.2)
+    for step in range(1, 21):
+        opt.zero_grad()
+        ((model(x) - y) ** 2).mean().backward()
+        opt.step()
+        if step % 10 == 0:
+            tracker.record(step)
+    assert model.training  # the tracker restored the mode
+    hist = tracker.as_dict()
+    assert hist["step"] == [0, 10, 20]
+    assert 0 < hist["kernel_distance"][1] < hist["kernel_distance"][2] < 1
+    assert 0 < hist["relative_linearization_gap"][2] < 1 and hist["cka"][2] < 1
+    json.dumps(hist)
+
+
+# ----------------------------------------------------------------------------------------
+# Bad inputs
+# ----------------------------------------------------------------------------------------
+
+
+def test_bad_inputs():
+    model = _mlp()
+    x = torch.randn(4, 3, dtype=F64)
+    with pytest.raises(nk.ModelError, match="no trainable parameters"):
+        nk.empirical_ntk(nn.Tanh(), x)
+    frozen = _mlp().requires_grad_(False)
+    with pytest.raises(nk.ModelError, match="no trainable parameters"):
+        nk.empirical_ntk(frozen, x)
+    with pytest.raises(nk.ShapeError, match="feature shape"):
+        nk.empirical_ntk(model, x, torch.randn(4, 2, dtype=F64))
+    bad = x.clone()
+    bad[1, 2] = float("nan")
+    with pytest.raises(nk.NonFiniteError):
+        nk.empirical_ntk(model, bad)
+    with pytest.raises(nk.NonFiniteError):
+        nk.empirical_nngp(model, x, bad)
+    with pytest.raises(nk.InputTypeError):
+        nk.empirical_ntk(lambda t: t, x)
+    with pytest.raises(nk.HyperparameterError, match="strategy"):
+        nk.empirical_ntk(model, x, strategy="fastest")
+    with pytest.raises(nk.HyperparameterError, match="trace_outputs"):
+        nk.empirical_ntk(model, x, trace_outputs="max")
+    with pytest.raises(nk.HyperparameterError, match="memory_budget"):
+        nk.empirical_ntk(model, x, memory_budget=0)
+    with pytest.raises(nk.InputTypeError, match="not a parameter"):
+        nk.empirical_ntk(model, x, params={"nope": torch.zeros(1)})
+    with pytest.raises(nk.ShapeError):
+        nk.empirical_ntk(model, x, params={"0.weight": torch.zeros(2, 2)})
+    with pytest.raises(nk.ShapeError):
+        nk.empirical_ntk(model, torch.zeros(0, 3))
+    with pytest.raises(nk.HyperparameterError):
+        nk.taylor_expand(model, -1)
+
+
+def test_models_whose_examples_are_not_independent_are_refused():
+    x = torch.randn(4, 3, dtype=F64)
+    bn = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.Linear(4, 1)).double()
+    for strategy in STRATEGIES:
+        with pytest.raises(nk.ModelError, match=r"model\.eval\(\)"):
+            nk.empirical_ntk(bn, x, strategy=strategy)
+    bn.eval()
+    ref = traced(naive_ntk(bn, x), True)
+    for strategy in STRATEGIES:
+        assert rel_err(nk.empirical_ntk(bn, x, strategy=strategy), ref) < 1e-10
+    with pytest.raises(nk.ModelError, match=r"dropout|random"):
+        nk.empirical_ntk(nn.Sequential(nn.Linear(3, 4), nn.Dropout(0.5)).double(), x)
+
+    class Counter(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(3, 1)
+            self.register_buffer("calls", torch.zeros(()))
+
+        def forward(self, t):
+            self.calls += 1
+            return self.fc(t)
+
+    with pytest.raises(nk.ModelError, match="buffer"):
+        nk.empirical_ntk(Counter().double(), x)
+
+    class Noisy(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(3, 1)
+
+        def forward(self, t):
+            return self.fc(t) + torch.randn(t.shape[0], 1, dtype=t.dtype)
+
+    with pytest.raises(nk.ModelError, match="random"):
+        nk.empirical_ntk(Noisy().double(), x)
+
+    class Scalar(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(3, 1)
+
+        def forward(self, t):
+            return self.fc(t).sum()
+
+    with pytest.raises(nk.ModelError, match="batch"):
+        nk.empirical_ntk(Scalar().double(), x)
+
+
+def test_nan_outputs_are_not_returned_silently():
+    class Log(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(3, 1)
+
+        def forward(self, t):
+            return torch.sqrt(self.fc(t) - 1e3)  # NaN outputs and gradients
+
+    x = torch.randn(3, 3, dtype=F64)
+    with pytest.raises(nk.NonFiniteError):
+        nk.empirical_ntk(Log().double(), x)
+    with pytest.raises(nk.NonFiniteError):
+        nk.empirical_nngp(Log().double(), x)
+
+
+def test_benchmark_tiny_case(tmp_path):
+    from benchmarks import bench_empirical
+
+    loop = bench_empirical.run_loop(4, tmp_path, width=8, d=6)
+    assert set(loop["loop_seconds"]) == {"traced", "full"}
+    for strategy in ("structured", "auto"):
+        record = bench_empirical.run_case(
+            strategy, "full", 4, tmp_path / "k.pt", width=8, d=6, repeats=1
+        )
+        json.dumps(record, allow_nan=False)
+        assert record["chosen"] == "structured" and record["nt_seconds"] is None
+        kernel, reference = torch.load(tmp_path / "k.pt"), torch.load(tmp_path / "loop_full.pt")
+        assert rel_err(kernel, reference) < 1e-5
