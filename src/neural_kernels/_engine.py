@@ -20,6 +20,8 @@ Under autograd (inputs or hyperparameters that require grad) blocks are joined w
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -275,20 +277,56 @@ def compute_kernel(
         block_size, memory_budget, n1, n2, plan.pair_elements * a.element_size()
     )
     use_symmetry = symmetric and not grad
-    chunk_rows, chunk_cols = (rows, cols) if grad else _chunk_shape(rows, cols, plan.pair_elements)
-
     total = n1 * (n1 + 1) // 2 if use_symmetry else n1 * n2
-    done = 0
-    out: list[Tensor] = []
-    row_parts: list[list[Kernel]] = []
-    for i0 in range(0, n1, rows):
-        i1 = min(n1, i0 + rows)
-        col_parts: list[Kernel] = []
-        for j0 in range(0, n2, cols):
-            j1 = min(n2, j0 + cols)
-            if use_symmetry and j1 <= i0:
-                continue
+    blocks = [
+        (i0, min(n1, i0 + rows), j0, min(n2, j0 + cols))
+        for i0 in range(0, n1, rows)
+        for j0 in range(0, n2, cols)
+        if not (use_symmetry and min(n2, j0 + cols) <= i0)
+    ]
+
+    def chunk(r0: int, r1: int, s0: int, s1: int, gram: Tensor, i0: int, j0: int) -> Kernel:
+        k = layer.transform_network(
+            _input_kernel(
+                gram[r0 - i0 : r1 - i0, s0 - j0 : s1 - j0],
+                c1[r0:r1],
+                c2[s0:s1],
+                plan,
+                want_ntk,
+                pattern1=None if p1 is None else p1[r0:r1],
+                pattern2=None if p2 is None else p2[s0:s1],
+                origin=(r0, s0) if symmetric else None,
+            )
+        )
+        assert isinstance(k, Kernel)
+        return k
+
+    if grad:
+        out: list[Tensor] = []
+        row_parts = []
+        done = 0
+        for i0, i1, j0, j1 in blocks:
+            if j0 == 0:
+                row_parts.append([])
+            row_parts[-1].append(chunk(i0, i1, j0, j1, _gram(fa[i0:i1], fb[j0:j1], plan), i0, j0))
+            done += (i1 - i0) * (j1 - j0)
+            if progress is not None and j1 == n2:
+                progress(done, total)
+        out = [torch.cat([torch.cat([k.nngp for k in r], 1) for r in row_parts], 0)]
+        if want_ntk:
+            out.append(
+                torch.cat([torch.cat([k.ntk for k in r], 1) for r in row_parts], 0)  # type: ignore[misc]
+            )
+    else:
+        probe = chunk(0, 1, 0, 1, _gram(fa[:1], fb[:1], plan), 0, 0)
+        trailing = tuple(probe.nngp.shape[2:])
+        out = [probe.nngp.new_empty((n1, n2, *trailing)) for _ in range(1 + want_ntk)]
+        chunk_rows, chunk_cols = _chunk_shape(rows, cols, plan.pair_elements)
+
+        @torch.no_grad()  # nothing here needs autograd; workers do not inherit the mode
+        def run_block(i0: int, i1: int, j0: int, j1: int) -> int:
             gram = _gram(fa[i0:i1], fb[j0:j1], plan)
+            count = 0
             for r0 in range(i0, i1, chunk_rows):
                 r1 = min(i1, r0 + chunk_rows)
                 for s0 in range(j0, j1, chunk_cols):
@@ -297,46 +335,18 @@ def compute_kernel(
                         s0 = max(s0, r0)
                         if s0 >= s1:
                             continue
-                    k = layer.transform_network(
-                        _input_kernel(
-                            gram[r0 - i0 : r1 - i0, s0 - j0 : s1 - j0],
-                            c1[r0:r1],
-                            c2[s0:s1],
-                            plan,
-                            want_ntk,
-                            pattern1=None if p1 is None else p1[r0:r1],
-                            pattern2=None if p2 is None else p2[s0:s1],
-                            origin=(r0, s0) if symmetric else None,
-                        )
-                    )
-                    assert isinstance(k, Kernel)
-                    done += (r1 - r0) * (s1 - s0)
-                    if grad:
-                        col_parts.append(k)
-                        continue
-                    if not out:
-                        trailing = tuple(k.nngp.shape[2:])
-                        swap = _output_swap(k)
-                        out = [k.nngp.new_empty((n1, n2, *trailing))]
-                        if want_ntk:
-                            out.append(k.nngp.new_empty((n1, n2, *trailing)))
+                    k = chunk(r0, r1, s0, s1, gram, i0, j0)
                     out[0][r0:r1, s0:s1] = k.nngp
                     if want_ntk:
                         out[1][r0:r1, s0:s1] = k.ntk
-        if grad:
-            row_parts.append(col_parts)
-        if progress is not None:
-            progress(min(done, total), total)
+                    count += (r1 - r0) * (s1 - s0)
+            return count
 
-    if grad:
-        out = [torch.cat([torch.cat([k.nngp for k in r], 1) for r in row_parts], 0)]
-        if want_ntk:
-            out.append(
-                torch.cat([torch.cat([k.ntk for k in r], 1) for r in row_parts], 0)  # type: ignore[misc]
-            )
-    if use_symmetry:
-        for m in out:
-            _mirror_upper(m, rows, swap)
+        _run_blocks(run_block, blocks, total, progress)
+        if use_symmetry:
+            swap = _output_swap(probe)
+            for m in out:
+                _mirror_upper(m, rows, swap)
 
     d1 = _self_pass(layer, fa, plan, False, memory_budget, p1)
     d2 = d1 if symmetric else _self_pass(layer, fb, plan, False, memory_budget, p2)
@@ -351,6 +361,38 @@ def compute_kernel(
         layout=d1.layout,
         channel_axis=d1.channel_axis,
     )
+
+
+def _run_blocks(
+    run_block: Callable[[int, int, int, int], int],
+    blocks: list[tuple[int, int, int, int]],
+    total: int,
+    progress: Progress | None,
+) -> None:
+    """Run the blocks, several at once when torch may use several threads.
+
+    Each worker runs its block's operations on one thread: many small multi-threaded
+    operations stall on their barriers whenever another process holds a core, while
+    independent single-threaded blocks keep going. Blocks write disjoint output slices.
+    """
+    threads = torch.get_num_threads()
+    workers = min(threads, len(blocks))
+    done = 0
+    if workers <= 1:
+        for block in blocks:
+            done += run_block(*block)
+            if progress is not None:
+                progress(min(done, total), total)
+        return
+    try:
+        with ThreadPoolExecutor(workers, initializer=torch.set_num_threads, initargs=(1,)) as pool:
+            futures = [pool.submit(run_block, *block) for block in blocks]
+            for future in as_completed(futures):
+                done += future.result()
+                if progress is not None:
+                    progress(min(done, total), total)
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _output_swap(k: Kernel) -> tuple[int, ...]:
