@@ -217,6 +217,22 @@ def test_blocks_under_a_small_memory_budget(cases, strategy, name):
         assert rel_err(cross, ref) < 1e-10
 
 
+@pytest.mark.parametrize("budget", (20_000, 8_000))
+def test_jacobian_strategy_splits_large_tensors(cases, budget):
+    """By outputs (20 kB: one output of every example fits) or by examples (8 kB)."""
+    model, x1, x2, ref11, ref12 = cases["several_outputs"]
+    for trace in TRACES:
+        k11 = nk.empirical_ntk(
+            model, x1, strategy="jacobian", trace_outputs=trace, memory_budget=budget
+        )
+        k12 = nk.empirical_ntk(
+            model, x1, x2, strategy="jacobian", trace_outputs=trace, memory_budget=budget
+        )
+        assert rel_err(k11, traced(ref11, trace)) < 1e-10
+        assert rel_err(k12, traced(ref12, trace)) < 1e-10
+        assert torch.equal(k11, k11.permute(1, 0, 3, 2) if trace is False else k11.T)
+
+
 def test_float32_close_to_float64(cases):
     model, x1, _, ref11, _ = cases["resnet_layernorm"]
     for strategy in ("jacobian", "ntvp", "structured"):

@@ -413,13 +413,13 @@ def _gram_sum(a: Tensor, b: Tensor) -> Tensor:
 
 
 def _gram_full(a: Tensor, b: Tensor) -> Tensor:
-    """``a[o, i] . b[p, j]`` for ``a (k, b1, D)``, ``b (k, b2, D)``: ``(b1, k, b2, k)``."""
-    k, b1, b2 = a.shape[0], a.shape[1], b.shape[1]
+    """``a[o, i] . b[p, j]`` for ``a (ka, b1, D)``, ``b (kb, b2, D)``: ``(b1, ka, b2, kb)``."""
+    ka, b1, kb, b2 = a.shape[0], a.shape[1], b.shape[0], b.shape[1]
     if not _outputs_first(a) and not _outputs_first(b):
-        h = a.transpose(0, 1).reshape(b1 * k, -1) @ b.transpose(0, 1).reshape(b2 * k, -1).T
-        return h.view(b1, k, b2, k)
-    h = a.reshape(k * b1, -1) @ b.reshape(k * b2, -1).T
-    return h.view(k, b1, k, b2).permute(1, 0, 3, 2)
+        h = a.transpose(0, 1).reshape(b1 * ka, -1) @ b.transpose(0, 1).reshape(b2 * kb, -1).T
+        return h.view(b1, ka, b2, kb)
+    h = a.reshape(ka * b1, -1) @ b.reshape(kb * b2, -1).T
+    return h.view(ka, b1, kb, b2).permute(1, 0, 3, 2)
 
 
 def _term(a: Feature, b: Feature, full: bool) -> Tensor:
@@ -472,14 +472,17 @@ def assemble(
     cache: bool,
     dtype: torch.dtype,
     out: Tensor | None = None,
+    col_block: int | None = None,
 ) -> Tensor:
     """Assemble the kernel from features computed ``block`` examples at a time.
 
-    ``cache``: keep the features of every block (else the column blocks are recomputed
-    for every row block). With ``x2 = None`` only blocks on and above the diagonal are
-    contracted (the diagonal block row by row in sub-blocks) and mirrored, so the result
-    is exactly symmetric. Returns ``(n1, n2)`` or ``(n1, n2, k, k)``; with ``out`` given,
-    the blocks are added to it (a sum over groups of parameters).
+    ``cache``: keep the features of every block; else every row block is computed once
+    and the columns are recomputed for it in chunks of ``col_block`` examples (default
+    ``block``; small chunks leave room for large row blocks, hence fewer recomputations).
+    With ``x2 = None`` only blocks on and above the diagonal are contracted (the diagonal
+    block row by row in sub-blocks) and mirrored, so the result is exactly symmetric.
+    Returns ``(n1, n2)`` or ``(n1, n2, k, k)``; with ``out`` given, the blocks are added
+    to it (a sum over groups of parameters).
     """
     sym = x2 is None
     n1 = x1.shape[0]
@@ -504,18 +507,25 @@ def assemble(
                 res[c0:c1, r0:r1] = t
 
     rows = _ranges(n1, block)
-    cols = rows if sym else _ranges(n2, block)
     other = x1 if x2 is None else x2
+    if not cache:  # each row block once; the columns in chunks of col_block, recomputed
+        step = col_block or block
+        for r0, r1 in rows:
+            fa = features(x1[r0:r1])
+            if sym:
+                _diagonal(fa, r0, r1, k, full, put, out)
+            for c0 in range(r1 if sym else 0, n2, step):
+                c1 = min(n2, c0 + step)
+                put(r0, r1, c0, c1, contract(fa, features(other[c0:c1]), full), sym)
+        return out
+    cols = rows if sym else _ranges(n2, block)
     stored: dict[int, list[Feature]] = {}
 
     def column(j: int) -> list[Feature]:
-        if j in stored:
-            return stored[j]
-        c0, c1 = cols[j]
-        fs = features(other[c0:c1])
-        if cache:
-            stored[j] = fs
-        return fs
+        if j not in stored:
+            c0, c1 = cols[j]
+            stored[j] = features(other[c0:c1])
+        return stored[j]
 
     for i, (r0, r1) in enumerate(rows):
         fa = column(i) if sym else features(x1[r0:r1])
@@ -560,16 +570,20 @@ def _diagonal(
 # ----------------------------------------------------------------------------------------
 
 
-def jacobian_features(prep: Prepared, names: Sequence[str], x: Tensor) -> list[Feature]:
-    """Per-example Jacobians ``(b, k, numel)`` of the parameters ``names``, one per tensor.
+def jacobian_features(
+    prep: Prepared, names: Sequence[str], x: Tensor, outputs: tuple[int, int] | None = None
+) -> list[Feature]:
+    """Per-example Jacobians of the parameters ``names``, one :class:`Dot` per tensor.
 
     ``vmap(jacrev(...))`` over single examples: each example is evaluated alone.
+    ``outputs=(o0, o1)`` restricts them to outputs ``o0 <= o < o1``.
     """
     diff = {n: prep.params[n] for n in names}
     const = {n: v for n, v in prep.params.items() if n not in diff}
+    lo, hi = outputs if outputs is not None else (0, None)
 
     def single(p: dict[str, Tensor], xi: Tensor) -> Tensor:
-        return prep.call({**const, **p}, xi.unsqueeze(0)).reshape(-1)
+        return prep.call({**const, **p}, xi.unsqueeze(0)).reshape(-1)[lo:hi]
 
     try:
         jac = vmap(jacrev(single), in_dims=(None, 0))(diff, x)

@@ -13,12 +13,16 @@ flattened) and trainable parameters :math:`\theta` (those with ``requires_grad=T
 * the **empirical NNGP** is the output covariance :math:`f_o(x_i) f_p(x'_j)`, traced the
   same way (one forward pass; no derivatives).
 
-The NTK is computed by one of three strategies (``strategy=``), all exact:
+The NTK is computed by one of three strategies (``strategy=``), all exact (they agree to
+rounding; the structured one is the fast path, e.g. 0.04 s for the traced NTK of a
+784-512-512-10 MLP on 256 examples on two CPU cores, where the others take 7-40 s):
 
 ``"jacobian"``
     per-example Jacobians (``vmap(jacrev)``, every example evaluated alone) contracted
-    per parameter tensor: memory ``b * k * n_params`` per block of ``b`` examples,
-    work ``n1 n2 k n_params``.
+    per parameter tensor: ``n k n_params`` numbers to form, work ``n1 n2 k n_params``.
+    Tensors are grouped so that a group's Jacobians fit in the memory budget; a larger
+    tensor is split over outputs (each output's Jacobians formed once for the traced
+    kernel) or, failing that, over blocks of examples.
 ``"ntvp"``
     NTK-vector products (``jvp`` of ``vjp``): columns of the NTK without contracting
     Jacobians; work about ``n2 k`` forward-mode passes over ``x1``.
@@ -54,7 +58,6 @@ from ._empirical_core import (
     block_size,
     check_finite,
     check_modules,
-    jacobian_features,
     parse_budget,
     parse_trace,
     prepare,
@@ -65,15 +68,14 @@ from ._empirical_core import (
 from ._empirical_diagnostics import (
     KernelSnapshot,
     KernelTracker,
-    WidthSweep,
-    WidthSweepRow,
     centered_kernel_alignment,
     kernel_cosine_distance,
     kernel_distance,
-    width_sweep,
 )
+from ._empirical_jacobian import jacobian_kernel
 from ._empirical_ntvp import ntvp_kernel
 from ._empirical_structured import Plan, make_plan, structured_features
+from ._empirical_sweep import WidthSweep, WidthSweepRow, width_sweep
 from ._empirical_taylor import TaylorExpansion, linearize, taylor_expand
 from .errors import HyperparameterError, InputTypeError, ModelError, describe
 
@@ -176,7 +178,7 @@ def empirical_ntk(
         chosen, plan = _choose(prep, strategy, a, b, k, full, budget)
         out = _compute(prep, chosen, plan, a, b, k, full, budget)
     if mode == "mean":
-        out = out / k
+        out.div_(k)
     return check_finite(out.detach(), where)
 
 
@@ -256,7 +258,7 @@ def _compute(
         chunk = max(1, min(n2, int(budget / item / (k * per_vector))))
         return ntvp_kernel(prep, a, b, k, full, block=max(chunk, min(n2, 64)), chunk=chunk)
     if strategy == "jacobian":
-        return _jacobian_kernel(prep, a, b, k, full, budget, item, pair)
+        return jacobian_kernel(prep, a, b, k, full, budget)
     assert plan is not None
     # activations, cotangents and features of a block: about 3x the features
     blk = block_size(max(n1, n2), 3.0 * plan.per_example_floats(k), pair, budget, item)
@@ -276,50 +278,6 @@ def _compute(
         held <= budget / 2,
         prep.dtype,
     )
-
-
-def _jacobian_kernel(
-    prep: Prepared,
-    a: Tensor,
-    b: Tensor | None,
-    k: int,
-    full: bool,
-    budget: int,
-    item: int,
-    pair: float,
-) -> Tensor:
-    """Jacobian contraction, by groups of parameter tensors whose Jacobians fit the budget.
-
-    A group's Jacobians on every example are computed once when they fit in half the
-    budget; a larger tensor goes alone, in blocks of examples (recomputing column blocks).
-    """
-    n1 = a.shape[0]
-    n2 = n1 if b is None else b.shape[0]
-    n_total = n1 + (0 if b is None else n2)
-    room = budget / (2.0 * item * k * n_total)  # parameters per group held for every example
-    groups: list[list[str]] = []
-    size = 0.0
-    for name in sorted(prep.names, key=lambda n: prep.params[n].numel()):
-        numel = prep.params[name].numel()
-        if groups and size + numel <= room:
-            groups[-1].append(name)
-            size += numel
-        else:
-            groups.append([name])
-            size = numel
-    out: Tensor | None = None
-    for group in groups:
-        numel = sum(prep.params[n].numel() for n in group)
-        per_example = 2.0 * k * numel
-
-        def features(x: Tensor, group: list[str] = group) -> list:
-            return jacobian_features(prep, group, x)
-
-        blk = block_size(max(n1, n2), per_example, pair, budget, item)
-        cache = numel <= room
-        out = assemble(features, a, b, k, full, blk, cache, prep.dtype, out)
-    assert out is not None
-    return out
 
 
 def empirical_nngp(
