@@ -38,7 +38,10 @@ class WidthSweepRow:
             (empirical NTK at initialisation, mean over outputs, against ``net.kernel``).
         ntk_error_std: its standard deviation over seeds.
         ntk_error_of_mean: the same error for the seed-averaged empirical NTK.
-        nngp_error: mean over seeds of the NNGP's relative error (one network's outputs).
+        nngp_error: relative error of the output covariance averaged over seeds and
+            outputs against the closed-form NNGP. It is a sample covariance: it shrinks
+            like ``1/sqrt(seeds * outputs)``, not with the width (unlike the NTK, which
+            concentrates as the width grows).
         kernel_change: mean over seeds of :math:`\|\hat\Theta_T - \hat\Theta_0\|_F /
             \|\hat\Theta_0\|_F` after training.
         kernel_change_std: its standard deviation over seeds.
@@ -255,7 +258,7 @@ def width_sweep(
                 run = {
                     "k0": k0,
                     "ntk_error": kernel_distance(closed.ntk, k0),
-                    "nngp_error": kernel_distance(closed.nngp, g0),
+                    "g0": g0,
                     "n_params": sum(q.numel() for q in model.parameters() if q.requires_grad),
                 }
                 if train_steps > 0:
@@ -265,7 +268,7 @@ def width_sweep(
                 done += 1
                 if progress is not None:
                     progress(done, total)
-            rows.append(_row(p, w, runs, closed.ntk))
+            rows.append(_row(p, w, runs, closed.ntk, closed.nngp))
     settings = {
         "n": int(xt.shape[0]),
         "widths": list(ws),
@@ -335,7 +338,9 @@ def _train(
     }
 
 
-def _row(p: str, w: int, runs: list[dict[str, Any]], closed: Tensor) -> WidthSweepRow:
+def _row(
+    p: str, w: int, runs: list[dict[str, Any]], closed: Tensor, closed_nngp: Tensor
+) -> WidthSweepRow:
     def mean(key: str) -> float:
         vals = [r[key] for r in runs if key in r]
         return float(sum(vals) / len(vals)) if vals else math.nan
@@ -348,6 +353,7 @@ def _row(p: str, w: int, runs: list[dict[str, Any]], closed: Tensor) -> WidthSwe
         return float(math.sqrt(sum((v - m) ** 2 for v in vals) / (len(vals) - 1)))
 
     k_mean = torch.stack([r["k0"] for r in runs]).mean(0)
+    g_mean = torch.stack([r["g0"] for r in runs]).mean(0)
     return WidthSweepRow(
         parametrization=p,
         width=w,
@@ -355,7 +361,7 @@ def _row(p: str, w: int, runs: list[dict[str, Any]], closed: Tensor) -> WidthSwe
         ntk_error=mean("ntk_error"),
         ntk_error_std=std("ntk_error"),
         ntk_error_of_mean=kernel_distance(closed, k_mean),
-        nngp_error=mean("nngp_error"),
+        nngp_error=kernel_distance(closed_nngp, g_mean),
         kernel_change=mean("kernel_change"),
         kernel_change_std=std("kernel_change"),
         cosine_change=mean("cosine_change"),
