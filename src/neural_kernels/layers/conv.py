@@ -39,7 +39,7 @@ from ._spatial import (
     window_sum,
 )
 from .base import Facts, FactsFlow, Flow, Layer, ModuleContext
-from .dense import Std, _add_scaled, _affine
+from .dense import Std, _add_scaled, _affine, init_affine
 
 __all__ = ["Conv", "ConvModule", "Flatten"]
 
@@ -233,19 +233,17 @@ class ConvModule(nn.Module):
         device: Any = None,
     ) -> None:
         super().__init__()
-        opts: dict[str, Any] = {"generator": generator, "dtype": dtype, "device": device}
-        fan_in = in_channels * math.prod(kernel_size)
-        weight = torch.randn(out_channels, in_channels, *kernel_size, **opts)
-        bias = None if b_std is None else torch.randn(out_channels, **opts)
-        w_scale = w_std / math.sqrt(fan_in)
-        if parametrization == "ntk":
-            self.w_scale, self.b_scale = w_scale, (b_std or 0.0)
-        else:
-            weight = weight * w_scale
-            bias = None if bias is None else bias * b_std
-            self.w_scale, self.b_scale = 1.0, 1.0
-        self.weight = nn.Parameter(weight)
-        self.bias = None if bias is None else nn.Parameter(bias)
+        init_affine(
+            self,
+            (out_channels, in_channels, *kernel_size),
+            in_channels * math.prod(kernel_size),
+            w_std,
+            b_std,
+            parametrization,
+            generator=generator,
+            dtype=dtype,
+            device=device,
+        )
         self.stride = stride
         self.dilation = dilation
         self.circular = circular

@@ -148,6 +148,38 @@ def _affine(x: Tensor, scale: Std, shift: Std) -> Tensor:
     return out
 
 
+def init_affine(
+    module: nn.Module,
+    weight_shape: tuple[int, ...],
+    fan_in: int,
+    w_std: float,
+    b_std: float | None,
+    parametrization: str,
+    *,
+    generator: torch.Generator | None = None,
+    dtype: torch.dtype | None = None,
+    device: Any = None,
+) -> None:
+    """Give ``module`` its ``weight``, ``bias``, ``w_scale`` and ``b_scale`` for a parametrization.
+
+    ``ntk``: ``weight``, ``bias`` ``~ N(0, 1)``, scaled in the forward pass by ``w_scale =
+    w_std / sqrt(fan_in)`` and ``b_scale = b_std``. ``standard``: ``weight ~ N(0, w_std^2 /
+    fan_in)``, ``bias ~ N(0, b_std^2)``, scales ``1``. ``b_std=None``: no bias.
+    """
+    opts: dict[str, Any] = {"generator": generator, "dtype": dtype, "device": device}
+    weight = torch.randn(*weight_shape, **opts)
+    bias = None if b_std is None else torch.randn(weight_shape[0], **opts)
+    w_scale = w_std / math.sqrt(fan_in)
+    if parametrization == "ntk":
+        module.w_scale, module.b_scale = w_scale, (b_std or 0.0)
+    else:
+        weight = weight * w_scale
+        bias = None if bias is None else bias * b_std
+        module.w_scale, module.b_scale = 1.0, 1.0
+    module.weight = nn.Parameter(weight)
+    module.bias = None if bias is None else nn.Parameter(bias)
+
+
 class DenseModule(nn.Module):
     """Finite twin of :class:`Dense`: a linear map on the last axis.
 
@@ -171,18 +203,17 @@ class DenseModule(nn.Module):
         self.in_features = in_features
         self.out_features = out_features
         self.parametrization = parametrization
-        opts: dict[str, Any] = {"generator": generator, "dtype": dtype, "device": device}
-        weight = torch.randn(out_features, in_features, **opts)
-        bias = None if b_std is None else torch.randn(out_features, **opts)
-        w_scale = w_std / math.sqrt(in_features)
-        if parametrization == "ntk":
-            self.w_scale, self.b_scale = w_scale, (b_std or 0.0)
-        else:
-            weight = weight * w_scale
-            bias = None if bias is None else bias * b_std
-            self.w_scale, self.b_scale = 1.0, 1.0
-        self.weight = nn.Parameter(weight)
-        self.bias = None if bias is None else nn.Parameter(bias)
+        init_affine(
+            self,
+            (out_features, in_features),
+            in_features,
+            w_std,
+            b_std,
+            parametrization,
+            generator=generator,
+            dtype=dtype,
+            device=device,
+        )
 
     def forward(self, x: Tensor) -> Tensor:
         """Map ``(n, ..., in_features)`` to ``(n, ..., out_features)``."""
