@@ -120,7 +120,7 @@ def _gram(fa: Tensor, fb: Tensor, plan: _Plan) -> Tensor:
         return (fa[:, 0] @ fb[:, 0].T) / c
     p = plan.positions
     if plan.layout == "full":
-        g = (fa.reshape(na * p, c) @ fb.reshape(nb * p, c).T) / c
+        g = torch.mm(fa.reshape(na * p, c) / c, fb.reshape(nb * p, c).T)
         g = g.reshape(na, p, nb, p).transpose(1, 2)
         return _interleave(g, 2, plan.spatial).contiguous()
     g = torch.bmm(fa.transpose(0, 1), fb.permute(1, 2, 0)) / c  # (P, na, nb)
@@ -240,9 +240,48 @@ def _chunk_shape(rows: int, cols: int, pair_elements: int) -> tuple[int, int]:
     """
     budget = _CHUNK_ELEMENTS if pair_elements == 1 else _SPATIAL_CHUNK_ELEMENTS
     pairs = max(1, budget // pair_elements)
-    c = min(cols, pairs)
+    # square-ish: each chunk also carries its rows' and columns' own variances
+    c = min(cols, pairs) if pair_elements == 1 else min(cols, max(1, math.isqrt(pairs)))
     r = min(rows, max(1, pairs // c))
     return r, c
+
+
+def _diagonal_tasks(a: int, b: int, side: int) -> list[tuple[int, int, int, int]]:
+    """Cover the upper triangle of the square ``[a, b)^2`` by rectangles.
+
+    Halving the square (two diagonal halves and one off-diagonal quarter) until its side
+    is at most ``side`` computes few pairs below the diagonal.
+    """
+    if b - a <= side:
+        return [(a, b, a, b)]
+    h = a + (b - a) // 2
+    return [*_diagonal_tasks(a, h, side), (a, h, h, b), *_diagonal_tasks(h, b, side)]
+
+
+def _chunk_tasks(
+    n1: int, n2: int, rows: int, cols: int, symmetric: bool
+) -> list[tuple[int, int, int, int]]:
+    """Chunks ``(r0, r1, s0, s1)`` covering the kernel (its upper triangle if symmetric).
+
+    Largest first, so that the last chunks to finish are small ones.
+    """
+    tasks = []
+    if symmetric:
+        side = min(rows, cols)
+        for a in range(0, n1, side):
+            b = min(n1, a + side)
+            tasks += _diagonal_tasks(a, b, max(2, side // 4))
+            for s0 in range(b, n2, cols):
+                tasks += [
+                    (r0, min(b, r0 + rows), s0, min(n2, s0 + cols)) for r0 in range(a, b, rows)
+                ]
+    else:
+        tasks = [
+            (r0, min(n1, r0 + rows), s0, min(n2, s0 + cols))
+            for r0 in range(0, n1, rows)
+            for s0 in range(0, n2, cols)
+        ]
+    return sorted(tasks, key=lambda t: -(t[1] - t[0]) * (t[3] - t[2]))
 
 
 def compute_kernel(
@@ -285,19 +324,39 @@ def compute_kernel(
         if not (use_symmetry and min(n2, j0 + cols) <= i0)
     ]
 
+    # Each example's own covariance goes through the network once (the self pass); with
+    # a full layout, chunks of pairs then carry only the variances that pass recorded.
+    replay = not grad and plan.layout == "full" and bool(plan.spatial)
+    replay = replay and layer.replays_variances()
+    steps1: list[Tensor] = []
+    steps2: list[Tensor] = []
+    d1 = _self_pass(layer, fa, plan, False, memory_budget, p1, steps1 if replay else None)
+    if symmetric:
+        d2, steps2 = d1, steps1
+    else:
+        d2 = _self_pass(layer, fb, plan, False, memory_budget, p2, steps2 if replay else None)
+    if replay:
+        c1 = _input_variances(fa, plan)
+        c2 = c1 if symmetric else _input_variances(fb, plan)
+
     def chunk(r0: int, r1: int, s0: int, s1: int, gram: Tensor, i0: int, j0: int) -> Kernel:
-        k = layer.transform_network(
-            _input_kernel(
-                gram[r0 - i0 : r1 - i0, s0 - j0 : s1 - j0],
-                c1[r0:r1],
-                c2[s0:s1],
-                plan,
-                want_ntk,
-                pattern1=None if p1 is None else p1[r0:r1],
-                pattern2=None if p2 is None else p2[s0:s1],
-                origin=(r0, s0) if symmetric else None,
-            )
+        k0 = _input_kernel(
+            gram[r0 - i0 : r1 - i0, s0 - j0 : s1 - j0],
+            c1[r0:r1],
+            c2[s0:s1],
+            plan,
+            want_ntk,
+            pattern1=None if p1 is None else p1[r0:r1],
+            pattern2=None if p2 is None else p2[s0:s1],
+            origin=(r0, s0) if symmetric else None,
         )
+        if not replay:
+            k = layer.transform_network(k0)
+        else:
+            k = layer.transform_network(
+                k0.replace(cov_variance=True),
+                replay=lambda i: (steps1[i][r0:r1], steps2[i][s0:s1]),
+            )
         assert isinstance(k, Kernel)
         return k
 
@@ -324,32 +383,46 @@ def compute_kernel(
         chunk_rows, chunk_cols = _chunk_shape(rows, cols, plan.pair_elements)
 
         @torch.no_grad()  # nothing here needs autograd; workers do not inherit the mode
-        def run_block(i0: int, i1: int, j0: int, j1: int) -> int:
-            gram = _gram(fa[i0:i1], fb[j0:j1], plan)
-            count = 0
-            for r0 in range(i0, i1, chunk_rows):
-                r1 = min(i1, r0 + chunk_rows)
-                for s0 in range(j0, j1, chunk_cols):
-                    s1 = min(j1, s0 + chunk_cols)
-                    if use_symmetry:
-                        s0 = max(s0, r0)
-                        if s0 >= s1:
-                            continue
-                    k = chunk(r0, r1, s0, s1, gram, i0, j0)
-                    out[0][r0:r1, s0:s1] = k.nngp
-                    if want_ntk:
-                        out[1][r0:r1, s0:s1] = k.ntk
-                    count += (r1 - r0) * (s1 - s0)
-            return count
+        def run_chunk(r0: int, r1: int, s0: int, s1: int, gram: Tensor, i0: int, j0: int) -> int:
+            k = chunk(r0, r1, s0, s1, gram, i0, j0)
+            out[0][r0:r1, s0:s1] = k.nngp
+            if want_ntk:
+                out[1][r0:r1, s0:s1] = k.ntk
+            if use_symmetry and r0 == s0:
+                return (r1 - r0) * (r1 - r0 + 1) // 2
+            return (r1 - r0) * (s1 - s0)
 
-        _run_blocks(run_block, blocks, total, progress)
+        if plan.spatial:
+            # Spatial chunks are the unit of work: each makes its own input kernel (the
+            # interleaving copy is cheap while a chunk is in cache), and many similar
+            # chunks keep every worker busy.
+            def run_task(r0: int, r1: int, s0: int, s1: int) -> int:
+                return run_chunk(r0, r1, s0, s1, _gram(fa[r0:r1], fb[s0:s1], plan), r0, s0)
+
+            tasks = _chunk_tasks(n1, n2, chunk_rows, chunk_cols, use_symmetry)
+            _run_blocks(run_task, tasks, total, progress)
+        else:
+
+            def run_block(i0: int, i1: int, j0: int, j1: int) -> int:
+                gram = _gram(fa[i0:i1], fb[j0:j1], plan)
+                count = 0
+                for r0 in range(i0, i1, chunk_rows):
+                    r1 = min(i1, r0 + chunk_rows)
+                    for s0 in range(j0, j1, chunk_cols):
+                        s1 = min(j1, s0 + chunk_cols)
+                        if use_symmetry:
+                            s0 = max(s0, r0)
+                            if s0 >= s1:
+                                continue
+                        count += run_chunk(r0, r1, s0, s1, gram, i0, j0)
+                return count
+
+            _run_blocks(run_block, blocks, total, progress)
         if use_symmetry:
             swap = _output_swap(probe)
             for m in out:
                 _mirror_upper(m, rows, swap)
 
-    d1 = _self_pass(layer, fa, plan, False, memory_budget, p1)
-    d2 = d1 if symmetric else _self_pass(layer, fb, plan, False, memory_budget, p2)
     return Kernel(
         nngp=out[0],
         ntk=out[1] if want_ntk else None,
@@ -431,24 +504,41 @@ def _self_pass(
     want_ntk: bool,
     memory_budget: int | None,
     pattern: Tensor | None = None,
+    steps: list[Tensor] | None = None,
 ) -> Kernel:
-    """The network on the pairs ``(x_i, x_i)``, in batches of examples."""
+    """The network on the pairs ``(x_i, x_i)``, in batches of examples.
+
+    With ``steps`` (an empty list), the per-position variances of every input after each
+    step of the network are appended to it, one ``(n, *spatial)`` tensor per step.
+    """
     budget = _budget(memory_budget)
     per_example = 4 * plan.pair_elements * f.element_size()
     batch = max(1, min(f.shape[0], budget // per_example))
     parts: list[Kernel] = []
+    records: list[list[Tensor]] = []
     for i0 in range(0, f.shape[0], batch):
         c = _self_cov(f[i0 : i0 + batch], plan)
         p = None if pattern is None else pattern[i0 : i0 + batch]
+        record: list[Tensor] | None = None if steps is None else []
         k = layer.transform_network(
-            _input_kernel(c, c, c, plan, want_ntk, diagonal=True, pattern1=p, pattern2=p)
+            _input_kernel(c, c, c, plan, want_ntk, diagonal=True, pattern1=p, pattern2=p),
+            record=record,
         )
         assert isinstance(k, Kernel)
         parts.append(k)
+        if record is not None:
+            records.append(record)
+    if steps is not None:
+        steps.extend(torch.cat(ts) if len(ts) > 1 else ts[0] for ts in zip(*records, strict=True))
     if len(parts) == 1:
         return parts[0]
     ntk = torch.cat([p.ntk for p in parts]) if want_ntk else None  # type: ignore[misc]
     return parts[0].replace(nngp=torch.cat([p.nngp for p in parts]), ntk=ntk)
+
+
+def _input_variances(f: Tensor, plan: _Plan) -> Tensor:
+    """Per-position variances of the inputs, ``(n, *spatial)``."""
+    return ((f * f).sum(-1) / f.shape[-1]).reshape(f.shape[0], *plan.spatial)
 
 
 def compute_kernel_diag(layer: Layer, x: Any, get: Get, pattern: Any = None) -> Kernel:

@@ -68,6 +68,9 @@ class Kernel:
         origin: when both inputs are the same batch (``x2=None``), the indices
             ``(row, col)`` of this block's first entry, so that a layer can tell pairs of
             an example with itself (``row + a == col + b``); ``None`` otherwise.
+        cov_variance: whether ``cov1``/``cov2`` hold per-position variances
+            ``(n, *spatial)`` even though the layout is full (the engine then supplies
+            each layer's exact variances; see ``Layer.variance_replay``).
 
     """
 
@@ -84,6 +87,7 @@ class Kernel:
     pattern1: Tensor | None = None
     pattern2: Tensor | None = None
     origin: tuple[int, int] | None = None
+    cov_variance: bool = False
 
     def replace(self, **changes: object) -> Kernel:
         """Return a copy with the given fields changed."""
@@ -104,6 +108,11 @@ class Kernel:
     @property
     def cov_is_variance(self) -> bool:
         """Whether ``cov1``/``cov2`` hold per-position variances only."""
+        return self.spatial_ndim == 0 or self.layout == "diagonal" or self.cov_variance
+
+    @property
+    def pairs_are_same_position(self) -> bool:
+        """Whether ``nngp`` holds only same-position entries (no axis pairs)."""
         return self.spatial_ndim == 0 or self.layout == "diagonal"
 
     def variances(self, cov: Tensor) -> Tensor:
@@ -128,7 +137,7 @@ class Kernel:
         """Per-position values of the first and second inputs broadcast against ``nngp``."""
         if self.diagonal:
             return self.place_self(v1)
-        if self.cov_is_variance:
+        if self.pairs_are_same_position:
             return v1.unsqueeze(1), v2.unsqueeze(0)
         a = v1.reshape(v1.shape[0], 1, *[d for size in v1.shape[1:] for d in (size, 1)])
         b = v2.reshape(1, v2.shape[0], *[d for size in v2.shape[1:] for d in (1, size)])
@@ -154,7 +163,7 @@ class Kernel:
 
         Exact for every later layer that needs no covariance between two positions.
         """
-        if self.cov_is_variance:
+        if self.pairs_are_same_position:
             return self.replace(layout="diagonal")
         s = self.spatial_ndim
         letters = "abcdefgh"[:s]

@@ -30,6 +30,8 @@ __all__ = ["Elementwise", "ElementwiseModule"]
 class Elementwise(Layer):
     """An elementwise nonlinearity ``phi``, defined by ``fn`` and its ``dual``."""
 
+    variance_replay: ClassVar[str] = "exact"
+
     requirements: ClassVar[Requirements] = Requirements(gaussian_input=True)
 
     def fn(self, x: Tensor) -> Tensor:
@@ -58,6 +60,17 @@ class Elementwise(Layer):
         """``E[phi(u)^2]`` for ``u ~ N(0, q)``; shape of ``q``."""
         return self.dual(q, q, q, False)[0]
 
+    def dual_kernels(
+        self, k: Tensor, q1: Tensor, q2: Tensor, ntk: Tensor | None
+    ) -> tuple[Tensor, Tensor | None]:
+        """``(E[phi(u) phi(v)], ntk E[phi'(u) phi'(v)])``: the layer's map of both kernels.
+
+        Subclasses with a fused implementation override this; the default calls
+        :meth:`dual`.
+        """
+        nngp, dot = self.dual(k, q1, q2, ntk is not None)
+        return nngp, None if ntk is None else ntk * dot
+
     def infer_facts(self, facts: FactsFlow) -> FactsFlow:
         assert isinstance(facts, Facts)
         return dataclasses.replace(facts, is_gaussian=False)
@@ -65,8 +78,7 @@ class Elementwise(Layer):
     def transform(self, k: Flow) -> Flow:
         assert isinstance(k, Kernel)
         q1, q2 = k.marginals()
-        nngp, dot = self.dual(k.nngp, q1, q2, k.ntk is not None)
-        ntk = None if k.ntk is None else k.ntk * dot
+        nngp, ntk = self.dual_kernels(k.nngp, q1, q2, k.ntk)
         if k.diagonal:
             cov1 = cov2 = nngp
         else:
@@ -79,7 +91,7 @@ class Elementwise(Layer):
         if k.cov_is_variance:
             return self.dual_var(cov)
         qa, qb = k.self_marginals(cov)
-        return self.dual(cov, qa, qb, False)[0]
+        return self.dual_kernels(cov, qa, qb, None)[0]
 
     def make_module(self, in_shape: Any, ctx: ModuleContext) -> nn.Module:
         return ElementwiseModule(self)

@@ -148,7 +148,8 @@ def pair_axes(k: Kernel, which: str) -> list[list[int]]:
     """For each spatial axis, the axes of ``nngp`` (``which="pair"``) or ``cov`` holding it."""
     s = k.spatial_ndim
     lead = 1 if (which == "cov" or k.diagonal) else 2
-    if k.layout == "diagonal":
+    single = k.cov_is_variance if which == "cov" else k.pairs_are_same_position
+    if single:
         return [[lead + i] for i in range(s)]
     return [[lead + 2 * i, lead + 2 * i + 1] for i in range(s)]
 
@@ -181,7 +182,7 @@ def spatial_reduce(k: Kernel, t: Tensor, which: str, op: str) -> Tensor:
 
 def same_position(k: Kernel, t: Tensor, which: str) -> Tensor:
     """The same-position entries of ``t`` (the diagonal of each axis pair)."""
-    if k.layout == "diagonal" or k.spatial_ndim == 0:
+    if k.cov_is_variance if which == "cov" else k.pairs_are_same_position:
         return t
     lead = 1 if (which == "cov" or k.diagonal) else 2
     letters = "abcdefgh"[: k.spatial_ndim]

@@ -24,6 +24,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .. import _native
 from ..errors import HyperparameterError, describe
 from ._elementwise import Elementwise
 from ._safe import INV_2PI, correlation, safe_acos, safe_sqrt
@@ -79,6 +80,19 @@ def _needs_grad(*tensors: Tensor) -> bool:
     return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
 
 
+def _abrelu_kernels(
+    layer: Elementwise, a: float, b: float, k: Tensor, q1: Tensor, q2: Tensor, ntk: Tensor | None
+) -> tuple[Tensor, Tensor | None]:
+    """Both kernels through the compiled arc-cosine dual when it applies, else ``layer.dual``."""
+    if not _needs_grad(k, q1, q2) and (ntk is None or not _needs_grad(ntk)):
+        norm = torch.mul(q1.clamp_min(0.0).sqrt(), q2.clamp_min(0.0).sqrt())
+        fused = _native.abrelu_dual(k, norm, ntk, a, b)
+        if fused is not None:
+            return fused
+    nngp, dot = layer.dual(k, q1, q2, ntk is not None)
+    return nngp, None if ntk is None else ntk * dot
+
+
 def _relu_dual_inplace(
     k: Tensor, q1: Tensor, q2: Tensor, want_dot: bool
 ) -> tuple[Tensor, Tensor | None]:
@@ -127,6 +141,11 @@ class ReLU(Elementwise):
         dot = pi_minus * INV_2PI if want_dot else None
         return nngp, dot
 
+    def dual_kernels(
+        self, k: Tensor, q1: Tensor, q2: Tensor, ntk: Tensor | None
+    ) -> tuple[Tensor, Tensor | None]:
+        return _abrelu_kernels(self, 0.0, 1.0, k, q1, q2, ntk)
+
     def dual_var(self, q: Tensor) -> Tensor:
         return 0.5 * q
 
@@ -147,6 +166,11 @@ class LeakyReLU(Elementwise):
         self, k: Tensor, q1: Tensor, q2: Tensor, want_dot: bool
     ) -> tuple[Tensor, Tensor | None]:
         return _abrelu_dual(self.negative_slope, 1.0, k, q1, q2, want_dot)
+
+    def dual_kernels(
+        self, k: Tensor, q1: Tensor, q2: Tensor, ntk: Tensor | None
+    ) -> tuple[Tensor, Tensor | None]:
+        return _abrelu_kernels(self, self.negative_slope, 1.0, k, q1, q2, ntk)
 
     def dual_var(self, q: Tensor) -> Tensor:
         return 0.5 * (1.0 + self.negative_slope**2) * q
@@ -173,6 +197,11 @@ class ABReLU(Elementwise):
     ) -> tuple[Tensor, Tensor | None]:
         return _abrelu_dual(self.a, self.b, k, q1, q2, want_dot)
 
+    def dual_kernels(
+        self, k: Tensor, q1: Tensor, q2: Tensor, ntk: Tensor | None
+    ) -> tuple[Tensor, Tensor | None]:
+        return _abrelu_kernels(self, self.a, self.b, k, q1, q2, ntk)
+
     def dual_var(self, q: Tensor) -> Tensor:
         return 0.5 * (self.a**2 + self.b**2) * q
 
@@ -193,6 +222,11 @@ class Abs(Elementwise):
         self, k: Tensor, q1: Tensor, q2: Tensor, want_dot: bool
     ) -> tuple[Tensor, Tensor | None]:
         return _abrelu_dual(-1.0, 1.0, k, q1, q2, want_dot)
+
+    def dual_kernels(
+        self, k: Tensor, q1: Tensor, q2: Tensor, ntk: Tensor | None
+    ) -> tuple[Tensor, Tensor | None]:
+        return _abrelu_kernels(self, -1.0, 1.0, k, q1, q2, ntk)
 
     def dual_var(self, q: Tensor) -> Tensor:
         return q

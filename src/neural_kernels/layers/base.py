@@ -159,6 +159,14 @@ class Layer:
     #: Whether the layer owns a width (``Dense``, ``Conv``): the last such layer of a
     #: network is its readout, whose width ``module(width=...)`` leaves alone.
     has_width: ClassVar[bool] = False
+    #: How the layer works when the engine supplies every layer's exact per-position
+    #: variances instead of carrying each input's whole self-covariance (the kernel's
+    #: ``cov_variance``): ``"exact"`` (its pairs need only variances and its output
+    #: variances follow from its input variances: Dense, Conv, activations), ``"pairs"``
+    #: (its pairs need only variances, but its output variances need the whole
+    #: self-covariance: pooling; the engine replaces them), ``"no"`` (attention, graphs,
+    #: dropout, anything unknown: the engine carries whole self-covariances).
+    variance_replay: ClassVar[str] = "no"
 
     # -- to implement ------------------------------------------------------------------
 
@@ -174,9 +182,36 @@ class Layer:
         """The output facts for input facts that satisfy :attr:`requirements`."""
         return facts
 
-    def transform_network(self, k: Flow) -> Flow:
-        """:meth:`transform` when this layer is the whole network (the engine's entry)."""
-        return self.transform(k)
+    def transform_network(
+        self,
+        k: Flow,
+        *,
+        record: list[Tensor] | None = None,
+        replay: Callable[[int], tuple[Tensor, Tensor]] | None = None,
+    ) -> Flow:
+        """:meth:`transform` when this layer is the whole network (the engine's entry).
+
+        Args:
+            k: the input kernel.
+            record: if given, the per-position variances of ``cov1`` after each step
+                (each top-level layer) are appended to it.
+            replay: if given, ``replay(i)`` returns the exact variances ``(v1, v2)``
+                after step ``i``, which replace the kernel's own (see
+                :meth:`replays_variances`).
+
+        """
+        return _steps(k, [self], None, record, replay)
+
+    def replay_mode(self) -> str:
+        """:attr:`variance_replay` of this layer, or of the layers it is made of."""
+        children = list(self._sublayers())
+        if not children:
+            return self.variance_replay
+        return "exact" if all(c.replay_mode() == "exact" for c in children) else "no"
+
+    def replays_variances(self) -> bool:
+        """Whether the engine may run this network's example pairs on replayed variances."""
+        return self.replay_mode() != "no"
 
     def first_channel_axis(self) -> int | None:
         """The channel axis the network wants for its raw inputs (see ``input_channel_axis``)."""
@@ -489,22 +524,29 @@ class Sequential(Layer):
             k = layer.transform(k)
         return k
 
-    def transform_network(self, k: Flow) -> Flow:
+    def transform_network(
+        self,
+        k: Flow,
+        *,
+        record: list[Tensor] | None = None,
+        replay: Callable[[int], tuple[Tensor, Tensor]] | None = None,
+    ) -> Flow:
         """:meth:`transform` as the whole network: in the cheapest exact layout.
 
         After the last layer that needs the full spatial covariance, when a ``Flatten``
         follows, only same-position covariances are kept (``Kernel.to_diagonal_layout``).
+        ``record`` and ``replay`` are as in :meth:`Layer.transform_network`, one step per
+        layer of the sequence.
         """
         last = max(
             (i for i, lay in enumerate(self.layers) if lay.needs_full_spatial()), default=None
         )
         if last is None or not any(lay.collapses_spatial for lay in self.layers[last + 1 :]):
             last = None  # a spatial output keeps the full covariance
-        for i, layer in enumerate(self.layers):
-            k = layer.transform(k)
-            if i == last and isinstance(k, Kernel) and k.spatial_ndim:
-                k = k.to_diagonal_layout()
-        return k
+        return _steps(k, list(self.layers), last, record, replay)
+
+    def replays_variances(self) -> bool:
+        return all(layer.replay_mode() != "no" for layer in self.layers)
 
     def make_module(self, in_shape: Any, ctx: ModuleContext) -> nn.Module:
         return self._build(in_shape, ctx, top=False)
@@ -556,6 +598,26 @@ class Sequential(Layer):
         return steps, facts
 
 
+def _steps(
+    k: Flow,
+    layers: list[Layer],
+    last_full: int | None,
+    record: list[Tensor] | None,
+    replay: Callable[[int], tuple[Tensor, Tensor]] | None,
+) -> Flow:
+    """Run ``layers`` in turn (see ``Sequential.transform_network``)."""
+    for i, layer in enumerate(layers):
+        k = layer.transform(k)
+        if i == last_full and isinstance(k, Kernel) and k.spatial_ndim:
+            k = k.to_diagonal_layout()
+        if record is not None and isinstance(k, Kernel):
+            record.append(k.variances(k.cov1))
+        if replay is not None and isinstance(k, Kernel):
+            v1, v2 = replay(i)
+            k = k.replace(cov1=v1, cov2=v2, cov_variance=True)
+    return k
+
+
 def _holds_width(layer: Layer) -> bool:
     """Whether ``layer`` or one of its sublayers owns a width."""
     return layer.has_width or any(_holds_width(sub) for sub in layer._sublayers())
@@ -592,6 +654,8 @@ def _with_shapes(facts: FactsFlow, shape: Any) -> FactsFlow:
 @dataclass(frozen=True)
 class FanOut(Layer):
     """Copy the input into ``num`` identical branches."""
+
+    variance_replay: ClassVar[str] = "exact"
 
     num: int
 
@@ -692,6 +756,8 @@ class FanInSum(Layer):
         K = \sum_b K_b, \qquad \Theta = \sum_b \Theta_b
     """
 
+    variance_replay: ClassVar[str] = "exact"
+
     requirements: ClassVar[Requirements] = Requirements(branches=True)
 
     def infer_facts(self, facts: FactsFlow) -> FactsFlow:
@@ -735,6 +801,8 @@ class FanInProduct(Layer):
     .. math::
         K = \prod_b K_b, \qquad \Theta = \sum_b \Theta_b \prod_{c \ne b} K_c
     """
+
+    variance_replay: ClassVar[str] = "exact"
 
     requirements: ClassVar[Requirements] = Requirements(branches=True)
 
@@ -781,6 +849,8 @@ class FanInConcat(Layer):
     (the mean of its duals is not the dual of the mean). Put a ``Dense`` (or ``Conv``)
     after it, as in Neural Tangents.
     """
+
+    variance_replay: ClassVar[str] = "exact"
 
     axis: int = -1
     requirements: ClassVar[Requirements] = Requirements(branches=True)
@@ -838,6 +908,8 @@ class FanInConcat(Layer):
 @dataclass(frozen=True)
 class Identity(Layer):
     """The identity map: kernels and values pass unchanged."""
+
+    variance_replay: ClassVar[str] = "exact"
 
     def transform(self, k: Flow) -> Flow:
         return k

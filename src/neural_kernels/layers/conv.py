@@ -26,6 +26,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
+from .. import _native
 from .._validation import check_parametrization, check_positive_int, check_std
 from ..errors import LayerCompatibilityError, ShapeError, describe
 from ..kernel import Kernel
@@ -35,6 +36,7 @@ from ._spatial import (
     check_padding,
     out_size,
     pads,
+    pair_axes,
     same_position,
     window_sum,
 )
@@ -90,6 +92,8 @@ class Conv(Layer):
 
     """
 
+    variance_replay: ClassVar[str] = "exact"
+
     out_channels: int
     kernel_size: int | tuple[int, ...] = 3
     stride: int | tuple[int, ...] = 1
@@ -140,6 +144,9 @@ class Conv(Layer):
 
     def transform(self, k: Flow) -> Flow:
         assert isinstance(k, Kernel)
+        fused = self._fused(k)
+        if fused is not None:
+            return fused
         size, stride, dil = self._geometry(k.spatial_ndim)
         conv = apply_per_axis(
             k,
@@ -175,6 +182,69 @@ class Conv(Layer):
             cov2=cov1 if same else _affine(conv.cov2, w2 * scale, b2),
             shape1=(self.out_channels, *spatial1),
             shape2=(self.out_channels, *spatial2),
+            is_gaussian=True,
+            channel_axis=0,
+        )
+
+    def _coefficients(self, k: Kernel) -> tuple[float, float, float, float, float]:
+        """``(a_nn, b_nn, a_tn, a_tt, c_t)`` of the affine maps after the window sums."""
+        size = self._geometry(k.spatial_ndim)[0]
+        w2 = float(self.w_std * self.w_std) / math.prod(size)
+        b2 = 0.0 if self.b_std is None else float(self.b_std * self.b_std)
+        if self.parametrization == "ntk":
+            return w2, b2, w2, w2, b2
+        return w2, b2, float(k.shape1[0]), w2, 0.0 if self.b_std is None else 1.0
+
+    def _fused(self, k: Kernel) -> Kernel | None:
+        """The full-layout, zero-padded convolution by the compiled kernel (``None``: n/a)."""
+        if (
+            k.layout != "full"
+            or k.spatial_ndim == 0
+            or self.padding == "circular"
+            or isinstance(self.w_std, Tensor)
+            or isinstance(self.b_std, Tensor)
+        ):
+            return None
+        size, stride, dil = self._geometry(k.spatial_ndim)
+        coef = self._coefficients(k)
+        geometry = []
+        for shape in (k.shape1, k.shape2):
+            spatial = shape[1:]
+            before = tuple(
+                pads(n, f, s, d, self.padding)[0]
+                for n, f, s, d in zip(spatial, size, stride, dil, strict=True)
+            )
+            out = tuple(
+                out_size(n, f, s, d, self.padding)
+                for n, f, s, d in zip(spatial, size, stride, dil, strict=True)
+            )
+            geometry.append((before, out))
+        if geometry[0] != geometry[1]:
+            return None
+        before, out = geometry[0]
+        lead = 1 if k.diagonal else 2
+        pair = _native.conv_pairs(k.nngp, k.ntk, lead, size, stride, dil, before, out, coef)
+        if pair is None:
+            return None
+        cov_coef = (coef[0], coef[1], 0.0, 0.0, 0.0)
+        covs = []
+        for cov in (k.cov1,) if k.cov2 is k.cov1 else (k.cov1, k.cov2):
+            if k.cov_is_variance:
+                for i, axes in enumerate(pair_axes(k, "cov")):
+                    cov = window_sum(cov, axes, size[i], stride[i], dil[i], self.padding)
+                covs.append(_affine(cov, coef[0], coef[1]))
+                continue
+            got = _native.conv_pairs(cov, None, 1, size, stride, dil, before, out, cov_coef)
+            if got is None:
+                return None
+            covs.append(got[0])
+        return k.replace(
+            nngp=pair[0],
+            ntk=pair[1],
+            cov1=covs[0],
+            cov2=covs[-1],
+            shape1=(self.out_channels, *out),
+            shape2=(self.out_channels, *out),
             is_gaussian=True,
             channel_axis=0,
         )
@@ -282,6 +352,8 @@ class Flatten(Layer):
 
     Only the diagonal of the spatial covariance is needed.
     """
+
+    variance_replay: ClassVar[str] = "exact"
 
     collapses_spatial: ClassVar[bool] = True
 

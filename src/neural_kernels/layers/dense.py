@@ -57,6 +57,8 @@ class Dense(Layer):
 
     """
 
+    variance_replay: ClassVar[str] = "exact"
+
     out_features: int
     w_std: Std = 1.0
     b_std: Std | None = 0.0

@@ -14,7 +14,7 @@ axes). Neural Tangents' convention, with ``eps = 1e-12``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -43,6 +43,8 @@ class LayerNorm(Layer):
     Shapes: the output has the input's shape.
 
     """
+
+    variance_replay: ClassVar[str] = "exact"
 
     axis: int | tuple[int, ...] = -1
     eps: float = 1e-12

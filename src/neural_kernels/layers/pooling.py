@@ -53,6 +53,7 @@ class _Pool(Layer):
     needs_full: ClassVar[bool] = True
     input_channel_axis: ClassVar[int | None] = 0
     average: ClassVar[bool] = True
+    variance_replay: ClassVar[str] = "pairs"
 
     def __post_init__(self) -> None:
         check_padding(self, self.padding)
@@ -199,6 +200,7 @@ class _GlobalPool(Layer):
     needs_full: ClassVar[bool] = True
     input_channel_axis: ClassVar[int | None] = 0
     average: ClassVar[bool] = True
+    variance_replay: ClassVar[str] = "pairs"
 
     def infer_facts(self, facts: FactsFlow) -> FactsFlow:
         assert isinstance(facts, Facts)
