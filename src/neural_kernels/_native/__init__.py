@@ -33,7 +33,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-__all__ = ["abrelu_dual", "conv_pairs", "native_status", "set_native"]
+__all__ = ["abrelu_dual", "conv_abrelu", "conv_pairs", "native_status", "set_native"]
 
 _SOURCE = Path(__file__).with_name("kernels.c")
 _LOCK = threading.Lock()
@@ -159,6 +159,9 @@ def _declare(lib: ctypes.CDLL) -> None:
         conv = getattr(lib, f"nk_conv_pairs_{suffix}")
         conv.restype = None
         conv.argtypes = [_I64, *([_PTR] * 6), *([_PTR] * 5), *([_D] * 5)]
+        fused = getattr(lib, f"nk_conv_abrelu_{suffix}")
+        fused.restype = None
+        fused.argtypes = [_I64, _I64, *([_PTR] * 6), *([_PTR] * 7), *([_D] * 8)]
     lib.nk_conv_scratch.restype = _I64
     lib.nk_conv_scratch.argtypes = [_PTR] * 6
 
@@ -381,5 +384,84 @@ def conv_pairs(
         None if ot is None else ot.data_ptr(),
         scratch.data_ptr(),
         *(float(c) for c in coef),
+    )
+    return on, ot
+
+
+def conv_abrelu(
+    nngp: Tensor,
+    ntk: Tensor | None,
+    size: tuple[int, ...],
+    stride: tuple[int, ...],
+    dilation: tuple[int, ...],
+    before: tuple[int, ...],
+    out_shape: tuple[int, ...],
+    coef: tuple[float, float, float, float, float],
+    var1: Tensor,
+    var2: Tensor,
+    a: float,
+    b: float,
+) -> tuple[Tensor, Tensor | None] | None:
+    """A convolution (as :func:`conv_pairs`) then the dual of ``a min(x, 0) + b max(x, 0)``.
+
+    Args:
+        nngp: a block of example pairs ``(n1, n2, S1, S1', ..., Sd, Sd')``.
+        ntk: the same shape, or ``None``.
+        size: filter taps per spatial axis.
+        stride: stride per spatial axis.
+        dilation: dilation per spatial axis.
+        before: zero padding before the first position, per spatial axis.
+        out_shape: output spatial sizes.
+        coef: the convolution's affine coefficients (see :func:`conv_pairs`).
+        var1: variances after the convolution of the first inputs ``(n1, *out_shape)``.
+        var2: the same for the second inputs ``(n2, *out_shape)``.
+        a: slope for negative inputs.
+        b: slope for positive inputs.
+
+    Returns:
+        ``(nngp', ntk')`` of shape ``(n1, n2, O1, O1', ..., Od, Od')``, or ``None``.
+
+    """
+    if (torch.is_grad_enabled() and nngp.requires_grad) or not _eligible(nngp, ntk, var1, var2):
+        return None
+    lib = _library()
+    if lib is None:
+        return None
+    d = len(size)
+    pad = 3 - d
+    rows, cols = nngp.shape[0], nngp.shape[1]
+    kn = nngp.contiguous()
+    kt = None if ntk is None else ntk.contiguous()
+    sq1 = var1.clamp_min(0.0).sqrt().contiguous()
+    sq2 = var2.clamp_min(0.0).sqrt().contiguous()
+    spatial_out = [s for o in out_shape for s in (o, o)]
+    on = kn.new_empty((rows, cols, *spatial_out))
+    ot = None if kt is None else kt.new_empty((rows, cols, *spatial_out))
+    arr = lambda v: (ctypes.c_int64 * 3)(*v)  # noqa: E731
+    geometry = (
+        arr([1] * pad + [nngp.shape[2 + 2 * i] for i in range(d)]),
+        arr([1] * pad + list(out_shape)),
+        arr([1] * pad + list(size)),
+        arr([1] * pad + list(stride)),
+        arr([1] * pad + list(dilation)),
+        arr([0] * pad + list(before)),
+    )
+    scratch = kn.new_empty(lib.nk_conv_scratch(*geometry))
+    fn = lib.nk_conv_abrelu_f64 if kn.dtype == torch.float64 else lib.nk_conv_abrelu_f32
+    fn(
+        rows,
+        cols,
+        *geometry,
+        kn.data_ptr(),
+        None if kt is None else kt.data_ptr(),
+        sq1.data_ptr(),
+        sq2.data_ptr(),
+        on.data_ptr(),
+        None if ot is None else ot.data_ptr(),
+        scratch.data_ptr(),
+        *(float(c) for c in coef),
+        float(a),
+        float(b),
+        1.0 + 16.0 * torch.finfo(kn.dtype).eps,
     )
     return on, ot

@@ -17,7 +17,12 @@
  *    both positions of the pair alike:
  *        S[o, o'] = sum_t K[s o + d t - p, s o' + d t - p]   (zero outside the input)
  *        nngp' = a_nn S(nngp) + b_nn,   ntk' = a_tt S(ntk) + a_tn S(nngp) + c_t.
+ *
+ * The typed functions are written once below (NK_TYPED) and instantiated for double
+ * and float by including this file into itself.
  */
+#ifndef NK_TYPED
+
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
@@ -38,47 +43,14 @@ extern float acosf(float);
 #endif
 
 #define NK_INV_2PI 0.15915494309189533577
-
-#define NK_DUAL(T, SUFFIX, ACOS, SQRT)                                                  \
-    void nk_abrelu_dual_##SUFFIX(int64_t n, const T *k, const T *norm, const T *ntk,    \
-                                 T *out_nngp, T *out_ntk, double a, double b,           \
-                                 double snap) {                                         \
-        const T d2 = (T)((a - b) * (a - b) * NK_INV_2PI);                               \
-        const T s2 = (T)(0.5 * (a * a + b * b));                                        \
-        const T sn = (T)snap;                                                           \
-        if (ntk) {                                                                      \
-            NK_IVDEP                                                                    \
-            for (int64_t i = 0; i < n; i++) {                                           \
-                T q = norm[i];                                                          \
-                T c = q > (T)0 ? k[i] / q * sn : (T)0;                                  \
-                c = c > (T)1 ? (T)1 : (c < (T)-1 ? (T)-1 : c);                          \
-                T th = ACOS(c);                                                         \
-                T s = (T)1 - c * c;                                                     \
-                s = SQRT(s > (T)0 ? s : (T)0);                                          \
-                T t = ntk[i];                                                           \
-                out_nngp[i] = (d2 * (s - th * c) + s2 * c) * q;                         \
-                out_ntk[i] = t * (s2 - d2 * th);                                        \
-            }                                                                           \
-        } else {                                                                        \
-            NK_IVDEP                                                                    \
-            for (int64_t i = 0; i < n; i++) {                                           \
-                T q = norm[i];                                                          \
-                T c = q > (T)0 ? k[i] / q * sn : (T)0;                                  \
-                c = c > (T)1 ? (T)1 : (c < (T)-1 ? (T)-1 : c);                          \
-                T th = ACOS(c);                                                         \
-                T s = (T)1 - c * c;                                                     \
-                s = SQRT(s > (T)0 ? s : (T)0);                                          \
-                out_nngp[i] = (d2 * (s - th * c) + s2 * c) * q;                         \
-            }                                                                           \
-        }                                                                               \
-    }
-
-NK_DUAL(double, f64, acos, sqrt)
-NK_DUAL(float, f32, acosf, sqrtf)
+/* Outputs of one plane the convolution accumulates in registers at once. */
+#define NK_V 16
 
 typedef struct {
     int64_t n[3], m[3], taps[3], stride[3], dil[3], before[3];
-    int64_t w; /* padded row length of the last axis */
+    int64_t w;     /* padded row length of the last axis (general path) */
+    int64_t reach; /* largest shift of a last-axis tap (flat path) */
+    int flat;      /* stride one and same size on the last axis: the flat path */
 } nk_geom;
 
 static nk_geom nk_geometry(const int64_t *n, const int64_t *m, const int64_t *taps,
@@ -94,192 +66,342 @@ static nk_geom nk_geometry(const int64_t *n, const int64_t *m, const int64_t *ta
     }
     g.w = (m[2] - 1) * stride[2] + (taps[2] - 1) * dil[2] + 1;
     if (g.w < before[2] + n[2]) g.w = before[2] + n[2];
+    g.reach = 0;
+    for (int64_t t = 0; t < taps[2]; t++) {
+        int64_t off = t * dil[2] - before[2];
+        if (off < 0) off = -off;
+        if (off > g.reach) g.reach = off;
+    }
+    g.flat = stride[2] == 1 && m[2] == n[2];
     return g;
 }
 
-/* One output plane (o0, p0, o1, p1) of the window sum: acc (m2 x m2) = sum over taps of
-   the padded input P (rows of length g.w, zero-padded on the last axis). */
-#define NK_PLANE(T, SUFFIX)                                                              \
-    static void nk_plane_##SUFFIX(const nk_geom *g, const T *P, T *acc, int64_t o0,      \
-                                  int64_t p0, int64_t o1, int64_t p1) {                  \
-        const int64_t n0 = g->n[0], n1 = g->n[1], n2 = g->n[2], m2 = g->m[2];            \
-        const int64_t s2 = g->stride[2], w = g->w, lpad = g->before[2];                  \
-        for (int64_t q = 0; q < m2 * m2; q++) acc[q] = 0;                                \
-        for (int64_t t0 = 0; t0 < g->taps[0]; t0++) {                                    \
-            int64_t off0 = t0 * g->dil[0] - g->before[0];                                \
-            int64_t i0 = o0 * g->stride[0] + off0, j0 = p0 * g->stride[0] + off0;        \
-            if (i0 < 0 || i0 >= n0 || j0 < 0 || j0 >= n0) continue;                      \
-            for (int64_t t1 = 0; t1 < g->taps[1]; t1++) {                                \
-                int64_t off1 = t1 * g->dil[1] - g->before[1];                            \
-                int64_t i1 = o1 * g->stride[1] + off1, j1 = p1 * g->stride[1] + off1;    \
-                if (i1 < 0 || i1 >= n1 || j1 < 0 || j1 >= n1) continue;                  \
-                const T *plane = P + (((i0 * n0 + j0) * n1 + i1) * n1 + j1) * n2 * w;    \
-                for (int64_t t2 = 0; t2 < g->taps[2]; t2++) {                            \
-                    int64_t off2 = t2 * g->dil[2] - g->before[2];                        \
-                    for (int64_t o2 = 0; o2 < m2; o2++) {                                \
-                        int64_t i2 = o2 * s2 + off2;                                     \
-                        if (i2 < 0 || i2 >= n2) continue;                                \
-                        const T *src = plane + i2 * w + off2 + lpad;                     \
-                        T *a = acc + o2 * m2;                                            \
-                        NK_IVDEP                                                         \
-                        for (int64_t q = 0; q < m2; q++) a[q] += src[q * s2];            \
-                    }                                                                    \
-                }                                                                        \
-            }                                                                            \
-        }                                                                                \
-    }                                                                                    \
-                                                                                         \
-    /* Copy one example pair (rows of the last axis) into the zero-padded scratch. */    \
-    static void nk_pad_##SUFFIX(const nk_geom *g, const T *src, T *P) {                  \
-        const int64_t rows = g->n[0] * g->n[0] * g->n[1] * g->n[1] * g->n[2];            \
-        const int64_t n2 = g->n[2], w = g->w, lpad = g->before[2];                       \
-        for (int64_t r = 0; r < rows; r++) {                                             \
-            T *d = P + r * w;                                                            \
-            for (int64_t q = 0; q < w; q++) d[q] = 0;                                    \
-            for (int64_t q = 0; q < n2; q++) d[lpad + q] = src[r * n2 + q];              \
-        }                                                                                \
-    }                                                                                    \
-                                                                                         \
-    /* Stride one, output size = input size on the last axis: each tap of that axis is  \
-       one constant shift of the flattened (n2 x n2) plane, masked where a position     \
-       falls into the padding, so whole planes are summed in long vector loops. */      \
-    static void nk_conv_flat_##SUFFIX(const nk_geom *g, int64_t batch, const T *kn,      \
-                                      const T *kt, T *on, T *ot, T *scratch, T ann,      \
-                                      T bnn, T atn, T att, T ct) {                       \
-        const int64_t n0 = g->n[0], n1 = g->n[1], n2 = g->n[2], P = n2 * n2;             \
-        const int64_t in_pair = n0 * n0 * n1 * n1 * P;                                   \
-        const int64_t out_pair = g->m[0] * g->m[0] * g->m[1] * g->m[1] * P;              \
-        int64_t reach = 0;                                                               \
-        for (int64_t t = 0; t < g->taps[2]; t++) {                                       \
-            int64_t off = t * g->dil[2] - g->before[2];                                  \
-            if (off < 0) off = -off;                                                     \
-            if (off > reach) reach = off;                                                \
-        }                                                                                \
-        const int64_t margin = reach * (n2 + 1);                                         \
-        T *mask = scratch;                                                               \
-        T *pn = mask + g->taps[2] * P;                                                   \
-        T *pt = pn + in_pair + 2 * margin;                                               \
-        for (int64_t t = 0; t < g->taps[2]; t++) {                                       \
-            int64_t off = t * g->dil[2] - g->before[2];                                  \
-            for (int64_t o = 0; o < n2; o++)                                             \
-                for (int64_t p = 0; p < n2; p++)                                         \
-                    mask[t * P + o * n2 + p] =                                           \
-                        (o + off >= 0 && o + off < n2 && p + off >= 0 && p + off < n2)  \
-                            ? (T)1 : (T)0;                                               \
-        }                                                                                \
-        for (int64_t q = 0; q < margin; q++) {                                           \
-            pn[q] = pn[margin + in_pair + q] = 0;                                        \
-            pt[q] = pt[margin + in_pair + q] = 0;                                        \
-        }                                                                                \
-        T acc_n[P], acc_t[P];                                                            \
-        for (int64_t b = 0; b < batch; b++) {                                            \
-            memcpy(pn + margin, kn + b * in_pair, sizeof(T) * in_pair);                  \
-            if (kt) memcpy(pt + margin, kt + b * in_pair, sizeof(T) * in_pair);          \
-            T *rn = on + b * out_pair;                                                   \
-            T *rt = ot ? ot + b * out_pair : 0;                                          \
-            int64_t row = 0;                                                             \
-            for (int64_t o0 = 0; o0 < g->m[0]; o0++)                                     \
-            for (int64_t p0 = 0; p0 < g->m[0]; p0++)                                     \
-            for (int64_t o1 = 0; o1 < g->m[1]; o1++)                                     \
-            for (int64_t p1 = 0; p1 < g->m[1]; p1++, row += P) {                         \
-                for (int64_t x = 0; x < P; x++) acc_n[x] = acc_t[x] = 0;                 \
-                for (int64_t t0 = 0; t0 < g->taps[0]; t0++) {                            \
-                    int64_t off0 = t0 * g->dil[0] - g->before[0];                        \
-                    int64_t i0 = o0 * g->stride[0] + off0, j0 = p0 * g->stride[0] + off0; \
-                    if (i0 < 0 || i0 >= n0 || j0 < 0 || j0 >= n0) continue;              \
-                    for (int64_t t1 = 0; t1 < g->taps[1]; t1++) {                        \
-                        int64_t off1 = t1 * g->dil[1] - g->before[1];                    \
-                        int64_t i1 = o1 * g->stride[1] + off1;                           \
-                        int64_t j1 = p1 * g->stride[1] + off1;                           \
-                        if (i1 < 0 || i1 >= n1 || j1 < 0 || j1 >= n1) continue;          \
-                        int64_t at = margin + (((i0 * n0 + j0) * n1 + i1) * n1 + j1) * P; \
-                        for (int64_t t2 = 0; t2 < g->taps[2]; t2++) {                    \
-                            int64_t shift = (t2 * g->dil[2] - g->before[2]) * (n2 + 1);  \
-                            const T *mk = mask + t2 * P;                                 \
-                            const T *sn = pn + at + shift;                               \
-                            if (kt) {                                                    \
-                                const T *st = pt + at + shift;                           \
-                                NK_IVDEP                                                 \
-                                for (int64_t x = 0; x < P; x++) {                        \
-                                    acc_n[x] += mk[x] * sn[x];                           \
-                                    acc_t[x] += mk[x] * st[x];                           \
-                                }                                                        \
-                            } else {                                                     \
-                                NK_IVDEP                                                 \
-                                for (int64_t x = 0; x < P; x++) acc_n[x] += mk[x] * sn[x]; \
-                            }                                                            \
-                        }                                                                \
-                    }                                                                    \
-                }                                                                        \
-                NK_IVDEP                                                                 \
-                for (int64_t x = 0; x < P; x++) rn[row + x] = ann * acc_n[x] + bnn;      \
-                if (rt) {                                                                \
-                    NK_IVDEP                                                             \
-                    for (int64_t x = 0; x < P; x++)                                      \
-                        rt[row + x] = att * acc_t[x] + atn * acc_n[x] + ct;              \
-                }                                                                        \
-            }                                                                            \
-        }                                                                                \
-    }                                                                                    \
-                                                                                         \
-    void nk_conv_pairs_##SUFFIX(int64_t batch, const int64_t *n, const int64_t *m,       \
-                                const int64_t *taps, const int64_t *stride,              \
-                                const int64_t *dil, const int64_t *before, const T *kn,  \
-                                const T *kt, T *on, T *ot, T *scratch, double a_nn,      \
-                                double b_nn, double a_tn, double a_tt, double c_t) {     \
-        const nk_geom g = nk_geometry(n, m, taps, stride, dil, before);                  \
-        if (stride[2] == 1 && m[2] == n[2]) {                                            \
-            nk_conv_flat_##SUFFIX(&g, batch, kn, kt, on, ot, scratch, (T)a_nn, (T)b_nn,  \
-                                  (T)a_tn, (T)a_tt, (T)c_t);                             \
-            return;                                                                      \
-        }                                                                                \
-        const int64_t in_pair = n[0] * n[0] * n[1] * n[1] * n[2] * n[2];                 \
-        const int64_t plane = m[2] * m[2];                                               \
-        const int64_t out_pair = m[0] * m[0] * m[1] * m[1] * plane;                      \
-        const int64_t rows = n[0] * n[0] * n[1] * n[1] * n[2];                           \
-        const T ann = (T)a_nn, bnn = (T)b_nn, atn = (T)a_tn, att = (T)a_tt, ct = (T)c_t; \
-        T *pn = scratch, *pt = scratch + rows * g.w;                                     \
-        T acc_n[plane], acc_t[plane];                                                    \
-        for (int64_t b = 0; b < batch; b++) {                                            \
-            nk_pad_##SUFFIX(&g, kn + b * in_pair, pn);                                   \
-            if (kt) nk_pad_##SUFFIX(&g, kt + b * in_pair, pt);                           \
-            T *rn = on + b * out_pair;                                                   \
-            T *rt = ot ? ot + b * out_pair : 0;                                          \
-            int64_t row = 0;                                                             \
-            for (int64_t o0 = 0; o0 < m[0]; o0++)                                        \
-            for (int64_t p0 = 0; p0 < m[0]; p0++)                                        \
-            for (int64_t o1 = 0; o1 < m[1]; o1++)                                        \
-            for (int64_t p1 = 0; p1 < m[1]; p1++, row += plane) {                        \
-                nk_plane_##SUFFIX(&g, pn, acc_n, o0, p0, o1, p1);                        \
-                NK_IVDEP                                                                 \
-                for (int64_t q = 0; q < plane; q++) rn[row + q] = ann * acc_n[q] + bnn;  \
-                if (rt) {                                                                \
-                    nk_plane_##SUFFIX(&g, pt, acc_t, o0, p0, o1, p1);                    \
-                    NK_IVDEP                                                             \
-                    for (int64_t q = 0; q < plane; q++)                                  \
-                        rt[row + q] = att * acc_t[q] + atn * acc_n[q] + ct;              \
-                }                                                                        \
-            }                                                                            \
-        }                                                                                \
-    }
-
-NK_PLANE(double, f64)
-NK_PLANE(float, f32)
-
-/* Scratch entries nk_conv_pairs needs: the padded copies of both kernels (and masks). */
+/* Scratch entries nk_conv_pairs needs: copies of both kernels (and masks). */
 int64_t nk_conv_scratch(const int64_t *n, const int64_t *m, const int64_t *taps,
                         const int64_t *stride, const int64_t *dil, const int64_t *before) {
+    nk_geom g = nk_geometry(n, m, taps, stride, dil, before);
     int64_t pair = n[0] * n[0] * n[1] * n[1] * n[2] * n[2];
-    if (stride[2] == 1 && m[2] == n[2]) {
-        int64_t reach = 0;
-        for (int64_t t = 0; t < taps[2]; t++) {
-            int64_t off = t * dil[2] - before[2];
-            if (off < 0) off = -off;
-            if (off > reach) reach = off;
-        }
-        return taps[2] * n[2] * n[2] + 2 * (pair + 2 * reach * (n[2] + 1));
-    }
-    int64_t w = (m[2] - 1) * stride[2] + (taps[2] - 1) * dil[2] + 1;
-    if (w < before[2] + n[2]) w = before[2] + n[2];
-    return 2 * n[0] * n[0] * n[1] * n[1] * n[2] * w;
+    if (g.flat) return taps[2] * n[2] * n[2] + 2 * (pair + 2 * g.reach * (n[2] + 1));
+    return 2 * n[0] * n[0] * n[1] * n[1] * n[2] * g.w;
 }
+
+#define NK_TYPED
+#define T double
+#define NK_NAME(x) x##_f64
+#define NK_ACOS acos
+#define NK_SQRT sqrt
+#include __FILE__
+#undef T
+#undef NK_NAME
+#undef NK_ACOS
+#undef NK_SQRT
+#define T float
+#define NK_NAME(x) x##_f32
+#define NK_ACOS acosf
+#define NK_SQRT sqrtf
+#include __FILE__
+
+#else /* NK_TYPED: the functions for one floating type T */
+
+void NK_NAME(nk_abrelu_dual)(int64_t n, const T *k, const T *norm, const T *ntk, T *out_nngp,
+                             T *out_ntk, double a, double b, double snap) {
+    const T d2 = (T)((a - b) * (a - b) * NK_INV_2PI);
+    const T s2 = (T)(0.5 * (a * a + b * b));
+    const T sn = (T)snap;
+    if (ntk) {
+        NK_IVDEP
+        for (int64_t i = 0; i < n; i++) {
+            T q = norm[i];
+            T c = q > (T)0 ? k[i] / q * sn : (T)0;
+            c = c > (T)1 ? (T)1 : (c < (T)-1 ? (T)-1 : c);
+            T th = NK_ACOS(c);
+            T s = (T)1 - c * c;
+            s = NK_SQRT(s > (T)0 ? s : (T)0);
+            T t = ntk[i];
+            out_nngp[i] = (d2 * (s - th * c) + s2 * c) * q;
+            out_ntk[i] = t * (s2 - d2 * th);
+        }
+    } else {
+        NK_IVDEP
+        for (int64_t i = 0; i < n; i++) {
+            T q = norm[i];
+            T c = q > (T)0 ? k[i] / q * sn : (T)0;
+            c = c > (T)1 ? (T)1 : (c < (T)-1 ? (T)-1 : c);
+            T th = NK_ACOS(c);
+            T s = (T)1 - c * c;
+            s = NK_SQRT(s > (T)0 ? s : (T)0);
+            out_nngp[i] = (d2 * (s - th * c) + s2 * c) * q;
+        }
+    }
+}
+
+/* The dual of one plane of entries: k and t (NTK, may be 0) in place, norm given. */
+static void NK_NAME(nk_dual_plane)(int64_t P, T *k, T *t, const T *norm, T d2, T s2, T sn) {
+    if (t) {
+        NK_IVDEP
+        for (int64_t x = 0; x < P; x++) {
+            T q = norm[x];
+            T c = q > (T)0 ? k[x] / q * sn : (T)0;
+            c = c > (T)1 ? (T)1 : (c < (T)-1 ? (T)-1 : c);
+            T th = NK_ACOS(c);
+            T s = (T)1 - c * c;
+            s = NK_SQRT(s > (T)0 ? s : (T)0);
+            k[x] = (d2 * (s - th * c) + s2 * c) * q;
+            t[x] = t[x] * (s2 - d2 * th);
+        }
+    } else {
+        NK_IVDEP
+        for (int64_t x = 0; x < P; x++) {
+            T q = norm[x];
+            T c = q > (T)0 ? k[x] / q * sn : (T)0;
+            c = c > (T)1 ? (T)1 : (c < (T)-1 ? (T)-1 : c);
+            T th = NK_ACOS(c);
+            T s = (T)1 - c * c;
+            s = NK_SQRT(s > (T)0 ? s : (T)0);
+            k[x] = (d2 * (s - th * c) + s2 * c) * q;
+        }
+    }
+}
+
+/* Everything one call needs: geometry, affine coefficients, optional activation. */
+typedef struct {
+    nk_geom g;
+    T ann, bnn, atn, att, ct;
+    int act;   /* apply the arc-cosine dual after the convolution */
+    T d2, s2, sn;
+    int64_t cols;             /* example pairs are (i, j), batch index i * cols + j */
+    const T *sq1, *sq2;       /* sqrt of the variances after the convolution */
+} NK_NAME(nk_job);
+
+/* Affine maps (and the dual) of one output plane, from its window sums, to the output. */
+static void NK_NAME(nk_finish)(const NK_NAME(nk_job) *job, int64_t b, int64_t o0, int64_t p0,
+                               int64_t o1, int64_t p1, T *sn, T *st, T *normbuf, T *rn,
+                               T *rt) {
+    const int64_t m1 = job->g.m[1], m2 = job->g.m[2], P = m2 * m2;
+    if (st) {
+        NK_IVDEP
+        for (int64_t x = 0; x < P; x++) st[x] = job->att * st[x] + job->atn * sn[x] + job->ct;
+    }
+    NK_IVDEP
+    for (int64_t x = 0; x < P; x++) sn[x] = job->ann * sn[x] + job->bnn;
+    if (job->act) {
+        const int64_t M = job->g.m[0] * m1 * m2;
+        const T *a = job->sq1 + (b / job->cols) * M + (o0 * m1 + o1) * m2;
+        const T *c = job->sq2 + (b % job->cols) * M + (p0 * m1 + p1) * m2;
+        for (int64_t o2 = 0; o2 < m2; o2++)
+            for (int64_t p2 = 0; p2 < m2; p2++) normbuf[o2 * m2 + p2] = a[o2] * c[p2];
+        NK_NAME(nk_dual_plane)(P, sn, st, normbuf, job->d2, job->s2, job->sn);
+    }
+    memcpy(rn, sn, sizeof(T) * P);
+    if (rt) memcpy(rt, st, sizeof(T) * P);
+}
+
+/* Flat path. Stride one and output size = input size on the last axis: each tap of
+   that axis is one constant shift of the flattened (n2 x n2) plane, masked where a
+   position falls into the padding, so whole planes are summed in vector registers. */
+static void NK_NAME(nk_conv_flat)(const NK_NAME(nk_job) *job, int64_t batch, const T *kn,
+                                  const T *kt, T *on, T *ot, T *scratch) {
+    const nk_geom *g = &job->g;
+    const int64_t n0 = g->n[0], n1 = g->n[1], n2 = g->n[2], P = n2 * n2;
+    const int64_t in_pair = n0 * n0 * n1 * n1 * P;
+    const int64_t out_pair = g->m[0] * g->m[0] * g->m[1] * g->m[1] * P;
+    const int64_t margin = g->reach * (n2 + 1);
+    T *mask = scratch;
+    T *pn = mask + g->taps[2] * P;
+    T *pt = pn + in_pair + 2 * margin;
+    for (int64_t t = 0; t < g->taps[2]; t++) {
+        int64_t off = t * g->dil[2] - g->before[2];
+        for (int64_t o = 0; o < n2; o++)
+            for (int64_t p = 0; p < n2; p++)
+                mask[t * P + o * n2 + p] =
+                    (o + off >= 0 && o + off < n2 && p + off >= 0 && p + off < n2) ? (T)1
+                                                                                   : (T)0;
+    }
+    for (int64_t q = 0; q < margin; q++) {
+        pn[q] = pn[margin + in_pair + q] = 0;
+        pt[q] = pt[margin + in_pair + q] = 0;
+    }
+    const int64_t ntaps = g->taps[0] * g->taps[1] * g->taps[2];
+    int64_t tap_at[ntaps], tap_mask[ntaps];
+    T sum_n[P], sum_t[P], normbuf[P];
+    for (int64_t b = 0; b < batch; b++) {
+        memcpy(pn + margin, kn + b * in_pair, sizeof(T) * in_pair);
+        if (kt) memcpy(pt + margin, kt + b * in_pair, sizeof(T) * in_pair);
+        T *rn = on + b * out_pair;
+        T *rt = ot ? ot + b * out_pair : 0;
+        int64_t row = 0;
+        for (int64_t o0 = 0; o0 < g->m[0]; o0++)
+            for (int64_t p0 = 0; p0 < g->m[0]; p0++)
+                for (int64_t o1 = 0; o1 < g->m[1]; o1++)
+                    for (int64_t p1 = 0; p1 < g->m[1]; p1++, row += P) {
+                        /* the taps inside the input for this output plane */
+                        int64_t nt = 0;
+                        for (int64_t t0 = 0; t0 < g->taps[0]; t0++) {
+                            int64_t off0 = t0 * g->dil[0] - g->before[0];
+                            int64_t i0 = o0 * g->stride[0] + off0;
+                            int64_t j0 = p0 * g->stride[0] + off0;
+                            if (i0 < 0 || i0 >= n0 || j0 < 0 || j0 >= n0) continue;
+                            for (int64_t t1 = 0; t1 < g->taps[1]; t1++) {
+                                int64_t off1 = t1 * g->dil[1] - g->before[1];
+                                int64_t i1 = o1 * g->stride[1] + off1;
+                                int64_t j1 = p1 * g->stride[1] + off1;
+                                if (i1 < 0 || i1 >= n1 || j1 < 0 || j1 >= n1) continue;
+                                int64_t at = margin + (((i0 * n0 + j0) * n1 + i1) * n1 + j1) * P;
+                                for (int64_t t2 = 0; t2 < g->taps[2]; t2++) {
+                                    tap_at[nt] = at + (t2 * g->dil[2] - g->before[2]) * (n2 + 1);
+                                    tap_mask[nt] = t2 * P;
+                                    nt++;
+                                }
+                            }
+                        }
+                        int64_t x = 0;
+                        for (; x + NK_V <= P; x += NK_V) {
+                            T an[NK_V], av[NK_V];
+                            for (int v = 0; v < NK_V; v++) an[v] = av[v] = 0;
+                            for (int64_t u = 0; u < nt; u++) {
+                                const T *mk = mask + tap_mask[u] + x;
+                                const T *sn = pn + tap_at[u] + x;
+#pragma omp simd
+                                for (int v = 0; v < NK_V; v++) an[v] += mk[v] * sn[v];
+                                if (kt) {
+                                    const T *st = pt + tap_at[u] + x;
+#pragma omp simd
+                                    for (int v = 0; v < NK_V; v++) av[v] += mk[v] * st[v];
+                                }
+                            }
+                            for (int v = 0; v < NK_V; v++) {
+                                sum_n[x + v] = an[v];
+                                sum_t[x + v] = av[v];
+                            }
+                        }
+                        for (; x < P; x++) {
+                            T an = 0, av = 0;
+                            for (int64_t u = 0; u < nt; u++) {
+                                T mk = mask[tap_mask[u] + x];
+                                an += mk * pn[tap_at[u] + x];
+                                if (kt) av += mk * pt[tap_at[u] + x];
+                            }
+                            sum_n[x] = an;
+                            sum_t[x] = av;
+                        }
+                        NK_NAME(nk_finish)(job, b, o0, p0, o1, p1, sum_n, ot ? sum_t : 0,
+                                           normbuf, rn + row, rt ? rt + row : 0);
+                    }
+    }
+}
+
+/* One output plane (o0, p0, o1, p1) of the general path: acc (m2 x m2) = sum over taps of
+   the padded input P (rows of length g->w, zero-padded on the last axis). */
+static void NK_NAME(nk_plane)(const nk_geom *g, const T *P, T *acc, int64_t o0, int64_t p0,
+                              int64_t o1, int64_t p1) {
+    const int64_t n0 = g->n[0], n1 = g->n[1], n2 = g->n[2], m2 = g->m[2];
+    const int64_t s2 = g->stride[2], w = g->w, lpad = g->before[2];
+    for (int64_t q = 0; q < m2 * m2; q++) acc[q] = 0;
+    for (int64_t t0 = 0; t0 < g->taps[0]; t0++) {
+        int64_t off0 = t0 * g->dil[0] - g->before[0];
+        int64_t i0 = o0 * g->stride[0] + off0, j0 = p0 * g->stride[0] + off0;
+        if (i0 < 0 || i0 >= n0 || j0 < 0 || j0 >= n0) continue;
+        for (int64_t t1 = 0; t1 < g->taps[1]; t1++) {
+            int64_t off1 = t1 * g->dil[1] - g->before[1];
+            int64_t i1 = o1 * g->stride[1] + off1, j1 = p1 * g->stride[1] + off1;
+            if (i1 < 0 || i1 >= n1 || j1 < 0 || j1 >= n1) continue;
+            const T *plane = P + (((i0 * n0 + j0) * n1 + i1) * n1 + j1) * n2 * w;
+            for (int64_t t2 = 0; t2 < g->taps[2]; t2++) {
+                int64_t off2 = t2 * g->dil[2] - g->before[2];
+                for (int64_t o2 = 0; o2 < m2; o2++) {
+                    int64_t i2 = o2 * s2 + off2;
+                    if (i2 < 0 || i2 >= n2) continue;
+                    const T *src = plane + i2 * w + off2 + lpad;
+                    T *a = acc + o2 * m2;
+                    NK_IVDEP
+                    for (int64_t q = 0; q < m2; q++) a[q] += src[q * s2];
+                }
+            }
+        }
+    }
+}
+
+/* Copy one example pair (rows of the last axis) into the zero-padded scratch. */
+static void NK_NAME(nk_pad)(const nk_geom *g, const T *src, T *P) {
+    const int64_t rows = g->n[0] * g->n[0] * g->n[1] * g->n[1] * g->n[2];
+    const int64_t n2 = g->n[2], w = g->w, lpad = g->before[2];
+    for (int64_t r = 0; r < rows; r++) {
+        T *d = P + r * w;
+        for (int64_t q = 0; q < w; q++) d[q] = 0;
+        for (int64_t q = 0; q < n2; q++) d[lpad + q] = src[r * n2 + q];
+    }
+}
+
+static void NK_NAME(nk_conv_run)(const NK_NAME(nk_job) *job, int64_t batch, const T *kn,
+                                 const T *kt, T *on, T *ot, T *scratch) {
+    const nk_geom *g = &job->g;
+    if (g->flat) {
+        NK_NAME(nk_conv_flat)(job, batch, kn, kt, on, ot, scratch);
+        return;
+    }
+    const int64_t *n = g->n, *m = g->m;
+    const int64_t in_pair = n[0] * n[0] * n[1] * n[1] * n[2] * n[2];
+    const int64_t plane = m[2] * m[2];
+    const int64_t out_pair = m[0] * m[0] * m[1] * m[1] * plane;
+    const int64_t rows = n[0] * n[0] * n[1] * n[1] * n[2];
+    T *pn = scratch, *pt = scratch + rows * g->w;
+    T acc_n[plane], acc_t[plane], normbuf[plane];
+    for (int64_t b = 0; b < batch; b++) {
+        NK_NAME(nk_pad)(g, kn + b * in_pair, pn);
+        if (kt) NK_NAME(nk_pad)(g, kt + b * in_pair, pt);
+        T *rn = on + b * out_pair;
+        T *rt = ot ? ot + b * out_pair : 0;
+        int64_t row = 0;
+        for (int64_t o0 = 0; o0 < m[0]; o0++)
+            for (int64_t p0 = 0; p0 < m[0]; p0++)
+                for (int64_t o1 = 0; o1 < m[1]; o1++)
+                    for (int64_t p1 = 0; p1 < m[1]; p1++, row += plane) {
+                        NK_NAME(nk_plane)(g, pn, acc_n, o0, p0, o1, p1);
+                        if (kt) NK_NAME(nk_plane)(g, pt, acc_t, o0, p0, o1, p1);
+                        else
+                            for (int64_t q = 0; q < plane; q++) acc_t[q] = 0;
+                        NK_NAME(nk_finish)(job, b, o0, p0, o1, p1, acc_n, ot ? acc_t : 0,
+                                           normbuf, rn + row, rt ? rt + row : 0);
+                    }
+    }
+}
+
+void NK_NAME(nk_conv_pairs)(int64_t batch, const int64_t *n, const int64_t *m,
+                            const int64_t *taps, const int64_t *stride, const int64_t *dil,
+                            const int64_t *before, const T *kn, const T *kt, T *on, T *ot,
+                            T *scratch, double a_nn, double b_nn, double a_tn, double a_tt,
+                            double c_t) {
+    NK_NAME(nk_job) job;
+    job.g = nk_geometry(n, m, taps, stride, dil, before);
+    job.ann = (T)a_nn, job.bnn = (T)b_nn, job.atn = (T)a_tn, job.att = (T)a_tt;
+    job.ct = (T)c_t;
+    job.act = 0;
+    job.cols = 1;
+    job.sq1 = job.sq2 = 0;
+    NK_NAME(nk_conv_run)(&job, batch, kn, kt, on, ot, scratch);
+}
+
+/* The convolution followed by the arc-cosine dual, for a block of rows x cols example
+   pairs; sq1 (rows, M) and sq2 (cols, M) are the square roots of the variances after
+   the convolution, M its output positions. */
+void NK_NAME(nk_conv_abrelu)(int64_t rows, int64_t cols, const int64_t *n, const int64_t *m,
+                             const int64_t *taps, const int64_t *stride, const int64_t *dil,
+                             const int64_t *before, const T *kn, const T *kt, const T *sq1,
+                             const T *sq2, T *on, T *ot, T *scratch, double a_nn,
+                             double b_nn, double a_tn, double a_tt, double c_t, double a,
+                             double b, double snap) {
+    NK_NAME(nk_job) job;
+    job.g = nk_geometry(n, m, taps, stride, dil, before);
+    job.ann = (T)a_nn, job.bnn = (T)b_nn, job.atn = (T)a_tn, job.att = (T)a_tt;
+    job.ct = (T)c_t;
+    job.act = 1;
+    job.d2 = (T)((a - b) * (a - b) * NK_INV_2PI);
+    job.s2 = (T)(0.5 * (a * a + b * b));
+    job.sn = (T)snap;
+    job.cols = cols;
+    job.sq1 = sq1;
+    job.sq2 = sq2;
+    NK_NAME(nk_conv_run)(&job, rows * cols, kn, kt, on, ot, scratch);
+}
+
+#endif /* NK_TYPED */

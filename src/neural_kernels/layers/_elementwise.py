@@ -60,6 +60,10 @@ class Elementwise(Layer):
         """``E[phi(u)^2]`` for ``u ~ N(0, q)``; shape of ``q``."""
         return self.dual(q, q, q, False)[0]
 
+    def arccos_slopes(self) -> tuple[float, float] | None:
+        """``(a, b)`` if ``phi(x) = a min(x, 0) + b max(x, 0)`` (its dual is an arc-cosine)."""
+        return None
+
     def dual_kernels(
         self, k: Tensor, q1: Tensor, q2: Tensor, ntk: Tensor | None
     ) -> tuple[Tensor, Tensor | None]:

@@ -141,6 +141,9 @@ class ReLU(Elementwise):
         dot = pi_minus * INV_2PI if want_dot else None
         return nngp, dot
 
+    def arccos_slopes(self) -> tuple[float, float] | None:
+        return (0.0, 1.0)
+
     def dual_kernels(
         self, k: Tensor, q1: Tensor, q2: Tensor, ntk: Tensor | None
     ) -> tuple[Tensor, Tensor | None]:
@@ -166,6 +169,9 @@ class LeakyReLU(Elementwise):
         self, k: Tensor, q1: Tensor, q2: Tensor, want_dot: bool
     ) -> tuple[Tensor, Tensor | None]:
         return _abrelu_dual(self.negative_slope, 1.0, k, q1, q2, want_dot)
+
+    def arccos_slopes(self) -> tuple[float, float] | None:
+        return (self.negative_slope, 1.0)
 
     def dual_kernels(
         self, k: Tensor, q1: Tensor, q2: Tensor, ntk: Tensor | None
@@ -197,6 +203,9 @@ class ABReLU(Elementwise):
     ) -> tuple[Tensor, Tensor | None]:
         return _abrelu_dual(self.a, self.b, k, q1, q2, want_dot)
 
+    def arccos_slopes(self) -> tuple[float, float] | None:
+        return (self.a, self.b)
+
     def dual_kernels(
         self, k: Tensor, q1: Tensor, q2: Tensor, ntk: Tensor | None
     ) -> tuple[Tensor, Tensor | None]:
@@ -222,6 +231,9 @@ class Abs(Elementwise):
         self, k: Tensor, q1: Tensor, q2: Tensor, want_dot: bool
     ) -> tuple[Tensor, Tensor | None]:
         return _abrelu_dual(-1.0, 1.0, k, q1, q2, want_dot)
+
+    def arccos_slopes(self) -> tuple[float, float] | None:
+        return (-1.0, 1.0)
 
     def dual_kernels(
         self, k: Tensor, q1: Tensor, q2: Tensor, ntk: Tensor | None

@@ -202,6 +202,14 @@ class Layer:
         """
         return _steps(k, [self], None, record, replay)
 
+    def fuse_next(self, k: Kernel, nxt: Layer, variances: tuple[Tensor, Tensor]) -> Kernel | None:
+        """Run this layer and ``nxt`` in one step, given the exact variances after this layer.
+
+        Returns ``None`` (the default) when there is no fused implementation; ``Conv``
+        followed by a ReLU-like activation has one (see ``neural_kernels._native``).
+        """
+        return None
+
     def replay_mode(self) -> str:
         """:attr:`variance_replay` of this layer, or of the layers it is made of."""
         children = list(self._sublayers())
@@ -605,8 +613,26 @@ def _steps(
     record: list[Tensor] | None,
     replay: Callable[[int], tuple[Tensor, Tensor]] | None,
 ) -> Flow:
-    """Run ``layers`` in turn (see ``Sequential.transform_network``)."""
-    for i, layer in enumerate(layers):
+    """Run ``layers`` in turn (see ``Sequential.transform_network``).
+
+    With replayed variances, a layer may run together with the next one
+    (:meth:`Layer.fuse_next`), as both then know every variance they need.
+    """
+    i = 0
+    while i < len(layers):
+        layer = layers[i]
+        if (
+            replay is not None
+            and isinstance(k, Kernel)
+            and i + 1 < len(layers)
+            and last_full not in (i, i + 1)
+        ):
+            fused = layer.fuse_next(k, layers[i + 1], replay(i))
+            if fused is not None:
+                v1, v2 = replay(i + 1)
+                k = fused.replace(cov1=v1, cov2=v2, cov_variance=True)
+                i += 2
+                continue
         k = layer.transform(k)
         if i == last_full and isinstance(k, Kernel) and k.spatial_ndim:
             k = k.to_diagonal_layout()
@@ -615,6 +641,7 @@ def _steps(
         if replay is not None and isinstance(k, Kernel):
             v1, v2 = replay(i)
             k = k.replace(cov1=v1, cov2=v2, cov_variance=True)
+        i += 1
     return k
 
 

@@ -30,6 +30,7 @@ from .. import _native
 from .._validation import check_parametrization, check_positive_int, check_std
 from ..errors import LayerCompatibilityError, ShapeError, describe
 from ..kernel import Kernel
+from ._elementwise import Elementwise
 from ._spatial import (
     apply_per_axis,
     as_tuple,
@@ -246,6 +247,49 @@ class Conv(Layer):
             shape1=(self.out_channels, *out),
             shape2=(self.out_channels, *out),
             is_gaussian=True,
+            channel_axis=0,
+        )
+
+    def fuse_next(self, k: Kernel, nxt: Layer, variances: tuple[Tensor, Tensor]) -> Kernel | None:
+        """Run the convolution and a ReLU-like activation in one compiled pass (full layout)."""
+        slopes = nxt.arccos_slopes() if isinstance(nxt, Elementwise) else None
+        if (
+            slopes is None
+            or k.layout != "full"
+            or k.diagonal
+            or k.spatial_ndim == 0
+            or self.padding == "circular"
+            or isinstance(self.w_std, Tensor)
+            or isinstance(self.b_std, Tensor)
+            or k.shape1 != k.shape2
+        ):
+            return None
+        size, stride, dil = self._geometry(k.spatial_ndim)
+        spatial = k.shape1[1:]
+        geometry = list(zip(spatial, size, stride, dil, strict=True))
+        before = tuple(pads(n, f, s, d, self.padding)[0] for n, f, s, d in geometry)
+        out = tuple(out_size(n, f, s, d, self.padding) for n, f, s, d in geometry)
+        pair = _native.conv_abrelu(
+            k.nngp,
+            k.ntk,
+            size,
+            stride,
+            dil,
+            before,
+            out,
+            self._coefficients(k),
+            variances[0],
+            variances[1],
+            *slopes,
+        )
+        if pair is None:
+            return None
+        return k.replace(
+            nngp=pair[0],
+            ntk=pair[1],
+            shape1=(self.out_channels, *out),
+            shape2=(self.out_channels, *out),
+            is_gaussian=False,
             channel_axis=0,
         )
 
