@@ -17,9 +17,11 @@ NNGP + NTK):
 Each case runs in a fresh subprocess and prints one JSON line with ``seconds`` (median
 of the timed runs after a warm-up), ``peak_mb`` (``ru_maxrss`` above the post-import
 baseline), ``entries`` (covariance entries per layer summed over the example pairs
-computed), the same run's ``floor_seconds`` and ``ratio_to_floor``, and Neural Tangents'
-time and peak memory where measured. The floor is, per layer and covariance entry,
-nine multiply-adds and one arc-cosine, run on cache-sized buffers as our engine does.
+computed), the same run's ``floor_seconds`` and ``ratio_to_floor``, ``native`` (whether
+the compiled kernels ran) and ``eager_seconds`` (one run of the same kernel on the eager
+PyTorch path), and Neural Tangents' time and peak memory where measured. The floor is,
+per layer and covariance entry, nine multiply-adds and one arc-cosine in eager PyTorch
+on cache-sized buffers.
 
 ``python -m benchmarks.bench_spatial [--quick]`` (``--quick``: tiny sizes, smoke only).
 """
@@ -164,6 +166,14 @@ def run_case(name: str, n: int, dtype_name: str) -> dict[str, Any]:
     else:
         seconds, runs = _median(lambda: net.kernel(x, get=get), repeats)
     peak = _maxrss_mb()
+    native = nk.native_status()
+    eager_seconds = None
+    if name != "digits_cnn_gap" and native["available"]:  # the same run on the eager path
+        nk.set_native(False)
+        start = time.perf_counter()
+        net.kernel(x, get=get)
+        eager_seconds = time.perf_counter() - start
+        nk.set_native(True)
     total = entries(net, shape, n)
     floor_seconds, _ = _median(floor(total, layers, dtype), 1 if repeats == 1 else 3)
     nt_seconds, nt_mb = NT.get((name, n, dtype_name), (None, None))
@@ -181,6 +191,8 @@ def run_case(name: str, n: int, dtype_name: str) -> dict[str, Any]:
         "nt_seconds": nt_seconds,
         "nt_peak_mb": nt_mb,
         "fraction_of_nt": None if nt_seconds is None else seconds / nt_seconds,
+        "native": native["available"],
+        "eager_seconds": eager_seconds,
         "runs": runs,
         "threads": torch.get_num_threads(),
         "loadavg_1min": os.getloadavg()[0],

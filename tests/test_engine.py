@@ -147,3 +147,24 @@ def test_standard_ntk_scales_with_input_width() -> None:
     k = nk.Dense(3, w_std=2.0, b_std=0.5, parametrization="standard").kernel(x)
     torch.testing.assert_close(k.ntk, x @ x.T + 1.0)
     torch.testing.assert_close(k.nngp, 4.0 * (x @ x.T) / 6 + 0.25)
+
+
+def test_chunk_tasks_cover_the_kernel() -> None:
+    from neural_kernels._engine import _chunk_tasks
+
+    for n1, n2, rows, cols in [(1, 1, 4, 4), (13, 13, 4, 4), (64, 64, 8, 8), (37, 37, 16, 5)]:
+        for split in (True, False):
+            seen = torch.zeros(n1, n2, dtype=torch.int64)
+            for r0, r1, s0, s1 in _chunk_tasks(n1, n2, rows, cols, True, split):
+                assert 0 <= r0 < r1 <= n1 and 0 <= s0 < s1 <= n2
+                assert (r1 - r0) * (s1 - s0) <= rows * cols
+                seen[r0:r1, s0:s1] += 1
+            upper = torch.ones(n1, n2, dtype=torch.bool).triu()
+            assert bool((seen[upper] == 1).all())  # every upper pair exactly once
+            if split and n1 > rows:  # halving the diagonal squares skips most lower pairs
+                assert int(seen[~upper].sum()) < n1 * rows // 2
+    for n1, n2, rows, cols in [(5, 9, 2, 4), (16, 3, 16, 3)]:
+        seen = torch.zeros(n1, n2, dtype=torch.int64)
+        for r0, r1, s0, s1 in _chunk_tasks(n1, n2, rows, cols, False):
+            seen[r0:r1, s0:s1] += 1
+        assert bool((seen == 1).all())

@@ -11,6 +11,8 @@ Write an architecture once and get its NNGP and NTK kernels in closed form, its 
 """
 
 from . import predict as predict
+from ._native import native_status as native_status
+from ._native import set_native as set_native
 from .empirical import KernelSnapshot as KernelSnapshot
 from .empirical import KernelTracker as KernelTracker
 from .empirical import TaylorExpansion as TaylorExpansion
@@ -65,5 +67,7 @@ __all__ = [
     "width_sweep",
     "predict",
     "monte_carlo_kernel",
+    "native_status",
+    "set_native",
     *_layer_names,
 ]

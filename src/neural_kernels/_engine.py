@@ -44,6 +44,12 @@ _SPATIAL_CHUNK_ELEMENTS = 1 << 18
 #: Largest default block side: square blocks this size let the symmetric path skip the
 #: Gram products below the diagonal while keeping each product efficient.
 _MAX_BLOCK = 512
+#: Pairs with at least this many entries are expensive enough to cut the chunks on the
+#: diagonal of a symmetric kernel finer (fewer pairs below the diagonal are computed).
+_SPLIT_PAIR_ELEMENTS = 1024
+#: Below this many input-kernel entries, chunks run in the calling thread (a pool of
+#: workers costs more than it saves).
+_PARALLEL_ENTRIES = 1 << 20
 #: Default working memory besides the output.
 DEFAULT_MEMORY_BUDGET = 512 * 2**20
 
@@ -259,18 +265,19 @@ def _diagonal_tasks(a: int, b: int, side: int) -> list[tuple[int, int, int, int]
 
 
 def _chunk_tasks(
-    n1: int, n2: int, rows: int, cols: int, symmetric: bool
+    n1: int, n2: int, rows: int, cols: int, symmetric: bool, split: bool = True
 ) -> list[tuple[int, int, int, int]]:
     """Chunks ``(r0, r1, s0, s1)`` covering the kernel (its upper triangle if symmetric).
 
-    Largest first, so that the last chunks to finish are small ones.
+    Largest first, so that the last chunks to finish are small ones. ``split``: cut the
+    squares on the diagonal further (worth it when a pair is expensive).
     """
     tasks = []
     if symmetric:
         side = min(rows, cols)
         for a in range(0, n1, side):
             b = min(n1, a + side)
-            tasks += _diagonal_tasks(a, b, max(2, side // 4))
+            tasks += _diagonal_tasks(a, b, max(2, side // 4) if split else side)
             for s0 in range(b, n2, cols):
                 tasks += [
                     (r0, min(b, r0 + rows), s0, min(n2, s0 + cols)) for r0 in range(a, b, rows)
@@ -399,8 +406,10 @@ def compute_kernel(
             def run_task(r0: int, r1: int, s0: int, s1: int) -> int:
                 return run_chunk(r0, r1, s0, s1, _gram(fa[r0:r1], fb[s0:s1], plan), r0, s0)
 
-            tasks = _chunk_tasks(n1, n2, chunk_rows, chunk_cols, use_symmetry)
-            _run_blocks(run_task, tasks, total, progress)
+            expensive = plan.pair_elements >= _SPLIT_PAIR_ELEMENTS
+            tasks = _chunk_tasks(n1, n2, chunk_rows, chunk_cols, use_symmetry, expensive)
+            work = total * plan.pair_elements
+            _run_blocks(run_task, tasks, total, progress, parallel=work >= _PARALLEL_ENTRIES)
         else:
 
             def run_block(i0: int, i1: int, j0: int, j1: int) -> int:
@@ -441,6 +450,7 @@ def _run_blocks(
     blocks: list[tuple[int, int, int, int]],
     total: int,
     progress: Progress | None,
+    parallel: bool = True,
 ) -> None:
     """Run the blocks, several at once when torch may use several threads.
 
@@ -449,7 +459,7 @@ def _run_blocks(
     independent single-threaded blocks keep going. Blocks write disjoint output slices.
     """
     threads = torch.get_num_threads()
-    workers = min(threads, len(blocks))
+    workers = min(threads, len(blocks)) if parallel else 1
     done = 0
     if workers <= 1:
         for block in blocks:
