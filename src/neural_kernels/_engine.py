@@ -157,7 +157,7 @@ def _input_kernel(
 ) -> Kernel:
     return Kernel(
         nngp=gram,
-        ntk=torch.zeros_like(gram) if ntk else None,
+        ntk=gram.new_zeros(()).expand(gram.shape) if ntk else None,  # zero, no memory
         cov1=c1,
         cov2=c2,
         shape1=plan.feature_shape,

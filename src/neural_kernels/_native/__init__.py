@@ -263,6 +263,16 @@ def disabled() -> Iterator[None]:
         set_native(previous)
 
 
+def _known_zero(t: Tensor | None) -> bool:
+    """Whether ``t`` is a broadcast zero (the engine's input NTK): read as absent."""
+    return (
+        t is not None
+        and t.numel() > 0
+        and all(s == 0 for s in t.stride())
+        and not bool(t.reshape(-1)[0])
+    )
+
+
 def _eligible(*tensors: Tensor | None) -> bool:
     first = tensors[0]
     assert first is not None
@@ -360,10 +370,10 @@ def conv_pairs(
     heads = nngp.shape[:lead]
     batch = math.prod(heads)
     kn = nngp.contiguous()
-    kt = None if ntk is None else ntk.contiguous()
+    kt = None if ntk is None or _known_zero(ntk) else ntk.contiguous()
     spatial_out = [s for o in out_shape for s in (o, o)]
     on = kn.new_empty((*heads, *spatial_out))
-    ot = None if kt is None else kt.new_empty((*heads, *spatial_out))
+    ot = None if ntk is None else kn.new_empty((*heads, *spatial_out))
     arr = lambda v: (ctypes.c_int64 * 3)(*v)  # noqa: E731
     geometry = (
         arr(in_sizes),
@@ -431,12 +441,12 @@ def conv_abrelu(
     pad = 3 - d
     rows, cols = nngp.shape[0], nngp.shape[1]
     kn = nngp.contiguous()
-    kt = None if ntk is None else ntk.contiguous()
+    kt = None if ntk is None or _known_zero(ntk) else ntk.contiguous()
     sq1 = var1.clamp_min(0.0).sqrt().contiguous()
     sq2 = var2.clamp_min(0.0).sqrt().contiguous()
     spatial_out = [s for o in out_shape for s in (o, o)]
     on = kn.new_empty((rows, cols, *spatial_out))
-    ot = None if kt is None else kt.new_empty((rows, cols, *spatial_out))
+    ot = None if ntk is None else kn.new_empty((rows, cols, *spatial_out))
     arr = lambda v: (ctypes.c_int64 * 3)(*v)  # noqa: E731
     geometry = (
         arr([1] * pad + [nngp.shape[2 + 2 * i] for i in range(d)]),
