@@ -37,7 +37,7 @@ _NUMERICAL_FNS = {
 
 def require_reference() -> Path:
     if not (REFERENCE_DIR / "cases.json").is_file():
-        pytest.skip(f"reference kernels not found at {REFERENCE_DIR} (shared/reference is absent)")
+        pytest.skip(ABSENT)
     return REFERENCE_DIR
 
 
@@ -52,11 +52,19 @@ def manifest() -> dict[str, Any]:
     return json.loads((require_reference() / "manifest.json").read_text())["cases"]
 
 
-def case_names(prefix: str = "") -> list[str]:
-    """Names of the reference cases starting with ``prefix`` (empty if the folder is absent)."""
+ABSENT = f"reference kernels not found at {REFERENCE_DIR} (shared/reference is absent)"
+
+
+def absent_param() -> list[Any]:
+    """One skipped parameter saying why, for parametrized tests when the folder is absent."""
+    return [pytest.param("absent", marks=pytest.mark.skip(reason=ABSENT))]
+
+
+def case_names(prefix: str = "") -> list[Any]:
+    """Names of the reference cases starting with ``prefix`` (a skipped one if absent)."""
     path = REFERENCE_DIR / "cases.json"
     if not path.is_file():
-        return []
+        return absent_param()
     return [c["name"] for c in json.loads(path.read_text()) if c["name"].startswith(prefix)]
 
 

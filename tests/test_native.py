@@ -271,6 +271,7 @@ def test_environment_switch_and_missing_compiler_fall_back(tmp_path: Path) -> No
         _PROBE, {"CC": str(tmp_path / "no-such-compiler"), "NEURAL_KERNELS_CACHE": str(tmp_path)}
     )
     on = _run_python(_PROBE, {"NEURAL_KERNELS_CACHE": str(tmp_path / "cache")})
+    assert broken["available"] is False and "no C compiler" in broken["reason"]
     assert math.isclose(off["sum"], on["sum"], rel_tol=1e-12)
     assert math.isclose(off["sum"], broken["sum"], rel_tol=1e-12)
     if HAS_CC:

@@ -55,11 +55,13 @@ def _cache_dir() -> Path:
 
 
 def _compiler() -> str | None:
-    for name in (os.environ.get("CC"), "cc", "gcc", "clang"):
-        if name:
-            path = shutil.which(name.split()[0])
-            if path:
-                return path
+    """``$CC`` when set (and only it), else the first of ``cc``, ``gcc``, ``clang``."""
+    chosen = os.environ.get("CC", "").strip()
+    names = [chosen.split()[0]] if chosen else ["cc", "gcc", "clang"]
+    for name in names:
+        path = shutil.which(name)
+        if path:
+            return path
     return None
 
 
@@ -217,7 +219,7 @@ def _library() -> ctypes.CDLL | None:
         if not _STATE["tried"]:
             cc = _compiler()
             if cc is None:
-                lib, reason, path = None, "no C compiler found (set $CC)", None
+                lib, reason, path = None, "no C compiler found (install one or set $CC)", None
             else:
                 lib, reason, path = _build(cc)
             if lib is not None:
