@@ -288,6 +288,45 @@ def _eligible(*tensors: Tensor | None) -> bool:
     return True
 
 
+def _conv_buffers(
+    lib: ctypes.CDLL,
+    nngp: Tensor,
+    ntk: Tensor | None,
+    lead: int,
+    size: tuple[int, ...],
+    stride: tuple[int, ...],
+    dilation: tuple[int, ...],
+    before: tuple[int, ...],
+    out_shape: tuple[int, ...],
+) -> tuple[tuple[ctypes.Array, ...], Tensor, Tensor | None, Tensor, Tensor | None, Tensor]:
+    """The C geometry arrays (absent axes of size one first), inputs, outputs and scratch."""
+    d = len(size)
+    pad = 3 - d
+
+    def arr(values: list[int]) -> ctypes.Array:
+        return (ctypes.c_int64 * 3)(*values)
+
+    geometry = (
+        arr([1] * pad + [nngp.shape[lead + 2 * i] for i in range(d)]),
+        arr([1] * pad + list(out_shape)),
+        arr([1] * pad + list(size)),
+        arr([1] * pad + list(stride)),
+        arr([1] * pad + list(dilation)),
+        arr([0] * pad + list(before)),
+    )
+    kn = nngp.contiguous()
+    kt = None if ntk is None or _known_zero(ntk) else ntk.contiguous()
+    shape = (*nngp.shape[:lead], *[s for o in out_shape for s in (o, o)])
+    on = kn.new_empty(shape)
+    ot = None if ntk is None else kn.new_empty(shape)
+    scratch = kn.new_empty(lib.nk_conv_scratch(*geometry))
+    return geometry, kn, kt, on, ot, scratch
+
+
+def _ptr(t: Tensor | None) -> int | None:
+    return None if t is None else t.data_ptr()
+
+
 def abrelu_dual(
     k: Tensor, norm: Tensor, ntk: Tensor | None, a: float, b: float
 ) -> tuple[Tensor, Tensor | None] | None:
@@ -366,37 +405,12 @@ def conv_pairs(
     lib = _library()
     if lib is None:
         return None
-    d = len(size)
-    pad = 3 - d
-    in_sizes = [1] * pad + [nngp.shape[lead + 2 * i] for i in range(d)]
-    heads = nngp.shape[:lead]
-    batch = math.prod(heads)
-    kn = nngp.contiguous()
-    kt = None if ntk is None or _known_zero(ntk) else ntk.contiguous()
-    spatial_out = [s for o in out_shape for s in (o, o)]
-    on = kn.new_empty((*heads, *spatial_out))
-    ot = None if ntk is None else kn.new_empty((*heads, *spatial_out))
-    arr = lambda v: (ctypes.c_int64 * 3)(*v)  # noqa: E731
-    geometry = (
-        arr(in_sizes),
-        arr([1] * pad + list(out_shape)),
-        arr([1] * pad + list(size)),
-        arr([1] * pad + list(stride)),
-        arr([1] * pad + list(dilation)),
-        arr([0] * pad + list(before)),
+    geometry, kn, kt, on, ot, scratch = _conv_buffers(
+        lib, nngp, ntk, lead, size, stride, dilation, before, out_shape
     )
-    scratch = kn.new_empty(lib.nk_conv_scratch(*geometry))
     fn = lib.nk_conv_pairs_f64 if kn.dtype == torch.float64 else lib.nk_conv_pairs_f32
-    fn(
-        batch,
-        *geometry,
-        kn.data_ptr(),
-        None if kt is None else kt.data_ptr(),
-        on.data_ptr(),
-        None if ot is None else ot.data_ptr(),
-        scratch.data_ptr(),
-        *(float(c) for c in coef),
-    )
+    batch = math.prod(nngp.shape[:lead])
+    fn(batch, *geometry, _ptr(kn), _ptr(kt), _ptr(on), _ptr(ot), _ptr(scratch), *coef)
     return on, ot
 
 
@@ -439,41 +453,27 @@ def conv_abrelu(
     lib = _library()
     if lib is None:
         return None
-    d = len(size)
-    pad = 3 - d
-    rows, cols = nngp.shape[0], nngp.shape[1]
-    kn = nngp.contiguous()
-    kt = None if ntk is None or _known_zero(ntk) else ntk.contiguous()
+    geometry, kn, kt, on, ot, scratch = _conv_buffers(
+        lib, nngp, ntk, 2, size, stride, dilation, before, out_shape
+    )
     sq1 = var1.clamp_min(0.0).sqrt().contiguous()
     sq2 = var2.clamp_min(0.0).sqrt().contiguous()
-    spatial_out = [s for o in out_shape for s in (o, o)]
-    on = kn.new_empty((rows, cols, *spatial_out))
-    ot = None if ntk is None else kn.new_empty((rows, cols, *spatial_out))
-    arr = lambda v: (ctypes.c_int64 * 3)(*v)  # noqa: E731
-    geometry = (
-        arr([1] * pad + [nngp.shape[2 + 2 * i] for i in range(d)]),
-        arr([1] * pad + list(out_shape)),
-        arr([1] * pad + list(size)),
-        arr([1] * pad + list(stride)),
-        arr([1] * pad + list(dilation)),
-        arr([0] * pad + list(before)),
-    )
-    scratch = kn.new_empty(lib.nk_conv_scratch(*geometry))
     fn = lib.nk_conv_abrelu_f64 if kn.dtype == torch.float64 else lib.nk_conv_abrelu_f32
+    snap = 1.0 + 16.0 * torch.finfo(kn.dtype).eps
     fn(
-        rows,
-        cols,
+        nngp.shape[0],
+        nngp.shape[1],
         *geometry,
-        kn.data_ptr(),
-        None if kt is None else kt.data_ptr(),
-        sq1.data_ptr(),
-        sq2.data_ptr(),
-        on.data_ptr(),
-        None if ot is None else ot.data_ptr(),
-        scratch.data_ptr(),
-        *(float(c) for c in coef),
-        float(a),
-        float(b),
-        1.0 + 16.0 * torch.finfo(kn.dtype).eps,
+        _ptr(kn),
+        _ptr(kt),
+        _ptr(sq1),
+        _ptr(sq2),
+        _ptr(on),
+        _ptr(ot),
+        _ptr(scratch),
+        *coef,
+        a,
+        b,
+        snap,
     )
     return on, ot

@@ -103,64 +103,40 @@ int64_t nk_conv_scratch(const int64_t *n, const int64_t *m, const int64_t *taps,
 
 #else /* NK_TYPED: the functions for one floating type T */
 
-void NK_NAME(nk_abrelu_dual)(int64_t n, const T *k, const T *norm, const T *ntk, T *out_nngp,
-                             T *out_ntk, double a, double b, double snap) {
-    const T d2 = (T)((a - b) * (a - b) * NK_INV_2PI);
-    const T s2 = (T)(0.5 * (a * a + b * b));
-    const T sn = (T)snap;
-    if (ntk) {
+/* The arc-cosine dual of n entries (see the top of the file), from k_in and t_in (the
+   NTK, may be 0) to k_out and t_out; in and out may be the same buffers. */
+static void NK_NAME(nk_dual)(int64_t n, const T *k_in, const T *t_in, const T *norm, T *k_out,
+                             T *t_out, T d2, T s2, T sn) {
+    if (t_in) {
         NK_IVDEP
-        for (int64_t i = 0; i < n; i++) {
-            T q = norm[i];
-            T c = q > (T)0 ? k[i] / q * sn : (T)0;
+        for (int64_t x = 0; x < n; x++) {
+            T q = norm[x];
+            T c = q > (T)0 ? k_in[x] / q * sn : (T)0;
             c = c > (T)1 ? (T)1 : (c < (T)-1 ? (T)-1 : c);
             T th = NK_ACOS(c);
             T s = (T)1 - c * c;
             s = NK_SQRT(s > (T)0 ? s : (T)0);
-            T t = ntk[i];
-            out_nngp[i] = (d2 * (s - th * c) + s2 * c) * q;
-            out_ntk[i] = t * (s2 - d2 * th);
+            k_out[x] = (d2 * (s - th * c) + s2 * c) * q;
+            t_out[x] = t_in[x] * (s2 - d2 * th);
         }
-    } else {
-        NK_IVDEP
-        for (int64_t i = 0; i < n; i++) {
-            T q = norm[i];
-            T c = q > (T)0 ? k[i] / q * sn : (T)0;
-            c = c > (T)1 ? (T)1 : (c < (T)-1 ? (T)-1 : c);
-            T th = NK_ACOS(c);
-            T s = (T)1 - c * c;
-            s = NK_SQRT(s > (T)0 ? s : (T)0);
-            out_nngp[i] = (d2 * (s - th * c) + s2 * c) * q;
-        }
+        return;
+    }
+    NK_IVDEP
+    for (int64_t x = 0; x < n; x++) {
+        T q = norm[x];
+        T c = q > (T)0 ? k_in[x] / q * sn : (T)0;
+        c = c > (T)1 ? (T)1 : (c < (T)-1 ? (T)-1 : c);
+        T th = NK_ACOS(c);
+        T s = (T)1 - c * c;
+        s = NK_SQRT(s > (T)0 ? s : (T)0);
+        k_out[x] = (d2 * (s - th * c) + s2 * c) * q;
     }
 }
 
-/* The dual of one plane of entries: k and t (NTK, may be 0) in place, norm given. */
-static void NK_NAME(nk_dual_plane)(int64_t P, T *k, T *t, const T *norm, T d2, T s2, T sn) {
-    if (t) {
-        NK_IVDEP
-        for (int64_t x = 0; x < P; x++) {
-            T q = norm[x];
-            T c = q > (T)0 ? k[x] / q * sn : (T)0;
-            c = c > (T)1 ? (T)1 : (c < (T)-1 ? (T)-1 : c);
-            T th = NK_ACOS(c);
-            T s = (T)1 - c * c;
-            s = NK_SQRT(s > (T)0 ? s : (T)0);
-            k[x] = (d2 * (s - th * c) + s2 * c) * q;
-            t[x] = t[x] * (s2 - d2 * th);
-        }
-    } else {
-        NK_IVDEP
-        for (int64_t x = 0; x < P; x++) {
-            T q = norm[x];
-            T c = q > (T)0 ? k[x] / q * sn : (T)0;
-            c = c > (T)1 ? (T)1 : (c < (T)-1 ? (T)-1 : c);
-            T th = NK_ACOS(c);
-            T s = (T)1 - c * c;
-            s = NK_SQRT(s > (T)0 ? s : (T)0);
-            k[x] = (d2 * (s - th * c) + s2 * c) * q;
-        }
-    }
+void NK_NAME(nk_abrelu_dual)(int64_t n, const T *k, const T *norm, const T *ntk, T *out_nngp,
+                             T *out_ntk, double a, double b, double snap) {
+    NK_NAME(nk_dual)(n, k, ntk, norm, out_nngp, out_ntk, (T)((a - b) * (a - b) * NK_INV_2PI),
+                     (T)(0.5 * (a * a + b * b)), (T)snap);
 }
 
 /* Everything one call needs: geometry, affine coefficients, optional activation. */
@@ -190,7 +166,7 @@ static void NK_NAME(nk_finish)(const NK_NAME(nk_job) *job, int64_t b, int64_t o0
         const T *c = job->sq2 + (b % job->cols) * M + (p0 * m1 + p1) * m2;
         for (int64_t o2 = 0; o2 < m2; o2++)
             for (int64_t p2 = 0; p2 < m2; p2++) normbuf[o2 * m2 + p2] = a[o2] * c[p2];
-        NK_NAME(nk_dual_plane)(P, sn, st, normbuf, job->d2, job->s2, job->sn);
+        NK_NAME(nk_dual)(P, sn, st, normbuf, sn, st, job->d2, job->s2, job->sn);
     }
     memcpy(rn, sn, sizeof(T) * P);
     if (rt) memcpy(rt, st, sizeof(T) * P);

@@ -200,7 +200,15 @@ class Layer:
                 :meth:`replays_variances`).
 
         """
-        return _steps(k, [self], None, record, replay)
+        layers, last_full = self._network_steps()
+        return _steps(k, layers, last_full, record, replay)
+
+    def _network_steps(self) -> tuple[list[Layer], int | None]:
+        """The network's steps, and the step after which to keep same-position entries only.
+
+        ``None``: never switch to the diagonal layout.
+        """
+        return [self], None
 
     def fuse_next(self, k: Kernel, nxt: Layer, variances: tuple[Tensor, Tensor]) -> Kernel | None:
         """Run this layer and ``nxt`` in one step, given the exact variances after this layer.
@@ -532,26 +540,18 @@ class Sequential(Layer):
             k = layer.transform(k)
         return k
 
-    def transform_network(
-        self,
-        k: Flow,
-        *,
-        record: list[Tensor] | None = None,
-        replay: Callable[[int], tuple[Tensor, Tensor]] | None = None,
-    ) -> Flow:
-        """:meth:`transform` as the whole network: in the cheapest exact layout.
+    def _network_steps(self) -> tuple[list[Layer], int | None]:
+        """One step per layer, in the cheapest exact layout.
 
         After the last layer that needs the full spatial covariance, when a ``Flatten``
         follows, only same-position covariances are kept (``Kernel.to_diagonal_layout``).
-        ``record`` and ``replay`` are as in :meth:`Layer.transform_network`, one step per
-        layer of the sequence.
         """
         last = max(
             (i for i, lay in enumerate(self.layers) if lay.needs_full_spatial()), default=None
         )
         if last is None or not any(lay.collapses_spatial for lay in self.layers[last + 1 :]):
             last = None  # a spatial output keeps the full covariance
-        return _steps(k, list(self.layers), last, record, replay)
+        return list(self.layers), last
 
     def replays_variances(self) -> bool:
         return all(layer.replay_mode() != "no" for layer in self.layers)
