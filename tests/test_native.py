@@ -287,3 +287,14 @@ def test_failing_compiler_falls_back(tmp_path: Path) -> None:
     assert got["available"] is False
     assert "could not build" in got["reason"]
     assert not list((tmp_path / "c").glob("*.so"))  # nothing half-written left behind
+
+
+def test_long_sequences_keep_their_planes_off_the_stack() -> None:
+    # a plane of a length-L sequence has L^2 entries (here 5.8 MB per buffer in float64)
+    net = nk.Sequential(nk.Conv(4, 3), nk.ReLU(), nk.Conv(4, 5, stride=2), nk.ReLU())
+    net = nk.Sequential(*net.layers, nk.GlobalAvgPool(), nk.Dense(1))
+    x = torch.randn(2, 1, 850, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    fast = net.kernel(x)
+    with _native.disabled():
+        slow = net.kernel(x)
+    assert _rel(fast.ntk, slow.ntk) <= 1e-12

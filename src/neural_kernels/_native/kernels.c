@@ -44,7 +44,9 @@ extern float acosf(float);
 
 #define NK_INV_2PI 0.15915494309189533577
 /* Outputs of one plane the convolution accumulates in registers at once. */
+#ifndef NK_V
 #define NK_V 16
+#endif
 
 typedef struct {
     int64_t n[3], m[3], taps[3], stride[3], dil[3], before[3];
@@ -81,8 +83,11 @@ int64_t nk_conv_scratch(const int64_t *n, const int64_t *m, const int64_t *taps,
                         const int64_t *stride, const int64_t *dil, const int64_t *before) {
     nk_geom g = nk_geometry(n, m, taps, stride, dil, before);
     int64_t pair = n[0] * n[0] * n[1] * n[1] * n[2] * n[2];
-    if (g.flat) return taps[2] * n[2] * n[2] + 2 * (pair + 2 * g.reach * (n[2] + 1));
-    return 2 * n[0] * n[0] * n[1] * n[1] * n[2] * g.w;
+    /* three output planes (window sums of both kernels, norms) live here too: on the
+       heap, as a plane of a long sequence (L x L) is too large for a thread's stack */
+    int64_t planes = 3 * m[2] * m[2];
+    if (g.flat) return planes + taps[2] * n[2] * n[2] + 2 * (pair + 2 * g.reach * (n[2] + 1));
+    return planes + 2 * n[0] * n[0] * n[1] * n[1] * n[2] * g.w;
 }
 
 #define NK_TYPED
@@ -182,7 +187,8 @@ static void NK_NAME(nk_conv_flat)(const NK_NAME(nk_job) *job, int64_t batch, con
     const int64_t in_pair = n0 * n0 * n1 * n1 * P;
     const int64_t out_pair = g->m[0] * g->m[0] * g->m[1] * g->m[1] * P;
     const int64_t margin = g->reach * (n2 + 1);
-    T *mask = scratch;
+    T *sum_n = scratch, *sum_t = sum_n + P, *normbuf = sum_t + P;
+    T *mask = normbuf + P;
     T *pn = mask + g->taps[2] * P;
     T *pt = pn + in_pair + 2 * margin;
     for (int64_t t = 0; t < g->taps[2]; t++) {
@@ -199,7 +205,6 @@ static void NK_NAME(nk_conv_flat)(const NK_NAME(nk_job) *job, int64_t batch, con
     }
     const int64_t ntaps = g->taps[0] * g->taps[1] * g->taps[2];
     int64_t tap_at[ntaps], tap_mask[ntaps];
-    T sum_n[P], sum_t[P], normbuf[P];
     for (int64_t b = 0; b < batch; b++) {
         memcpy(pn + margin, kn + b * in_pair, sizeof(T) * in_pair);
         if (kt) memcpy(pt + margin, kt + b * in_pair, sizeof(T) * in_pair);
@@ -320,8 +325,8 @@ static void NK_NAME(nk_conv_run)(const NK_NAME(nk_job) *job, int64_t batch, cons
     const int64_t plane = m[2] * m[2];
     const int64_t out_pair = m[0] * m[0] * m[1] * m[1] * plane;
     const int64_t rows = n[0] * n[0] * n[1] * n[1] * n[2];
-    T *pn = scratch, *pt = scratch + rows * g->w;
-    T acc_n[plane], acc_t[plane], normbuf[plane];
+    T *acc_n = scratch, *acc_t = acc_n + plane, *normbuf = acc_t + plane;
+    T *pn = normbuf + plane, *pt = pn + rows * g->w;
     for (int64_t b = 0; b < batch; b++) {
         NK_NAME(nk_pad)(g, kn + b * in_pair, pn);
         if (kt) NK_NAME(nk_pad)(g, kt + b * in_pair, pt);
