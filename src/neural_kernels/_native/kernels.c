@@ -206,8 +206,18 @@ static void NK_NAME(nk_conv_flat)(const NK_NAME(nk_job) *job, int64_t batch, con
     const int64_t ntaps = g->taps[0] * g->taps[1] * g->taps[2];
     int64_t tap_at[ntaps], tap_mask[ntaps];
     for (int64_t b = 0; b < batch; b++) {
-        memcpy(pn + margin, kn + b * in_pair, sizeof(T) * in_pair);
-        if (kt) memcpy(pt + margin, kt + b * in_pair, sizeof(T) * in_pair);
+        /* taps read up to `margin` entries beyond a pair, where the mask zeroes them:
+           inside the buffer for all but its first and last pair, which are copied
+           between zero margins */
+        const T *bn = kn + b * in_pair, *bt = kt ? kt + b * in_pair : 0;
+        if (b == 0 || b == batch - 1) {
+            memcpy(pn + margin, bn, sizeof(T) * in_pair);
+            bn = pn + margin;
+            if (kt) {
+                memcpy(pt + margin, bt, sizeof(T) * in_pair);
+                bt = pt + margin;
+            }
+        }
         T *rn = on + b * out_pair;
         T *rt = ot ? ot + b * out_pair : 0;
         int64_t row = 0;
@@ -227,7 +237,7 @@ static void NK_NAME(nk_conv_flat)(const NK_NAME(nk_job) *job, int64_t batch, con
                                 int64_t i1 = o1 * g->stride[1] + off1;
                                 int64_t j1 = p1 * g->stride[1] + off1;
                                 if (i1 < 0 || i1 >= n1 || j1 < 0 || j1 >= n1) continue;
-                                int64_t at = margin + (((i0 * n0 + j0) * n1 + i1) * n1 + j1) * P;
+                                int64_t at = (((i0 * n0 + j0) * n1 + i1) * n1 + j1) * P;
                                 for (int64_t t2 = 0; t2 < g->taps[2]; t2++) {
                                     tap_at[nt] = at + (t2 * g->dil[2] - g->before[2]) * (n2 + 1);
                                     tap_mask[nt] = t2 * P;
@@ -241,11 +251,11 @@ static void NK_NAME(nk_conv_flat)(const NK_NAME(nk_job) *job, int64_t batch, con
                             for (int v = 0; v < NK_V; v++) an[v] = av[v] = 0;
                             for (int64_t u = 0; u < nt; u++) {
                                 const T *mk = mask + tap_mask[u] + x;
-                                const T *sn = pn + tap_at[u] + x;
+                                const T *sn = bn + tap_at[u] + x;
 #pragma omp simd
                                 for (int v = 0; v < NK_V; v++) an[v] += mk[v] * sn[v];
                                 if (kt) {
-                                    const T *st = pt + tap_at[u] + x;
+                                    const T *st = bt + tap_at[u] + x;
 #pragma omp simd
                                     for (int v = 0; v < NK_V; v++) av[v] += mk[v] * st[v];
                                 }
@@ -259,8 +269,8 @@ static void NK_NAME(nk_conv_flat)(const NK_NAME(nk_job) *job, int64_t batch, con
                             T an = 0, av = 0;
                             for (int64_t u = 0; u < nt; u++) {
                                 T mk = mask[tap_mask[u] + x];
-                                an += mk * pn[tap_at[u] + x];
-                                if (kt) av += mk * pt[tap_at[u] + x];
+                                an += mk * bn[tap_at[u] + x];
+                                if (kt) av += mk * bt[tap_at[u] + x];
                             }
                             sum_n[x] = an;
                             sum_t[x] = av;
