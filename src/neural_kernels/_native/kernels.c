@@ -86,7 +86,7 @@ int64_t nk_conv_scratch(const int64_t *n, const int64_t *m, const int64_t *taps,
     /* three output planes (window sums of both kernels, norms) live here too: on the
        heap, as a plane of a long sequence (L x L) is too large for a thread's stack */
     int64_t planes = 3 * m[2] * m[2];
-    if (g.flat) return planes + taps[2] * n[2] * n[2] + 2 * (pair + 2 * g.reach * (n[2] + 1));
+    if (g.flat) return planes + taps[2] * n[2] * n[2] + 4 * pair + 4 * g.reach * (n[2] + 1);
     return planes + 2 * n[0] * n[0] * n[1] * n[1] * n[2] * g.w;
 }
 
@@ -177,22 +177,61 @@ static void NK_NAME(nk_finish)(const NK_NAME(nk_job) *job, int64_t b, int64_t o0
     if (rt) memcpy(rt, st, sizeof(T) * P);
 }
 
+/* Sum of `count` rows (each at base + offsets[u], optionally times a mask row) into out:
+   the inner loop of the flat path, NK_V outputs held in registers across all rows. */
+static void NK_NAME(nk_sum_rows)(int64_t n, const T *base, const int64_t *offsets,
+                                 const T *mask, const int64_t *mask_offsets, int64_t count,
+                                 T *out) {
+    int64_t x = 0;
+    for (; x + NK_V <= n; x += NK_V) {
+        T acc[NK_V];
+        for (int v = 0; v < NK_V; v++) acc[v] = 0;
+        if (mask) {
+            for (int64_t u = 0; u < count; u++) {
+                const T *mk = mask + mask_offsets[u] + x, *src = base + offsets[u] + x;
+#pragma omp simd
+                for (int v = 0; v < NK_V; v++) acc[v] += mk[v] * src[v];
+            }
+        } else {
+            for (int64_t u = 0; u < count; u++) {
+                const T *src = base + offsets[u] + x;
+#pragma omp simd
+                for (int v = 0; v < NK_V; v++) acc[v] += src[v];
+            }
+        }
+        for (int v = 0; v < NK_V; v++) out[x + v] = acc[v];
+    }
+    for (; x < n; x++) {
+        T acc = 0;
+        for (int64_t u = 0; u < count; u++)
+            acc += (mask ? mask[mask_offsets[u] + x] : (T)1) * base[offsets[u] + x];
+        out[x] = acc;
+    }
+}
+
 /* Flat path. Stride one and output size = input size on the last axis: each tap of
    that axis is one constant shift of the flattened (n2 x n2) plane, masked where a
-   position falls into the padding, so whole planes are summed in vector registers. */
+   position falls into the padding. The filter is separable: first every input plane
+   is summed over the last axis's taps (Y), then each output plane over the planes the
+   other axes' taps select. */
 static void NK_NAME(nk_conv_flat)(const NK_NAME(nk_job) *job, int64_t batch, const T *kn,
                                   const T *kt, T *on, T *ot, T *scratch) {
     const nk_geom *g = &job->g;
     const int64_t n0 = g->n[0], n1 = g->n[1], n2 = g->n[2], P = n2 * n2;
-    const int64_t in_pair = n0 * n0 * n1 * n1 * P;
+    const int64_t planes = n0 * n0 * n1 * n1, in_pair = planes * P;
     const int64_t out_pair = g->m[0] * g->m[0] * g->m[1] * g->m[1] * P;
     const int64_t margin = g->reach * (n2 + 1);
     T *sum_n = scratch, *sum_t = sum_n + P, *normbuf = sum_t + P;
     T *mask = normbuf + P;
-    T *pn = mask + g->taps[2] * P;
+    T *yn = mask + g->taps[2] * P, *yt = yn + in_pair;
+    T *pn = yt + in_pair;
     T *pt = pn + in_pair + 2 * margin;
-    for (int64_t t = 0; t < g->taps[2]; t++) {
+    const int64_t taps2 = g->taps[2];
+    int64_t shift[taps2], mask_at[taps2];
+    for (int64_t t = 0; t < taps2; t++) {
         int64_t off = t * g->dil[2] - g->before[2];
+        shift[t] = off * (n2 + 1);
+        mask_at[t] = t * P;
         for (int64_t o = 0; o < n2; o++)
             for (int64_t p = 0; p < n2; p++)
                 mask[t * P + o * n2 + p] =
@@ -203,8 +242,8 @@ static void NK_NAME(nk_conv_flat)(const NK_NAME(nk_job) *job, int64_t batch, con
         pn[q] = pn[margin + in_pair + q] = 0;
         pt[q] = pt[margin + in_pair + q] = 0;
     }
-    const int64_t ntaps = g->taps[0] * g->taps[1] * g->taps[2];
-    int64_t tap_at[ntaps], tap_mask[ntaps];
+    const int64_t ntaps = g->taps[0] * g->taps[1];
+    int64_t tap_at[ntaps];
     for (int64_t b = 0; b < batch; b++) {
         /* taps read up to `margin` entries beyond a pair, where the mask zeroes them:
            inside the buffer for all but its first and last pair, which are copied
@@ -218,6 +257,10 @@ static void NK_NAME(nk_conv_flat)(const NK_NAME(nk_job) *job, int64_t batch, con
                 bt = pt + margin;
             }
         }
+        for (int64_t r = 0; r < planes; r++) {
+            NK_NAME(nk_sum_rows)(P, bn + r * P, shift, mask, mask_at, taps2, yn + r * P);
+            if (kt) NK_NAME(nk_sum_rows)(P, bt + r * P, shift, mask, mask_at, taps2, yt + r * P);
+        }
         T *rn = on + b * out_pair;
         T *rt = ot ? ot + b * out_pair : 0;
         int64_t row = 0;
@@ -225,7 +268,7 @@ static void NK_NAME(nk_conv_flat)(const NK_NAME(nk_job) *job, int64_t batch, con
             for (int64_t p0 = 0; p0 < g->m[0]; p0++)
                 for (int64_t o1 = 0; o1 < g->m[1]; o1++)
                     for (int64_t p1 = 0; p1 < g->m[1]; p1++, row += P) {
-                        /* the taps inside the input for this output plane */
+                        /* the planes of Y the other axes' taps select */
                         int64_t nt = 0;
                         for (int64_t t0 = 0; t0 < g->taps[0]; t0++) {
                             int64_t off0 = t0 * g->dil[0] - g->before[0];
@@ -237,44 +280,13 @@ static void NK_NAME(nk_conv_flat)(const NK_NAME(nk_job) *job, int64_t batch, con
                                 int64_t i1 = o1 * g->stride[1] + off1;
                                 int64_t j1 = p1 * g->stride[1] + off1;
                                 if (i1 < 0 || i1 >= n1 || j1 < 0 || j1 >= n1) continue;
-                                int64_t at = (((i0 * n0 + j0) * n1 + i1) * n1 + j1) * P;
-                                for (int64_t t2 = 0; t2 < g->taps[2]; t2++) {
-                                    tap_at[nt] = at + (t2 * g->dil[2] - g->before[2]) * (n2 + 1);
-                                    tap_mask[nt] = t2 * P;
-                                    nt++;
-                                }
+                                tap_at[nt++] = (((i0 * n0 + j0) * n1 + i1) * n1 + j1) * P;
                             }
                         }
-                        int64_t x = 0;
-                        for (; x + NK_V <= P; x += NK_V) {
-                            T an[NK_V], av[NK_V];
-                            for (int v = 0; v < NK_V; v++) an[v] = av[v] = 0;
-                            for (int64_t u = 0; u < nt; u++) {
-                                const T *mk = mask + tap_mask[u] + x;
-                                const T *sn = bn + tap_at[u] + x;
-#pragma omp simd
-                                for (int v = 0; v < NK_V; v++) an[v] += mk[v] * sn[v];
-                                if (kt) {
-                                    const T *st = bt + tap_at[u] + x;
-#pragma omp simd
-                                    for (int v = 0; v < NK_V; v++) av[v] += mk[v] * st[v];
-                                }
-                            }
-                            for (int v = 0; v < NK_V; v++) {
-                                sum_n[x + v] = an[v];
-                                sum_t[x + v] = av[v];
-                            }
-                        }
-                        for (; x < P; x++) {
-                            T an = 0, av = 0;
-                            for (int64_t u = 0; u < nt; u++) {
-                                T mk = mask[tap_mask[u] + x];
-                                an += mk * bn[tap_at[u] + x];
-                                if (kt) av += mk * bt[tap_at[u] + x];
-                            }
-                            sum_n[x] = an;
-                            sum_t[x] = av;
-                        }
+                        NK_NAME(nk_sum_rows)(P, yn, tap_at, 0, 0, nt, sum_n);
+                        if (kt) NK_NAME(nk_sum_rows)(P, yt, tap_at, 0, 0, nt, sum_t);
+                        else
+                            for (int64_t x = 0; x < P; x++) sum_t[x] = 0;
                         NK_NAME(nk_finish)(job, b, o0, p0, o1, p1, sum_n, ot ? sum_t : 0,
                                            normbuf, rn + row, rt ? rt + row : 0);
                     }
