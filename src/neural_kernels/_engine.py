@@ -81,7 +81,20 @@ class _Plan:
         return p * p if self.layout == "full" and self.spatial else p
 
 
-def _plan(layer: Layer, feature_shape: tuple[int, ...], where: str) -> _Plan:
+LAYOUTS = (None, "full", "diagonal")
+
+
+def _plan(
+    layer: Layer, feature_shape: tuple[int, ...], where: str, layout: str | None = None
+) -> _Plan:
+    if layout not in LAYOUTS:
+        raise HyperparameterError(
+            describe(
+                where,
+                f"layout={layout!r}",
+                "Use None (the cheapest exact layout), 'full' or 'diagonal'.",
+            )
+        )
     out = layer.infer(Facts(feature_shape))
     if isinstance(out, tuple):
         raise LayerCompatibilityError(
@@ -94,8 +107,18 @@ def _plan(layer: Layer, feature_shape: tuple[int, ...], where: str) -> _Plan:
     axis = layer.first_channel_axis()
     axis = -1 if axis is None else axis
     spatial = feature_shape[1:] if axis == 0 else feature_shape[:-1]
-    layout = "full" if spatial and layer.needs_full_spatial() else "diagonal"
-    return _Plan(feature_shape, axis, tuple(spatial), layout, out)
+    spatial_output = len(out.shape) > 1
+    full = layer.needs_full_spatial() or (layout == "full" and spatial_output)
+    return _Plan(
+        feature_shape, axis, tuple(spatial), "full" if spatial and full else "diagonal", out
+    )
+
+
+def _as_layout(k: Kernel, layout: str | None) -> Kernel:
+    """The output in the asked layout: ``"diagonal"`` keeps same-position entries only."""
+    if layout == "diagonal" and k.layout == "full" and k.spatial_ndim:
+        return k.to_diagonal_layout()
+    return k
 
 
 def _wants_grad(layer: Layer, *xs: Tensor) -> bool:
@@ -301,6 +324,7 @@ def compute_kernel(
     block_size: Any,
     progress: Progress | None,
     pattern: Any = None,
+    layout: str | None = None,
 ) -> Kernel:
     """Compute ``layer.kernel(x1, x2)`` block by block (see the module docstring)."""
     where = f"{layer!r}.kernel"
@@ -311,7 +335,7 @@ def compute_kernel(
     b = a if symmetric else _prepare(layer, x2, "x2", where)
     if not symmetric:
         a, b = check_pair(a, b, where)
-    plan = _plan(layer, tuple(a.shape[1:]), where)
+    plan = _plan(layer, tuple(a.shape[1:]), where, layout)
     grad = _wants_grad(layer, a, b)
     fa = _features(a, plan)
     fb = fa if symmetric else _features(b, plan)
@@ -432,7 +456,7 @@ def compute_kernel(
             for m in out:
                 _mirror_upper(m, rows, swap)
 
-    return Kernel(
+    result = Kernel(
         nngp=out[0],
         ntk=out[1] if want_ntk else None,
         cov1=d1.nngp,
@@ -443,6 +467,7 @@ def compute_kernel(
         layout=d1.layout,
         channel_axis=d1.channel_axis,
     )
+    return _as_layout(result, layout)
 
 
 def _run_blocks(
@@ -551,12 +576,14 @@ def _input_variances(f: Tensor, plan: _Plan) -> Tensor:
     return ((f * f).sum(-1) / f.shape[-1]).reshape(f.shape[0], *plan.spatial)
 
 
-def compute_kernel_diag(layer: Layer, x: Any, get: Get, pattern: Any = None) -> Kernel:
+def compute_kernel_diag(
+    layer: Layer, x: Any, get: Get, pattern: Any = None, layout: str | None = None
+) -> Kernel:
     """Compute ``layer.kernel_diag(x)``: the kernels of the pairs ``(x_i, x_i)``."""
     where = f"{layer!r}.kernel_diag"
     names = parse_get(get, where)
     t = _prepare(layer, x, "x", where)
-    plan = _plan(layer, tuple(t.shape[1:]), where)
+    plan = _plan(layer, tuple(t.shape[1:]), where, layout)
     p, _ = _patterns(pattern, t, None, where)
     k = _self_pass(layer, _features(t, plan), plan, "ntk" in names, None, p)
-    return k.replace(cov1=k.nngp, cov2=k.nngp)
+    return _as_layout(k.replace(cov1=k.nngp, cov2=k.nngp), layout)

@@ -165,6 +165,54 @@ def test_spatial_output_in_diagonal_layout_is_mirrored_correctly() -> None:
     torch.testing.assert_close(k.ntk, k.ntk.transpose(0, 1), rtol=0, atol=0)
 
 
+def test_layout_option_for_spatial_outputs() -> None:
+    net = nk.Sequential(nk.Conv(4, 3, w_std=1.5, b_std=0.1), nk.ReLU(), nk.Conv(4, 3))
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(5, 2, 4, 5, generator=g, dtype=torch.float64)
+    y = torch.randn(3, 2, 4, 5, generator=g, dtype=torch.float64)
+    default = net.kernel(x, y)
+    full = net.kernel(x, y, layout="full")
+    assert full.layout == "full" and full.nngp.shape == (5, 3, 4, 4, 5, 5)
+    assert full.cov1.shape == (5, 4, 4, 5, 5)
+    for name in ("nngp", "ntk"):  # the same-position entries are the default layout's
+        same = torch.einsum("ijaabb->ijab", getattr(full, name))
+        torch.testing.assert_close(same, getattr(default, name), rtol=1e-12, atol=1e-15)
+    # averaging every position pair is global average pooling
+    gap = nk.Sequential(*net.layers, nk.GlobalAvgPool()).kernel(x, y)
+    torch.testing.assert_close(full.ntk.mean(dim=(2, 3, 4, 5)), gap.ntk, rtol=1e-12, atol=0)
+    # the symmetric path mirrors the position pairs; kernel_diag is the matrix's diagonal
+    sym = net.kernel(x, layout="full")
+    torch.testing.assert_close(sym.nngp, net.kernel(x, x, layout="full").nngp, rtol=1e-12, atol=0)
+    diag = net.kernel_diag(x, layout="full")
+    torch.testing.assert_close(diag.ntk, torch.stack([sym.ntk[i, i] for i in range(5)]))
+    # a pooled output asked for in the diagonal layout
+    pooled = nk.Sequential(nk.Conv(3, 3), nk.ReLU(), nk.AvgPool(2))
+    got = pooled.kernel(x, layout="diagonal")
+    assert got.layout == "diagonal" and got.nngp.shape == (5, 5, 2, 2)
+    want = torch.einsum("ijaabb->ijab", pooled.kernel(x).nngp)
+    torch.testing.assert_close(got.nngp, want, rtol=0, atol=0)
+    with pytest.raises(nk.HyperparameterError, match="layout='both'"):
+        net.kernel(x, layout="both")
+
+
+def test_full_layout_output_matches_finite_networks() -> None:
+    # covariance between every two output positions of wide finite twins
+    net = nk.Sequential(nk.Conv(8, 3, w_std=1.4, b_std=0.2), nk.ReLU(), nk.Conv(8, (2, 3)))
+    x = torch.randn(3, 2, 4, 4, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    want = net.kernel(x, layout="full", get="nngp").nngp
+    total = torch.zeros_like(want)
+    seeds = 400  # relative error falls like 1/sqrt(seeds): 0.11, 0.051, 0.030 at 100, 400, 1600
+    for seed in range(seeds):
+        g = torch.Generator().manual_seed(seed)
+        model = net.module(x.shape[1:], width=256, generator=g, dtype=torch.float64)
+        with torch.no_grad():
+            f = model(x)  # (3, 8, 4, 4): the readout keeps its 8 channels
+        total += torch.einsum("icab,jcde->ijadbe", f, f) / f.shape[1]
+    got = total / seeds
+    err = float((got - want).norm() / want.norm())
+    assert err < 0.08, err
+
+
 MC_NETWORKS = {
     "conv_dilated_flatten": (
         nk.Sequential(

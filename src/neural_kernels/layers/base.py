@@ -312,6 +312,7 @@ class Layer:
         block_size: int | tuple[int, int] | None = None,
         progress: Progress | None = None,
         pattern: Any = None,
+        layout: str | None = None,
     ) -> Kernel:
         """NNGP and NTK of the infinitely wide network between ``x1`` and ``x2``.
 
@@ -327,11 +328,17 @@ class Layer:
             progress: called as ``progress(done, total)`` with counts of example pairs.
             pattern: graph adjacency for ``Aggregate`` layers: a tensor ``(n1, L, L)``
                 when ``x2`` is ``None``, else a pair ``(pattern1, pattern2)``.
+            layout: for outputs that keep spatial axes, ``"full"`` gives the covariance
+                between every two output positions ``(n1, n2, H, H', W, W')``,
+                ``"diagonal"`` only same-position covariances ``(n1, n2, H, W)``;
+                ``None`` (default) computes the cheapest exact layout (full only when
+                a layer needs it, such as pooling or attention).
 
         Returns:
             A :class:`Kernel` with ``nngp`` and ``ntk`` of shape ``(n1, n2)`` (``ntk`` is
             ``None`` unless asked for), ``cov1`` of shape ``(n1,)``, ``cov2`` of shape
-            ``(n2,)``. The dtype is the inputs' (integers become float64).
+            ``(n2,)``, plus the layout's axis pairs for spatial outputs. The dtype is
+            the inputs' (integers become float64).
 
         """
         from .._engine import compute_kernel
@@ -345,15 +352,24 @@ class Layer:
             block_size=block_size,
             progress=progress,
             pattern=pattern,
+            layout=layout,
         )
 
-    def kernel_diag(self, x: Any, get: Get = ("nngp", "ntk"), *, pattern: Any = None) -> Kernel:
+    def kernel_diag(
+        self,
+        x: Any,
+        get: Get = ("nngp", "ntk"),
+        *,
+        pattern: Any = None,
+        layout: str | None = None,
+    ) -> Kernel:
         """The kernels ``k(x_i, x_i)`` without building the ``n x n`` matrix.
 
         Args:
             x: inputs of shape ``(n, *features)``.
             get: ``"nngp"``, ``"ntk"`` or both.
             pattern: graph adjacency ``(n, L, L)`` for ``Aggregate`` layers.
+            layout: as in :meth:`kernel`.
 
         Returns:
             A diagonal :class:`Kernel` whose ``nngp`` and ``ntk`` have shape ``(n,)``.
@@ -361,7 +377,7 @@ class Layer:
         """
         from .._engine import compute_kernel_diag
 
-        return compute_kernel_diag(self, x, get, pattern)
+        return compute_kernel_diag(self, x, get, pattern, layout)
 
     def module(
         self,
