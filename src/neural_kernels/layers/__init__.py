@@ -9,11 +9,7 @@ from .activations import Cos as Cos
 from .activations import Erf as Erf
 from .activations import Exp as Exp
 from .activations import Gaussian as Gaussian
-from .activations import Hermite as Hermite
 from .activations import LeakyReLU as LeakyReLU
-from .activations import Monomial as Monomial
-from .activations import Polynomial as Polynomial
-from .activations import RectifiedMonomial as RectifiedMonomial
 from .activations import ReLU as ReLU
 from .activations import Sign as Sign
 from .activations import Sin as Sin
@@ -36,6 +32,10 @@ from .dense import Dense as Dense
 from .dropout import Dropout as Dropout
 from .graph import Aggregate as Aggregate
 from .graph import graph_pattern as graph_pattern
+from .monomials import Hermite as Hermite
+from .monomials import Monomial as Monomial
+from .monomials import Polynomial as Polynomial
+from .monomials import RectifiedMonomial as RectifiedMonomial
 from .normalization import LayerNorm as LayerNorm
 from .pooling import AvgPool as AvgPool
 from .pooling import GlobalAvgPool as GlobalAvgPool
