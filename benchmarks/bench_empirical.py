@@ -42,7 +42,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -55,6 +54,8 @@ import torch
 
 import neural_kernels as nk
 from neural_kernels import empirical
+
+from ._common import maxrss_mb
 
 NAME = "empirical_ntk_mlp_784_512_512_10"
 D, WIDTH, OUTPUTS = 784, 512, 10
@@ -91,11 +92,6 @@ def model_and_inputs(n: int, width: int = WIDTH, d: int = D, seed: int = 0):
     return model, x
 
 
-def _maxrss_mb() -> float:
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return rss / 2**20 if sys.platform == "darwin" else rss / 2**10
-
-
 def loop_ntk(model: torch.nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, float]:
     """The per-example Jacobians by a loop of ``torch.autograd.grad``: ``(J, seconds)``."""
     params = [p for p in model.parameters() if p.requires_grad]
@@ -117,7 +113,7 @@ def loop_ntk(model: torch.nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, flo
 def run_loop(n: int, out_dir: Path, width: int = WIDTH, d: int = D) -> dict[str, Any]:
     """The naive loop in this process: Jacobians once, then the traced and full products."""
     model, x = model_and_inputs(n, width, d)
-    baseline = _maxrss_mb()
+    baseline = maxrss_mb()
     jac, jac_seconds = loop_ntk(model, x)
     k = jac.shape[1]
     start = time.perf_counter()
@@ -130,7 +126,7 @@ def run_loop(n: int, out_dir: Path, width: int = WIDTH, d: int = D) -> dict[str,
     full = (flat @ flat.T).view(n, k, n, k).permute(0, 2, 1, 3).contiguous()
     full_seconds = time.perf_counter() - start
     torch.save(full, out_dir / "loop_full.pt")
-    peak = _maxrss_mb()
+    peak = maxrss_mb()
     return {
         "name": NAME,
         "n": n,
@@ -160,7 +156,7 @@ def run_case(
     """Time one (strategy, outputs) case in this process; returns the JSON record."""
     model, x = model_and_inputs(n, width, d)
     trace = outputs == "traced"
-    baseline = _maxrss_mb()
+    baseline = maxrss_mb()
 
     def once() -> tuple[torch.Tensor, float]:
         start = time.perf_counter()
@@ -171,7 +167,7 @@ def run_case(
     runs = [first]
     if first < SLOW:
         runs = [once()[1] for _ in range(repeats)]
-    peak = _maxrss_mb()
+    peak = maxrss_mb()
     if out_path is not None:
         torch.save(kernel, out_path)
     chosen = (

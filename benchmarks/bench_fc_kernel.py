@@ -29,18 +29,15 @@ import argparse
 import json
 import math
 import os
-import resource
-import statistics
-import subprocess
-import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 
 import neural_kernels as nk
+
+from ._common import maxrss_mb, median_time
+from ._common import run_case as run_case_process
 
 NAME = "fc_relu3_nngp_ntk"
 D = 784
@@ -65,31 +62,16 @@ def floor(x: torch.Tensor) -> torch.Tensor:
     return k
 
 
-def _maxrss_mb() -> float:
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return rss / 2**20 if sys.platform == "darwin" else rss / 2**10  # bytes / KiB
-
-
-def _median_time(fn: Callable[[], Any], repeats: int) -> tuple[float, list[float]]:
-    fn()  # warm-up
-    runs = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        runs.append(time.perf_counter() - start)
-    return statistics.median(runs), runs
-
-
 def run_case(n: int, dtype: str, repeats: int = 3, d: int = D, seed: int = 0) -> dict[str, Any]:
     """Measure one case in this process; returns the JSON record."""
-    baseline = _maxrss_mb()
+    baseline = maxrss_mb()
     x = torch.randn(
         n, d, generator=torch.Generator().manual_seed(seed), dtype=getattr(torch, dtype)
     )
     net = network()
-    seconds, runs = _median_time(lambda: net.kernel(x), repeats)
-    peak = _maxrss_mb()
-    floor_seconds, floor_runs = _median_time(lambda: floor(x), repeats)
+    seconds, runs = median_time(lambda: net.kernel(x), repeats)
+    peak = maxrss_mb()
+    floor_seconds, floor_runs = median_time(lambda: floor(x), repeats)
     return {
         "name": NAME,
         "n": n,
@@ -119,13 +101,13 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     status = 0
     for n, dtype in QUICK_CASES if args.quick else CASES:
-        cmd = [sys.executable, "-m", "benchmarks.bench_fc_kernel", "--case", str(n), dtype]
-        done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
-        if done.returncode != 0:
-            print(f"{NAME} n={n} {dtype} failed:\n{done.stderr}", file=sys.stderr)
+        record = run_case_process(
+            "benchmarks.bench_fc_kernel", [str(n), dtype], f"{NAME} n={n} {dtype}"
+        )
+        if record is None:
             status = 1
             continue
-        print(done.stdout.strip().splitlines()[-1], flush=True)
+        print(json.dumps(record), flush=True)
     return status
 
 

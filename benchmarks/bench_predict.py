@@ -29,9 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import resource
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -40,6 +37,9 @@ from typing import Any
 import torch
 
 import neural_kernels as nk
+
+from ._common import maxrss_mb
+from ._common import run_case as run_case_process
 
 NAME = "gd_mse_ntk_mean_50_times"
 D = 64
@@ -50,11 +50,6 @@ REPEATS = 2
 CASES = ((5000, 500, 1), (5000, 500, 10))
 QUICK_CASES = ((1000, 100, 1),)
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _maxrss_mb() -> float:
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return rss / 2**20 if sys.platform == "darwin" else rss / 2**10
 
 
 def _eigh_seconds(a: torch.Tensor) -> float:
@@ -93,14 +88,14 @@ def run_case(path: Path, repeats: int = REPEATS) -> dict[str, Any]:
     """Time predictions and bare eighs, interleaved, in this (fresh) process."""
     data = torch.load(path)
     k_dd, k_td, y = data["k_dd"], data["k_td"], data["y"]
-    baseline = _maxrss_mb()
+    baseline = maxrss_mb()
     eigh_runs = [_eigh_seconds(k_dd)]
-    eigh_peak = _maxrss_mb()
+    eigh_peak = maxrss_mb()
     runs = []
     for _ in range(repeats):
         runs.append(_predict(k_dd, k_td, y))
         if len(runs) == 1:
-            peak = _maxrss_mb()
+            peak = maxrss_mb()
         eigh_runs.append(_eigh_seconds(k_dd))
     seconds, eigh_seconds = min(runs), min(eigh_runs)
     return {
@@ -136,13 +131,13 @@ def main(argv: list[str] | None = None) -> int:
         for n, m, k in QUICK_CASES if args.quick else CASES:
             path = Path(tmp) / f"kernels_{n}_{m}_{k}.pt"
             make_kernels(n, m, k, path)
-            cmd = [sys.executable, "-m", "benchmarks.bench_predict", "--case", str(path)]
-            done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
-            if done.returncode != 0:
-                print(f"{NAME} n={n} k={k} failed:\n{done.stderr}", file=sys.stderr)
+            record = run_case_process(
+                "benchmarks.bench_predict", [str(path)], f"{NAME} n={n} k={k}"
+            )
+            if record is None:
                 status = 1
                 continue
-            print(done.stdout.strip().splitlines()[-1], flush=True)
+            print(json.dumps(record), flush=True)
     return status
 
 

@@ -32,10 +32,6 @@ import argparse
 import json
 import math
 import os
-import resource
-import statistics
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -44,6 +40,9 @@ from typing import Any
 import torch
 
 import neural_kernels as nk
+
+from ._common import maxrss_mb, median_time
+from ._common import run_case as run_case_process
 
 ROOT = Path(__file__).resolve().parents[1]
 CASES = (
@@ -134,21 +133,6 @@ def floor(total: int, layers: int, dtype: torch.dtype) -> Callable[[], None]:
     return run
 
 
-def _maxrss_mb() -> float:
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return rss / 2**20 if sys.platform == "darwin" else rss / 2**10
-
-
-def _median(fn: Callable[[], Any], repeats: int) -> tuple[float, list[float]]:
-    fn()
-    runs = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        runs.append(time.perf_counter() - start)
-    return statistics.median(runs), runs
-
-
 def run_case(name: str, n: int, dtype_name: str) -> dict[str, Any]:
     """Measure one case in this process; returns the JSON record."""
     dtype = getattr(torch, dtype_name)
@@ -158,14 +142,14 @@ def run_case(name: str, n: int, dtype_name: str) -> dict[str, Any]:
     repeats = 1 if name == "digits_cnn_gap" else 3
     if name == "digits_cnn_gap":
         net.kernel(x[:8], get=get)  # warm-up on a slice, the full run once
-    baseline = _maxrss_mb()
+    baseline = maxrss_mb()
     start = time.perf_counter()
     if repeats == 1:
         net.kernel(x, get=get)
         seconds, runs = time.perf_counter() - start, [time.perf_counter() - start]
     else:
-        seconds, runs = _median(lambda: net.kernel(x, get=get), repeats)
-    peak = _maxrss_mb()
+        seconds, runs = median_time(lambda: net.kernel(x, get=get), repeats)
+    peak = maxrss_mb()
     native = nk.native_status()
     eager_seconds = None
     if name != "digits_cnn_gap" and native["available"]:  # the same run on the eager path
@@ -175,7 +159,7 @@ def run_case(name: str, n: int, dtype_name: str) -> dict[str, Any]:
         eager_seconds = time.perf_counter() - start
         nk.set_native(True)
     total = entries(net, shape, n)
-    floor_seconds, _ = _median(floor(total, layers, dtype), 1 if repeats == 1 else 3)
+    floor_seconds, _ = median_time(floor(total, layers, dtype), 1 if repeats == 1 else 3)
     nt_seconds, nt_mb = NT.get((name, n, dtype_name), (None, None))
     return {
         "name": name,
@@ -209,13 +193,13 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     status = 0
     for name, n, dtype in QUICK_CASES if args.quick else CASES:
-        cmd = [sys.executable, "-m", "benchmarks.bench_spatial", "--case", name, str(n), dtype]
-        done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
-        if done.returncode != 0:
-            print(f"{name} n={n} {dtype} failed:\n{done.stderr}", file=sys.stderr)
+        record = run_case_process(
+            "benchmarks.bench_spatial", [name, str(n), dtype], f"{name} n={n} {dtype}"
+        )
+        if record is None:
             status = 1
             continue
-        print(done.stdout.strip().splitlines()[-1], flush=True)
+        print(json.dumps(record), flush=True)
     return status
 
 

@@ -266,3 +266,64 @@ def assert_matches(
             f"tolerance rtol={rtol}"
         )
     assert np.isfinite(got).all(), f"{what}: our kernel has non-finite entries"
+
+
+def our_kernels(
+    net: nk.Layer,
+    x1: torch.Tensor,
+    x2: torch.Tensor,
+    pattern1: torch.Tensor | None = None,
+    pattern2: torch.Tensor | None = None,
+) -> dict[str, tuple[torch.Tensor, bool]]:
+    """Our values for every array of a reference case: ``key -> (tensor, square)``.
+
+    ``square``: a ``k(x, x)`` matrix, whose diagonal is compared at ``RTOL_DIAG``.
+    """
+    graph = pattern1 is not None
+
+    def kw(p: Any) -> dict[str, Any]:
+        return {"pattern": p} if graph else {}
+
+    k11 = net.kernel(x1, **kw(pattern1))
+    k12 = net.kernel(x1, x2, **kw((pattern1, pattern2)))
+    k22 = net.kernel(x2, None, **kw(pattern2))
+    diag1 = net.kernel_diag(x1, **kw(pattern1))
+    return {
+        "nngp_11": (k11.nngp, True),
+        "ntk_11": (k11.ntk, True),
+        "nngp_12": (k12.nngp, False),
+        "ntk_12": (k12.ntk, False),
+        "nngp_22": (k22.nngp, True),
+        "ntk_22": (k22.ntk, True),
+        "nngp_diag1": (diag1.nngp, False),
+        "ntk_diag1_persample": (diag1.ntk, False),
+        "nngp_diag2": (k12.cov2, False),
+    }
+
+
+def assert_case(
+    name: str,
+    values: dict[str, tuple[torch.Tensor, bool]],
+    *,
+    rtol_off: float = RTOL_OFF,
+    rtol_diag: float = RTOL_DIAG,
+) -> None:
+    """Every value finite and equal to the reference case's array (its own NaNs skipped).
+
+    Per-example diagonals (``*_diag*``) are compared at ``rtol_diag`` throughout.
+    """
+    data = arrays(name)
+    bad = nonfinite(name)
+    for key, (value, square) in values.items():
+        assert torch.isfinite(value).all(), f"{name}: our {key} is not finite"
+        if key in bad:
+            continue
+        diag_like = key.startswith(("nngp_diag", "ntk_diag"))
+        assert_matches(
+            value,
+            data[key],
+            square=square,
+            what=f"{name} {key}",
+            rtol_off=rtol_diag if diag_like else rtol_off,
+            rtol_diag=rtol_diag,
+        )

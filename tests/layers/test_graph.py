@@ -41,31 +41,7 @@ def _adjacency(n: int, nodes: int, seed: int) -> torch.Tensor:
 
 def test_reference_graph_case() -> None:
     net, x1, x2, p1, p2 = _case()
-    data = ref.arrays(CASE)
-    k11 = net.kernel(x1, pattern=p1)
-    k12 = net.kernel(x1, x2, pattern=(p1, p2))
-    k22 = net.kernel(x2, pattern=p2)
-    diag1 = net.kernel_diag(x1, pattern=p1)
-    values = {
-        "nngp_11": (k11.nngp, True),
-        "ntk_11": (k11.ntk, True),
-        "nngp_12": (k12.nngp, False),
-        "ntk_12": (k12.ntk, False),
-        "nngp_22": (k22.nngp, True),
-        "ntk_22": (k22.ntk, True),
-        "nngp_diag1": (diag1.nngp, False),
-        "ntk_diag1_persample": (diag1.ntk, False),
-        "nngp_diag2": (k12.cov2, False),
-    }
-    for key, (value, square) in values.items():
-        diag_like = key.startswith(("nngp_diag", "ntk_diag"))
-        ref.assert_matches(
-            value,
-            data[key],
-            square=square,
-            what=f"{CASE} {key}",
-            rtol_off=ref.RTOL_DIAG if diag_like else ref.RTOL_OFF,
-        )
+    ref.assert_case(CASE, ref.our_kernels(net, x1, x2, p1, p2))
 
 
 def test_reference_pins_the_direction_of_edges() -> None:
