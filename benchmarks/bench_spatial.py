@@ -21,7 +21,8 @@ computed), the same run's ``floor_seconds`` and ``ratio_to_floor``, ``native`` (
 the compiled kernels ran) and ``eager_seconds`` (one run of the same kernel on the eager
 PyTorch path), and Neural Tangents' time and peak memory where measured. The floor is,
 per layer and covariance entry, nine multiply-adds and one arc-cosine in eager PyTorch
-on cache-sized buffers.
+on cache-sized buffers; ``dual_floor_seconds`` is the compiled arc-cosine dual alone
+(NNGP and NTK), once per entry and layer, split over the threads.
 
 ``python -m benchmarks.bench_spatial [--quick]`` (``--quick``: tiny sizes, smoke only).
 """
@@ -133,6 +134,39 @@ def floor(total: int, layers: int, dtype: torch.dtype) -> Callable[[], None]:
     return run
 
 
+def dual_floor(total: int, layers: int, dtype: torch.dtype) -> Callable[[], None] | None:
+    """The compiled arc-cosine dual alone, once per entry and layer, split over the threads.
+
+    ``None`` without the compiled kernels. Each thread runs its share on its own
+    2**16-entry buffers, as the engine's workers do.
+    """
+    if not nk.native_status()["available"]:
+        return None
+    from concurrent.futures import ThreadPoolExecutor
+
+    from neural_kernels import _native
+
+    chunk = 1 << 16
+    threads = torch.get_num_threads()
+    steps = max(1, total * layers // (chunk * threads))
+    gen = torch.Generator().manual_seed(0)
+    bufs = [
+        (torch.rand(chunk, generator=gen, dtype=dtype) - 0.5, torch.ones(chunk, dtype=dtype))
+        for _ in range(threads)
+    ]
+
+    def work(i: int) -> None:
+        k, norm = bufs[i]
+        for _ in range(steps):
+            _native.abrelu_dual(k, norm, k, 0.0, 1.0)
+
+    def run() -> None:
+        with ThreadPoolExecutor(threads) as pool:
+            list(pool.map(work, range(threads)))
+
+    return run
+
+
 def run_case(name: str, n: int, dtype_name: str) -> dict[str, Any]:
     """Measure one case in this process; returns the JSON record."""
     dtype = getattr(torch, dtype_name)
@@ -160,6 +194,8 @@ def run_case(name: str, n: int, dtype_name: str) -> dict[str, Any]:
         nk.set_native(True)
     total = entries(net, shape, n)
     floor_seconds, _ = median_time(floor(total, layers, dtype), 1 if repeats == 1 else 3)
+    compiled = dual_floor(total, layers, dtype)
+    dual_seconds = None if compiled is None else median_time(compiled, 1)[0]
     nt_seconds, nt_mb = NT.get((name, n, dtype_name), (None, None))
     return {
         "name": name,
@@ -172,6 +208,8 @@ def run_case(name: str, n: int, dtype_name: str) -> dict[str, Any]:
         "entries": total,
         "floor_seconds": floor_seconds,
         "ratio_to_floor": seconds / floor_seconds,
+        "dual_floor_seconds": dual_seconds,
+        "ratio_to_dual_floor": None if dual_seconds is None else seconds / dual_seconds,
         "nt_seconds": nt_seconds,
         "nt_peak_mb": nt_mb,
         "fraction_of_nt": None if nt_seconds is None else seconds / nt_seconds,
