@@ -204,6 +204,16 @@ NETWORKS = {
         nk.GlobalAvgPool(),
         nk.Dense(1),
     ),
+    "branches": lambda: nk.Sequential(  # steps whose outputs are tuples of branches
+        nk.Conv(8, 3),
+        nk.FanOut(2),
+        nk.Parallel(nk.ReLU(), nk.Identity()),
+        nk.FanInSum(),
+        nk.Conv(8, 3),
+        nk.ReLU(),
+        nk.GlobalAvgPool(),
+        nk.Dense(1),
+    ),
     "dropout": lambda: nk.Sequential(  # no replayed variances: whole self-covariances
         nk.Conv(8, 3),
         nk.ReLU(),
@@ -230,6 +240,21 @@ def test_networks_agree_with_and_without_compiled_kernels(name: str, dtype: torc
             slow = net.kernel(*args)
         for field in ("nngp", "ntk", "cov1", "cov2"):
             assert _rel(getattr(fast, field), getattr(slow, field)) <= tol, field
+
+
+@pytest.mark.parametrize("name", sorted(set(NETWORKS) - {"dropout"}))
+def test_replayed_variances_equal_carried_self_covariances(name: str) -> None:
+    net = NETWORKS[name]()
+    assert net.replays_variances()
+    # Dropout(0) changes nothing but makes the engine carry whole self-covariances
+    carried = nk.Sequential(*net.layers[:-1], nk.Dropout(0.0), net.layers[-1])
+    assert not carried.replays_variances()
+    x = torch.randn(6, 2, 8, 8, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    y = torch.randn(3, 2, 8, 8, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    for args in ((x, None), (x, y)):
+        a, b = net.kernel(*args, block_size=4), carried.kernel(*args)
+        for field in ("nngp", "ntk", "cov1", "cov2"):
+            assert _rel(getattr(a, field), getattr(b, field)) <= 1e-12, field
 
 
 def test_replayed_variances_only_where_exact() -> None:

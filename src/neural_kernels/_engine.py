@@ -359,8 +359,8 @@ def compute_kernel(
     # a full layout, chunks of pairs then carry only the variances that pass recorded.
     replay = not grad and plan.layout == "full" and bool(plan.spatial)
     replay = replay and layer.replays_variances()
-    steps1: list[Tensor] = []
-    steps2: list[Tensor] = []
+    steps1: list[Tensor | None] = []
+    steps2: list[Tensor | None] = []
     d1 = _self_pass(layer, fa, plan, False, memory_budget, p1, steps1 if replay else None)
     if symmetric:
         d2, steps2 = d1, steps1
@@ -386,7 +386,7 @@ def compute_kernel(
         else:
             k = layer.transform_network(
                 k0.replace(cov_variance=True),
-                replay=lambda i: (steps1[i][r0:r1], steps2[i][s0:s1]),
+                replay=lambda i: _replayed(steps1[i], steps2[i], r0, r1, s0, s1),
             )
         assert isinstance(k, Kernel)
         return k
@@ -539,7 +539,7 @@ def _self_pass(
     want_ntk: bool,
     memory_budget: int | None,
     pattern: Tensor | None = None,
-    steps: list[Tensor] | None = None,
+    steps: list[Tensor | None] | None = None,
 ) -> Kernel:
     """The network on the pairs ``(x_i, x_i)``, in batches of examples.
 
@@ -550,11 +550,11 @@ def _self_pass(
     per_example = 4 * plan.pair_elements * f.element_size()
     batch = max(1, min(f.shape[0], budget // per_example))
     parts: list[Kernel] = []
-    records: list[list[Tensor]] = []
+    records: list[list[Tensor | None]] = []
     for i0 in range(0, f.shape[0], batch):
         c = _self_cov(f[i0 : i0 + batch], plan)
         p = None if pattern is None else pattern[i0 : i0 + batch]
-        record: list[Tensor] | None = None if steps is None else []
+        record: list[Tensor | None] | None = None if steps is None else []
         k = layer.transform_network(
             _input_kernel(c, c, c, plan, want_ntk, diagonal=True, pattern1=p, pattern2=p),
             record=record,
@@ -564,11 +564,21 @@ def _self_pass(
         if record is not None:
             records.append(record)
     if steps is not None:
-        steps.extend(torch.cat(ts) if len(ts) > 1 else ts[0] for ts in zip(*records, strict=True))
+        for ts in zip(*records, strict=True):
+            steps.append(None if ts[0] is None else torch.cat(ts) if len(ts) > 1 else ts[0])
     if len(parts) == 1:
         return parts[0]
     ntk = torch.cat([p.ntk for p in parts]) if want_ntk else None  # type: ignore[misc]
     return parts[0].replace(nngp=torch.cat([p.nngp for p in parts]), ntk=ntk)
+
+
+def _replayed(
+    v1: Tensor | None, v2: Tensor | None, r0: int, r1: int, s0: int, s1: int
+) -> tuple[Tensor, Tensor] | None:
+    """A chunk's rows and columns of one step's recorded variances (``None``: branches)."""
+    if v1 is None or v2 is None:
+        return None
+    return v1[r0:r1], v2[s0:s1]
 
 
 def _input_variances(f: Tensor, plan: _Plan) -> Tensor:

@@ -186,8 +186,8 @@ class Layer:
         self,
         k: Flow,
         *,
-        record: list[Tensor] | None = None,
-        replay: Callable[[int], tuple[Tensor, Tensor]] | None = None,
+        record: list[Tensor | None] | None = None,
+        replay: Callable[[int], tuple[Tensor, Tensor] | None] | None = None,
     ) -> Flow:
         """:meth:`transform` when this layer is the whole network (the engine's entry).
 
@@ -626,8 +626,8 @@ def _steps(
     k: Flow,
     layers: list[Layer],
     last_full: int | None,
-    record: list[Tensor] | None,
-    replay: Callable[[int], tuple[Tensor, Tensor]] | None,
+    record: list[Tensor | None] | None,
+    replay: Callable[[int], tuple[Tensor, Tensor] | None] | None,
 ) -> Flow:
     """Run ``layers`` in turn (see ``Sequential.transform_network``).
 
@@ -643,20 +643,21 @@ def _steps(
             and i + 1 < len(layers)
             and last_full not in (i, i + 1)
         ):
-            fused = layer.fuse_next(k, layers[i + 1], replay(i))
-            if fused is not None:
-                v1, v2 = replay(i + 1)
-                k = fused.replace(cov1=v1, cov2=v2, cov_variance=True)
+            mid, after = replay(i), replay(i + 1)
+            fused = None if mid is None else layer.fuse_next(k, layers[i + 1], mid)
+            if fused is not None and after is not None:
+                k = fused.replace(cov1=after[0], cov2=after[1], cov_variance=True)
                 i += 2
                 continue
         k = layer.transform(k)
         if i == last_full and isinstance(k, Kernel) and k.spatial_ndim:
             k = k.to_diagonal_layout()
-        if record is not None and isinstance(k, Kernel):
-            record.append(k.variances(k.cov1))
+        if record is not None:  # one entry per step (None where branches are in flight)
+            record.append(k.variances(k.cov1) if isinstance(k, Kernel) else None)
         if replay is not None and isinstance(k, Kernel):
-            v1, v2 = replay(i)
-            k = k.replace(cov1=v1, cov2=v2, cov_variance=True)
+            exact = replay(i)
+            if exact is not None:
+                k = k.replace(cov1=exact[0], cov2=exact[1], cov_variance=True)
         i += 1
     return k
 
