@@ -83,8 +83,7 @@ def _abrelu_kernels(
         fused = _native.abrelu_dual(k, norm, ntk, a, b)
         if fused is not None:
             return fused
-    nngp, dot = layer.dual(k, q1, q2, ntk is not None)
-    return nngp, None if ntk is None else ntk * dot
+    return Elementwise.dual_kernels(layer, k, q1, q2, ntk)
 
 
 def _relu_dual_inplace(
