@@ -193,7 +193,7 @@ class KernelTracker:
 
         self._ntk = empirical_ntk
         self.model = model
-        self.options = {
+        self.options: dict[str, Any] = {
             "strategy": strategy,
             "trace_outputs": trace_outputs,
             "memory_budget": memory_budget,
@@ -238,7 +238,7 @@ class KernelTracker:
         delta = {n: theta[n] - theta0[n] for n in theta0}
         forward_ad_ready()
         with _eval_mode(self.model), torch.no_grad():
-            f0, tangent = jvp(f, (theta0,), (delta,))
+            f0, tangent = jvp(f, (theta0,), (delta,))  # type: ignore[misc]  # no aux
             now = f(theta)
         gap = float(torch.linalg.norm(now - f0 - tangent))
         moved = float(torch.linalg.norm(now - f0))

@@ -39,7 +39,7 @@ def ntvp_kernel(
     params = prep.params
     for c0, c1 in iter_chunks(n2, block):
         xc = cols_x[c0:c1]
-        _, pullback = vjp(lambda p, xc=xc: prep.flat(p, xc), params)
+        _, pullback = vjp(lambda p, xc=xc: prep.flat(p, xc), params)  # type: ignore[misc]
         b = c1 - c0
         basis = torch.eye(b * k, dtype=prep.dtype, device=x1.device).view(b * k, b, k)
         for e0, e1 in iter_chunks(b, chunk):

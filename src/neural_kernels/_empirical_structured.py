@@ -23,7 +23,7 @@ from collections import Counter
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F  # noqa: N812
@@ -245,7 +245,7 @@ def _module_biases(model: nn.Module, cap: _Capture) -> Iterator[None]:
         if isinstance(output, Tensor) and output.ndim >= 2 and output.shape[0] == cap.batch:
             axis = kinds[type(m)]
             output = _leaf(output)
-            use = _Use("module_bias", None, name, output, scale=float(m.b_scale))
+            use = _Use("module_bias", None, name, output, scale=float(cast(Any, m).b_scale))
             use.channel_axis, use.width = axis, output.shape[axis]
             cap.uses.append(use)
             return output

@@ -12,7 +12,7 @@ import math
 import numbers
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
@@ -397,7 +397,7 @@ def _rewrite(layer: Any, width: int, p: str, top: bool, where: str) -> Any:
     from .layers.base import Parallel, Residual, Sequential, _holds_width
 
     if type(layer) is Residual:
-        branch = layer.layers[1].layers[0]
+        branch = cast(Any, layer.layers[1]).layers[0]
         return Residual(*(_rewrite(c, width, p, False, where) for c in branch.layers))
     if type(layer) is Sequential:
         readout = None

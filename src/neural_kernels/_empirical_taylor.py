@@ -48,6 +48,11 @@ class TaylorExpansion(nn.Module):
 
     """
 
+    model: nn.Module
+    order: int
+    _names: tuple[str, ...]
+    initial: nn.Module
+
     def __init__(self, model: nn.Module, order: int, *, where: str = "taylor_expand") -> None:
         if not isinstance(model, nn.Module):
             raise InputTypeError(
@@ -122,7 +127,7 @@ def derivatives(
     def lower(p: dict[str, Tensor]) -> tuple[Tensor, ...]:
         return derivatives(f, p, delta, order - 1)
 
-    primal, tangent = jvp(lower, (p0,), (delta,))
+    primal, tangent = jvp(lower, (p0,), (delta,))  # type: ignore[misc]  # no aux
     return (*primal, tangent[-1])
 
 

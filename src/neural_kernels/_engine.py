@@ -393,7 +393,7 @@ def compute_kernel(
 
     if grad:
         out: list[Tensor] = []
-        row_parts = []
+        row_parts: list[list[Kernel]] = []
         done = 0
         for i0, i1, j0, j1 in blocks:
             if j0 == 0:
@@ -417,7 +417,7 @@ def compute_kernel(
         def run_chunk(r0: int, r1: int, s0: int, s1: int, gram: Tensor, i0: int, j0: int) -> int:
             k = chunk(r0, r1, s0, s1, gram, i0, j0)
             out[0][r0:r1, s0:s1] = k.nngp
-            if want_ntk:
+            if k.ntk is not None:
                 out[1][r0:r1, s0:s1] = k.ntk
             if use_symmetry and r0 == s0:
                 return (r1 - r0) * (r1 - r0 + 1) // 2

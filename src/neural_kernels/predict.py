@@ -916,8 +916,8 @@ def gradient_descent_mse(
         """Outputs at time(s) ``t`` (see :func:`gradient_descent_mse`)."""
         names, single = core.names(get, GD_NAMES)
         cov = _compute_cov_flag(compute_cov, k_test_test, where)
-        times = _times(t, where, core.dtype, core.device)
-        if times.ndim == 0 and bool(torch.isinf(times)):
+        times: Tensor | None = _times(t, where, core.dtype, core.device)
+        if times is not None and times.ndim == 0 and bool(torch.isinf(times)):
             times = None
         return _format(
             core.predict(names, times, k_test_train, k_test_test, cov, fx_train_0, fx_test_0),
@@ -1002,8 +1002,8 @@ def gradient_descent_mse_ensemble(
         """Outputs on ``x_test`` at time(s) ``t`` (see :func:`gradient_descent_mse_ensemble`)."""
         names = _parse_get(get, GD_NAMES, GD_NAMES, where)
         cov = _compute_cov_flag(compute_cov, None, where)
-        times = _times(t, where, core.dtype, core.device)
-        if times.ndim == 0 and bool(torch.isinf(times)):
+        times: Tensor | None = _times(t, where, core.dtype, core.device)
+        if times is not None and times.ndim == 0 and bool(torch.isinf(times)):
             times = None
         need = tuple(dict.fromkeys([*names, *(["nngp"] if cov and "ntk" in names else [])]))
         need = tuple(n for n in GD_NAMES if n in need)
@@ -1116,7 +1116,7 @@ def gradient_descent(
             raise HyperparameterError(
                 describe(where, f"loss={loss!r}", f"Use one of {sorted(_LOSSES)} or a callable.")
             )
-        loss_fn = _LOSSES[loss]
+        loss_fn: Callable[[Tensor, Tensor], Tensor] = _LOSSES[loss]
     elif callable(loss):
         loss_fn = loss
     else:

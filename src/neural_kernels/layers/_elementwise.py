@@ -73,7 +73,10 @@ class Elementwise(Layer):
         :meth:`dual`.
         """
         nngp, dot = self.dual(k, q1, q2, ntk is not None)
-        return nngp, None if ntk is None else ntk * dot
+        if ntk is None:
+            return nngp, None
+        assert dot is not None  # asked for
+        return nngp, ntk * dot
 
     def infer_facts(self, facts: FactsFlow) -> FactsFlow:
         assert isinstance(facts, Facts)

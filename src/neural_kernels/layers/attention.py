@@ -397,7 +397,9 @@ class GlobalSelfAttention(Layer):
         val = self.val_pos_emb
 
         def weights(cov: Tensor) -> Tensor:
-            return _mechanism(self.attention_mechanism, qk * interp(cov))  # type: ignore[operator]
+            mixed = interp(cov)
+            assert mixed is not None
+            return _mechanism(self.attention_mechanism, torch.as_tensor(qk * mixed))
 
         g1 = weights(cov1)
         g2 = g1 if same else weights(cov2)
@@ -525,6 +527,8 @@ class GlobalSelfAttentionModule(nn.Module):
     the keys and of the values.
     """
 
+    pos_emb_chol: Tensor | None
+
     def __init__(
         self,
         in_channels: int,
@@ -604,7 +608,7 @@ class GlobalSelfAttentionModule(nn.Module):
         x = x.reshape(n, -1, x.shape[-1])  # (n, P, C)
         keys_in, vals_in = x, x
         if self.pos_emb is not None:
-            pe = self.pos_emb
+            pe: Tensor = self.pos_emb
             if self.pos_emb_chol is not None:
                 pe = self.pos_emb_chol @ pe
             pe = pe * self.w_pos_emb_std
@@ -626,7 +630,7 @@ class GlobalSelfAttentionModule(nn.Module):
         heads = (g @ values).permute(1, 2, 3, 0).reshape(n, x.shape[1], -1)
         norm = math.sqrt(self.n_chan_val * self.n_heads * vals_in.shape[-1])
         out = heads @ self.w_out * (self.ov_std / norm)
-        if self.bias is not None:
+        if self.bias is not None and self.b_std is not None:
             out = out + self.b_std * self.bias
         return out.reshape(n, *spatial, self.n_chan_out)
 

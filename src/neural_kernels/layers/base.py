@@ -21,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Union
+from typing import TYPE_CHECKING, Any, ClassVar, Union, cast
 
 import torch
 from torch import Tensor, nn
@@ -249,7 +249,7 @@ class Layer:
         """
         req = self.requirements
         branched = isinstance(facts, tuple)
-        if branched and not req.branches:
+        if isinstance(facts, tuple) and not req.branches:
             raise LayerCompatibilityError(
                 describe(
                     repr(self),
@@ -749,11 +749,13 @@ class Parallel(Layer):
                     f"Use FanOut({len(self.layers)}) before it, or give it one layer per branch.",
                 )
             )
-        return tuple(layer.infer(f) for layer, f in zip(self.layers, facts, strict=True))
+        outs = [layer.infer(f) for layer, f in zip(self.layers, facts, strict=True)]
+        return cast("tuple[Facts, ...]", tuple(outs))
 
     def transform(self, k: Flow) -> Flow:
         assert isinstance(k, tuple)
-        return tuple(layer.transform(kk) for layer, kk in zip(self.layers, k, strict=True))
+        outs = [layer.transform(kk) for layer, kk in zip(self.layers, k, strict=True)]
+        return cast("tuple[Kernel, ...]", tuple(outs))
 
     def make_module(self, in_shape: Any, ctx: ModuleContext) -> nn.Module:
         return _ParallelModule(

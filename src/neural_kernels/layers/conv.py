@@ -42,7 +42,7 @@ from ._spatial import (
     window_sum,
 )
 from .base import Facts, FactsFlow, Flow, Layer, ModuleContext
-from .dense import Std, _add_scaled, _affine, init_affine
+from .dense import AffineModule, Std, _add_scaled, _affine, init_affine
 
 __all__ = ["Conv", "ConvModule", "Flatten"]
 
@@ -323,7 +323,7 @@ class Conv(Layer):
         )
 
 
-class ConvModule(nn.Module):
+class ConvModule(AffineModule):
     """Finite twin of :class:`Conv`: explicit (TensorFlow ``SAME``) padding, then a convolution.
 
     ``ntk``: weights and biases ``N(0, 1)``, output ``(w_std / sqrt(fan_in)) W * x +

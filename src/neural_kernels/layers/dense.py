@@ -150,8 +150,17 @@ def _affine(x: Tensor, scale: Std, shift: Std) -> Tensor:
     return out
 
 
+class AffineModule(nn.Module):
+    """A module with a parametrized ``weight`` and ``bias`` (see :func:`init_affine`)."""
+
+    weight: nn.Parameter
+    bias: nn.Parameter | None
+    w_scale: float
+    b_scale: float
+
+
 def init_affine(
-    module: nn.Module,
+    module: AffineModule,
     weight_shape: tuple[int, ...],
     fan_in: int,
     w_std: float,
@@ -176,13 +185,14 @@ def init_affine(
         module.w_scale, module.b_scale = w_scale, (b_std or 0.0)
     else:
         weight = weight * w_scale
-        bias = None if bias is None else bias * b_std
+        if bias is not None and b_std is not None:
+            bias = bias * b_std
         module.w_scale, module.b_scale = 1.0, 1.0
     module.weight = nn.Parameter(weight)
     module.bias = None if bias is None else nn.Parameter(bias)
 
 
-class DenseModule(nn.Module):
+class DenseModule(AffineModule):
     """Finite twin of :class:`Dense`: a linear map on the last axis.
 
     ``ntk``: ``weight`` and ``bias`` are ``N(0, 1)`` and the forward pass scales them,

@@ -228,8 +228,9 @@ class _MehlerSeries(torch.autograd.Function):
         if d * c.numel() <= _VECTOR_LIMIT:
             powers = _powers(c, d)
             if need_c:
-                n = torch.arange(1, d, dtype=c.dtype, device=c.device).view(-1, *[1] * c.dim())
-                gc = grad * (a1[1:] * a2[1:] * n * powers[:-1]).sum(0)
+                orders = torch.arange(1, d, dtype=c.dtype, device=c.device)
+                orders = orders.view(-1, *[1] * c.dim())
+                gc = grad * (a1[1:] * a2[1:] * orders * powers[:-1]).sum(0)
             weighted = grad * powers
             if need1:
                 g1 = (weighted * a2).sum_to_size(a1.shape)
@@ -282,7 +283,7 @@ def _check_degree(layer: object, degree: Any) -> None:
     if (
         isinstance(degree, bool)
         or not isinstance(degree, numbers.Integral)
-        or not 2 <= degree <= MAX_DEGREE
+        or not 2 <= int(degree) <= MAX_DEGREE
     ):
         raise HyperparameterError(
             describe(
