@@ -17,7 +17,18 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def maxrss_mb() -> float:
-    """Peak resident memory of this process so far, in MiB."""
+    """Peak resident memory of this process so far, in MiB.
+
+    On Linux from ``VmHWM``: ``ru_maxrss`` of a process started by a large parent keeps
+    the parent's peak from before ``exec``, which would hide the case's own.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 2**10  # KiB
+    except OSError:
+        pass
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return rss / 2**20 if sys.platform == "darwin" else rss / 2**10  # bytes / KiB
 
