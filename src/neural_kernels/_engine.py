@@ -158,13 +158,15 @@ def _gram(fa: Tensor, fb: Tensor, plan: _Plan) -> Tensor:
 
 def _self_cov(fa: Tensor, plan: _Plan) -> Tensor:
     """Covariance of each input with itself: ``(n, *pairs)`` (``(n,)`` without space)."""
-    c = fa.shape[-1]
-    if not plan.spatial:
-        return (fa[:, 0] * fa[:, 0]).sum(-1) / c
-    if plan.layout == "full":
-        g = torch.bmm(fa, fa.transpose(1, 2)) / c
+    if plan.layout == "full" and plan.spatial:
+        g = torch.bmm(fa, fa.transpose(1, 2)) / fa.shape[-1]
         return _interleave(g, 1, plan.spatial).contiguous()
-    return ((fa * fa).sum(-1) / c).reshape(fa.shape[0], *plan.spatial)
+    return _input_variances(fa, plan)
+
+
+def _input_variances(f: Tensor, plan: _Plan) -> Tensor:
+    """Per-position variances of the inputs, ``(n, *spatial)`` (``(n,)`` without space)."""
+    return ((f * f).sum(-1) / f.shape[-1]).reshape(f.shape[0], *plan.spatial)
 
 
 def _input_kernel(
@@ -339,8 +341,6 @@ def compute_kernel(
     grad = _wants_grad(layer, a, b)
     fa = _features(a, plan)
     fb = fa if symmetric else _features(b, plan)
-    c1 = _self_cov(fa, plan)
-    c2 = c1 if symmetric else _self_cov(fb, plan)
     n1, n2 = a.shape[0], b.shape[0]
     p1, p2 = _patterns(pattern, a, None if symmetric else b, where)
     rows, cols = _block_shape(
@@ -357,8 +357,7 @@ def compute_kernel(
 
     # Each example's own covariance goes through the network once (the self pass); with
     # a full layout, chunks of pairs then carry only the variances that pass recorded.
-    replay = not grad and plan.layout == "full" and bool(plan.spatial)
-    replay = replay and layer.replays_variances()
+    replay = not grad and plan.layout == "full" and layer.replays_variances()
     steps1: list[Tensor | None] = []
     steps2: list[Tensor | None] = []
     d1 = _self_pass(layer, fa, plan, False, memory_budget, p1, steps1 if replay else None)
@@ -366,9 +365,9 @@ def compute_kernel(
         d2, steps2 = d1, steps1
     else:
         d2 = _self_pass(layer, fb, plan, False, memory_budget, p2, steps2 if replay else None)
-    if replay:
-        c1 = _input_variances(fa, plan)
-        c2 = c1 if symmetric else _input_variances(fb, plan)
+    own = _input_variances if replay else _self_cov
+    c1 = own(fa, plan)
+    c2 = c1 if symmetric else own(fb, plan)
 
     def chunk(r0: int, r1: int, s0: int, s1: int, gram: Tensor, i0: int, j0: int) -> Kernel:
         k0 = _input_kernel(
@@ -579,11 +578,6 @@ def _replayed(
     if v1 is None or v2 is None:
         return None
     return v1[r0:r1], v2[s0:s1]
-
-
-def _input_variances(f: Tensor, plan: _Plan) -> Tensor:
-    """Per-position variances of the inputs, ``(n, *spatial)``."""
-    return ((f * f).sum(-1) / f.shape[-1]).reshape(f.shape[0], *plan.spatial)
 
 
 def compute_kernel_diag(

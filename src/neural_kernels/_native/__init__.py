@@ -275,17 +275,25 @@ def _known_zero(t: Tensor | None) -> bool:
     )
 
 
-def _eligible(*tensors: Tensor | None) -> bool:
-    first = tensors[0]
-    assert first is not None
+def _library_for(first: Tensor, *others: Tensor | None) -> ctypes.CDLL | None:
+    """The compiled library, if it is on and takes these tensors (else ``None``).
+
+    They must be CPU float32 or float64 of one dtype, none requiring grad (those take
+    the differentiable eager path).
+    """
     if first.dtype not in (torch.float64, torch.float32) or first.device.type != "cpu":
-        return False
-    for t in tensors:
+        return None
+    for t in (first, *others):
         if t is None:
             continue
         if t.dtype != first.dtype or t.device != first.device or t.requires_grad:
-            return False
-    return True
+            return None
+    return _library()
+
+
+def _snap(dtype: torch.dtype) -> float:
+    """Correlations within 16 rounding units of +-1 are snapped to +-1 (as the eager path)."""
+    return 1.0 + 16.0 * torch.finfo(dtype).eps
 
 
 def _conv_buffers(
@@ -343,11 +351,7 @@ def abrelu_dual(
         ``(nngp, ntk)`` of the shape of ``k`` (``ntk`` is ``None`` when not given).
 
     """
-    if (torch.is_grad_enabled() and (k.requires_grad or norm.requires_grad)) or not _eligible(
-        k, norm, ntk
-    ):
-        return None
-    lib = _library()
+    lib = _library_for(k, norm, ntk)
     if lib is None:
         return None
     k = k.contiguous()
@@ -356,18 +360,7 @@ def abrelu_dual(
     out_n = torch.empty_like(k)
     out_t = None if t is None else torch.empty_like(t)
     fn = lib.nk_abrelu_dual_f64 if k.dtype == torch.float64 else lib.nk_abrelu_dual_f32
-    snap = 1.0 + 16.0 * torch.finfo(k.dtype).eps
-    fn(
-        k.numel(),
-        k.data_ptr(),
-        norm.data_ptr(),
-        None if t is None else t.data_ptr(),
-        out_n.data_ptr(),
-        None if out_t is None else out_t.data_ptr(),
-        float(a),
-        float(b),
-        snap,
-    )
+    fn(k.numel(), _ptr(k), _ptr(norm), _ptr(t), _ptr(out_n), _ptr(out_t), a, b, _snap(k.dtype))
     return out_n, out_t
 
 
@@ -400,9 +393,7 @@ def conv_pairs(
         ``(nngp', ntk')`` with shape ``(*lead_axes, O1, O1', ..., Od, Od')``.
 
     """
-    if (torch.is_grad_enabled() and nngp.requires_grad) or not _eligible(nngp, ntk):
-        return None
-    lib = _library()
+    lib = _library_for(nngp, ntk)
     if lib is None:
         return None
     geometry, kn, kt, on, ot, scratch = _conv_buffers(
@@ -448,9 +439,7 @@ def conv_abrelu(
         ``(nngp', ntk')`` of shape ``(n1, n2, O1, O1', ..., Od, Od')``, or ``None``.
 
     """
-    if (torch.is_grad_enabled() and nngp.requires_grad) or not _eligible(nngp, ntk, var1, var2):
-        return None
-    lib = _library()
+    lib = _library_for(nngp, ntk, var1, var2)
     if lib is None:
         return None
     geometry, kn, kt, on, ot, scratch = _conv_buffers(
@@ -459,7 +448,6 @@ def conv_abrelu(
     sq1 = var1.clamp_min(0.0).sqrt().contiguous()
     sq2 = var2.clamp_min(0.0).sqrt().contiguous()
     fn = lib.nk_conv_abrelu_f64 if kn.dtype == torch.float64 else lib.nk_conv_abrelu_f32
-    snap = 1.0 + 16.0 * torch.finfo(kn.dtype).eps
     fn(
         nngp.shape[0],
         nngp.shape[1],
@@ -474,6 +462,6 @@ def conv_abrelu(
         *coef,
         a,
         b,
-        snap,
+        _snap(kn.dtype),
     )
     return on, ot

@@ -112,6 +112,7 @@ int64_t nk_conv_scratch(const int64_t *n, const int64_t *m, const int64_t *taps,
    NTK, may be 0) to k_out and t_out; in and out may be the same buffers. */
 static void NK_NAME(nk_dual)(int64_t n, const T *k_in, const T *t_in, const T *norm, T *k_out,
                              T *t_out, T d2, T s2, T sn) {
+    /* two copies of the loop: a test of t_in inside it would stop its vectorisation */
     if (t_in) {
         NK_IVDEP
         for (int64_t x = 0; x < n; x++) {

@@ -196,33 +196,34 @@ class Conv(Layer):
             return w2, b2, w2, w2, b2
         return w2, b2, float(k.shape1[0]), w2, 0.0 if self.b_std is None else 1.0
 
-    def _fused(self, k: Kernel) -> Kernel | None:
-        """The full-layout, zero-padded convolution by the compiled kernel (``None``: n/a)."""
+    def _compiled_geometry(self, k: Kernel) -> tuple[tuple[int, ...], ...] | None:
+        """``(size, stride, dilation, padding before, output sizes)`` for the compiled kernels.
+
+        ``None`` where they do not apply: not the full layout, circular padding, or
+        hyperparameters given as tensors (for autograd).
+        """
         if (
             k.layout != "full"
             or k.spatial_ndim == 0
             or self.padding == "circular"
             or isinstance(self.w_std, Tensor)
             or isinstance(self.b_std, Tensor)
+            or k.shape1 != k.shape2
         ):
             return None
         size, stride, dil = self._geometry(k.spatial_ndim)
-        coef = self._coefficients(k)
-        geometry = []
-        for shape in (k.shape1, k.shape2):
-            spatial = shape[1:]
-            before = tuple(
-                pads(n, f, s, d, self.padding)[0]
-                for n, f, s, d in zip(spatial, size, stride, dil, strict=True)
-            )
-            out = tuple(
-                out_size(n, f, s, d, self.padding)
-                for n, f, s, d in zip(spatial, size, stride, dil, strict=True)
-            )
-            geometry.append((before, out))
-        if geometry[0] != geometry[1]:
+        geometry = list(zip(k.shape1[1:], size, stride, dil, strict=True))
+        before = tuple(pads(n, f, s, d, self.padding)[0] for n, f, s, d in geometry)
+        out = tuple(out_size(n, f, s, d, self.padding) for n, f, s, d in geometry)
+        return size, stride, dil, before, out
+
+    def _fused(self, k: Kernel) -> Kernel | None:
+        """The full-layout, zero-padded convolution by the compiled kernel (``None``: n/a)."""
+        geometry = self._compiled_geometry(k)
+        if geometry is None:
             return None
-        before, out = geometry[0]
+        size, stride, dil, before, out = geometry
+        coef = self._coefficients(k)
         lead = 1 if k.diagonal else 2
         pair = _native.conv_pairs(k.nngp, k.ntk, lead, size, stride, dil, before, out, coef)
         if pair is None:
@@ -253,34 +254,13 @@ class Conv(Layer):
     def fuse_next(self, k: Kernel, nxt: Layer, variances: tuple[Tensor, Tensor]) -> Kernel | None:
         """Run the convolution and a ReLU-like activation in one compiled pass (full layout)."""
         slopes = nxt.arccos_slopes() if isinstance(nxt, Elementwise) else None
-        if (
-            slopes is None
-            or k.layout != "full"
-            or k.diagonal
-            or k.spatial_ndim == 0
-            or self.padding == "circular"
-            or isinstance(self.w_std, Tensor)
-            or isinstance(self.b_std, Tensor)
-            or k.shape1 != k.shape2
-        ):
+        geometry = self._compiled_geometry(k)
+        if slopes is None or geometry is None or k.diagonal:
             return None
-        size, stride, dil = self._geometry(k.spatial_ndim)
-        spatial = k.shape1[1:]
-        geometry = list(zip(spatial, size, stride, dil, strict=True))
-        before = tuple(pads(n, f, s, d, self.padding)[0] for n, f, s, d in geometry)
-        out = tuple(out_size(n, f, s, d, self.padding) for n, f, s, d in geometry)
+        size, stride, dil, before, out = geometry
+        coef = self._coefficients(k)
         pair = _native.conv_abrelu(
-            k.nngp,
-            k.ntk,
-            size,
-            stride,
-            dil,
-            before,
-            out,
-            self._coefficients(k),
-            variances[0],
-            variances[1],
-            *slopes,
+            k.nngp, k.ntk, size, stride, dil, before, out, coef, *variances, *slopes
         )
         if pair is None:
             return None
