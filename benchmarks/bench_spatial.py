@@ -41,6 +41,7 @@ from typing import Any
 import torch
 
 import neural_kernels as nk
+from neural_kernels.core.plan import plan_network
 
 from ._common import maxrss_mb, median_time
 from ._common import run_case as run_case_process
@@ -110,10 +111,15 @@ def _inputs(name: str, n: int, shape: tuple[int, ...], dtype: torch.dtype) -> to
     return torch.randn(n, *shape, generator=torch.Generator().manual_seed(0), dtype=dtype)
 
 
+def _mixing(net: nk.Layer, shape: tuple[int, ...]) -> bool:
+    """Whether the network needs the covariance between positions (the full layout)."""
+    return plan_network(net, shape, lambda: "bench").mixing
+
+
 def entries(net: nk.Sequential, shape: tuple[int, ...], n: int) -> int:
     """Covariance entries per layer: example pairs (upper triangle) times position pairs."""
     positions = math.prod(shape[1:])
-    per_pair = positions * positions if net.needs_full_spatial() else positions
+    per_pair = positions * positions if _mixing(net, shape) else positions
     return n * (n + 1) // 2 * per_pair
 
 
@@ -201,7 +207,7 @@ def run_case(name: str, n: int, dtype_name: str) -> dict[str, Any]:
         "name": name,
         "n": n,
         "dtype": dtype_name,
-        "layout": "full" if net.needs_full_spatial() else "diagonal",
+        "layout": "full" if _mixing(net, shape) else "diagonal",
         "seconds": seconds,
         "peak_mb": peak - baseline,
         "peak_total_mb": peak,

@@ -8,7 +8,7 @@ import pickle
 import torch
 
 import neural_kernels as nk
-from neural_kernels.layers.base import Facts
+from neural_kernels.core import Facts
 
 NET = nk.Sequential(
     nk.Dense(16, w_std=1.4, b_std=0.1),
@@ -150,7 +150,7 @@ def test_standard_ntk_scales_with_input_width() -> None:
 
 
 def test_chunk_tasks_cover_the_kernel() -> None:
-    from neural_kernels._engine import _chunk_tasks
+    from neural_kernels.core.tiling import chunk_tasks as _chunk_tasks
 
     for n1, n2, rows, cols in [(1, 1, 4, 4), (13, 13, 4, 4), (64, 64, 8, 8), (37, 37, 16, 5)]:
         for split in (True, False):

@@ -21,7 +21,8 @@ import torch
 
 import neural_kernels as nk
 from neural_kernels import _native
-from neural_kernels.kernel import Kernel
+from neural_kernels.core import KernelBlock
+from neural_kernels.core.plan import plan_network
 
 ROOT = Path(__file__).resolve().parents[1]
 HAS_CC = any(shutil.which(c) for c in (os.environ.get("CC") or "cc", "gcc", "clang"))
@@ -98,7 +99,9 @@ GEOMETRIES = [
 ]
 
 
-def _pair_kernel(spatial: tuple[int, ...], n1: int, n2: int, dtype: torch.dtype) -> Kernel:
+def _pair_kernel(
+    spatial: tuple[int, ...], n1: int, n2: int, dtype: torch.dtype
+) -> KernelBlock:
     """A random full-layout kernel (from feature Gram matrices, so it is a covariance)."""
     g = torch.Generator().manual_seed(1)
     p = math.prod(spatial)
@@ -114,7 +117,7 @@ def _pair_kernel(spatial: tuple[int, ...], n1: int, n2: int, dtype: torch.dtype)
     gram = torch.einsum("apc,bqc->abpq", f1, f2) / 5
     c1 = interleave(torch.einsum("apc,aqc->apq", f1, f1) / 5, 1)
     c2 = interleave(torch.einsum("apc,aqc->apq", f2, f2) / 5, 1)
-    return Kernel(
+    return KernelBlock(
         nngp=interleave(gram, 2),
         ntk=interleave(gram, 2) * 1.7,
         cov1=c1,
@@ -242,13 +245,17 @@ def test_networks_agree_with_and_without_compiled_kernels(name: str, dtype: torc
             assert _rel(getattr(fast, field), getattr(slow, field)) <= tol, field
 
 
+def _replays(net: nk.Layer, shape: tuple[int, ...] = (2, 8, 8)) -> bool:
+    return plan_network(net, shape, lambda: "test").replays
+
+
 @pytest.mark.parametrize("name", sorted(set(NETWORKS) - {"dropout"}))
 def test_replayed_variances_equal_carried_self_covariances(name: str) -> None:
     net = NETWORKS[name]()
-    assert net.replays_variances()
+    assert _replays(net)
     # Dropout(0) changes nothing but makes the engine carry whole self-covariances
     carried = nk.Sequential(*net.layers[:-1], nk.Dropout(0.0), net.layers[-1])
-    assert not carried.replays_variances()
+    assert not _replays(carried)
     x = torch.randn(6, 2, 8, 8, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
     y = torch.randn(3, 2, 8, 8, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
     for args in ((x, None), (x, y)):
@@ -258,13 +265,16 @@ def test_replayed_variances_equal_carried_self_covariances(name: str) -> None:
 
 
 def test_replayed_variances_only_where_exact() -> None:
-    assert NETWORKS["cnn_gap"]().replays_variances()
-    assert NETWORKS["residual"]().replays_variances()
+    assert _replays(NETWORKS["cnn_gap"]())
+    assert _replays(NETWORKS["residual"]())
     pooled_inside = nk.Sequential(nk.Conv(4), nk.Residual(nk.AvgPool(1, 1)), nk.GlobalAvgPool())
-    assert not pooled_inside.replays_variances()
-    assert not nk.Sequential(nk.Conv(4), nk.Dropout(0.1), nk.GlobalAvgPool()).replays_variances()
+    assert not _replays(pooled_inside)
+    # nested serial layers are flattened into steps: pooling inside them still replays
+    nested = nk.Sequential(nk.Sequential(nk.Conv(4), nk.AvgPool(2)), nk.GlobalAvgPool())
+    assert _replays(nested)
+    assert not _replays(nk.Sequential(nk.Conv(4), nk.Dropout(0.1), nk.GlobalAvgPool()))
     attention = nk.Sequential(nk.Dense(4), nk.GlobalSelfAttention(4, 4, 4, 2), nk.GlobalAvgPool())
-    assert not attention.replays_variances()
+    assert not _replays(attention, (6, 4))
 
 
 def _run_python(code: str, env: dict[str, str]) -> dict:

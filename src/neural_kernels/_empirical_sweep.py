@@ -12,7 +12,7 @@ import math
 import numbers
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -394,15 +394,15 @@ def _at_width(net: Any, width: int, parametrization: str, where: str) -> Any:
 
 def _rewrite(layer: Any, width: int, p: str, top: bool, where: str) -> Any:
     """Rebuild ``layer`` with hidden widths ``width`` (the readout keeps its own)."""
-    from .layers.base import Parallel, Residual, Sequential, _holds_width
+    from .core.plan import holds_width
+    from .layers.combinators import Parallel, Residual, Sequential
 
     if type(layer) is Residual:
-        branch = cast(Any, layer.layers[1]).layers[0]
-        return Residual(*(_rewrite(c, width, p, False, where) for c in branch.layers))
+        return Residual(*(_rewrite(c, width, p, False, where) for c in layer.branch.layers))
     if type(layer) is Sequential:
         readout = None
         if top:
-            readout = max((i for i, c in enumerate(layer.layers) if _holds_width(c)), default=None)
+            readout = max((i for i, c in enumerate(layer.layers) if holds_width(c)), default=None)
         return Sequential(
             *(_rewrite(c, width, p, i == readout, where) for i, c in enumerate(layer.layers))
         )
@@ -414,7 +414,7 @@ def _rewrite(layer: Any, width: int, p: str, top: bool, where: str) -> Any:
     changes: dict[str, Any] = {}
     if "parametrization" in names:
         changes["parametrization"] = p
-    if layer.has_width and not top:
+    if layer.requirements.has_width and not top:
         key = next((n for n in ("out_features", "out_channels") if n in names), None)
         if key is None:
             raise HyperparameterError(
@@ -425,7 +425,7 @@ def _rewrite(layer: Any, width: int, p: str, top: bool, where: str) -> Any:
                 )
             )
         changes[key] = width
-    elif any(_holds_width(c) for c in layer._sublayers()):
+    elif any(holds_width(c) for c in layer.children()):
         raise HyperparameterError(
             describe(
                 where,

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import math
 import numbers
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from .core.protocol import ModuleContext
 from .errors import (
     HyperparameterError,
     InputTypeError,
@@ -23,7 +25,7 @@ PARAMETRIZATIONS = ("ntk", "standard")
 KERNEL_NAMES = ("nngp", "ntk")
 
 
-def as_tensor(x: Any, name: str, where: str) -> Tensor:
+def as_tensor(x: Any, name: str, where: object) -> Tensor:
     """Convert ``x`` (tensor, array, nested list) to a floating tensor; check it is finite.
 
     Integers and booleans become float64; floating tensors keep their dtype.
@@ -72,7 +74,7 @@ def as_tensor(x: Any, name: str, where: str) -> Tensor:
     return t
 
 
-def check_batch(x: Tensor, name: str, where: str) -> None:
+def check_batch(x: Tensor, name: str, where: object) -> None:
     """``x`` must have a batch axis and at least one feature axis, and be non-empty."""
     if x.ndim < 2:
         raise ShapeError(
@@ -92,7 +94,7 @@ def check_batch(x: Tensor, name: str, where: str) -> None:
         )
 
 
-def check_pair(x1: Tensor, x2: Tensor, where: str) -> tuple[Tensor, Tensor]:
+def check_pair(x1: Tensor, x2: Tensor, where: object) -> tuple[Tensor, Tensor]:
     """``x1`` and ``x2`` must share feature shape and device; promote to a common dtype."""
     if x1.shape[1:] != x2.shape[1:]:
         raise ShapeError(
@@ -114,7 +116,7 @@ def check_pair(x1: Tensor, x2: Tensor, where: str) -> tuple[Tensor, Tensor]:
     return x1.to(dtype), x2.to(dtype)
 
 
-def parse_get(get: Any, where: str) -> tuple[str, ...]:
+def parse_get(get: Any, where: object) -> tuple[str, ...]:
     """Normalise ``get`` to a tuple of kernel names among ``("nngp", "ntk")``."""
     names = (get,) if isinstance(get, str) else tuple(get)
     bad = [g for g in names if g not in KERNEL_NAMES]
@@ -125,9 +127,39 @@ def parse_get(get: Any, where: str) -> tuple[str, ...]:
     return names
 
 
-def _where(layer: object) -> str:
-    """How a message names ``layer``: its ``repr``, or the string itself for a function name."""
-    return layer if isinstance(layer, str) else repr(layer)
+T = TypeVar("T")
+
+
+def given(value: T | None, what: str) -> T:
+    """``value``, which the caller asked for and so cannot be ``None`` (type narrowing).
+
+    Raises:
+        RuntimeError: ``value`` is ``None`` (a bug in the library, not in the input).
+
+    """
+    if value is None:
+        raise RuntimeError(f"internal error: {what} was asked for but not computed")
+    return value
+
+
+class _Lazy:
+    """A name for error messages, formatted only when an error is raised."""
+
+    def __init__(self, make: Callable[[], str]) -> None:
+        self.make = make
+
+    def __str__(self) -> str:
+        return self.make()
+
+
+def _where(layer: object) -> object:
+    """How a message names ``layer``: its ``repr``, or the string itself for a function name.
+
+    Formatted lazily: a layer's ``repr`` (a whole network's) is built only when raising.
+    """
+    if isinstance(layer, (str, _Lazy)):
+        return layer
+    return _Lazy(lambda: repr(layer))
 
 
 def check_std(layer: object, name: str, value: Any, allow_none: bool = False) -> None:
@@ -168,6 +200,40 @@ def check_std(layer: object, name: str, value: Any, allow_none: bool = False) ->
         )
 
 
+def check_real(layer: object, name: str, value: Any, *, minimum: float | None = None) -> None:
+    """``value`` must be a finite real number (``>= minimum`` when given)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise HyperparameterError(
+            describe(
+                _where(layer),
+                f"{name}={value!r} of type {type(value).__name__}",
+                f"Pass {name} as a Python float.",
+            )
+        )
+    v = float(value)
+    if not math.isfinite(v) or (minimum is not None and v < minimum):
+        need = "a finite number" if minimum is None else f"a finite number >= {minimum}"
+        raise HyperparameterError(describe(_where(layer), f"{name}={v}", f"Use {need}."))
+
+
+def check_int_range(
+    layer: object, name: str, value: Any, low: int, high: int, meaning: str = ""
+) -> None:
+    """``value`` must be an integer in ``[low, high]``; ``meaning`` explains the bounds."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, numbers.Integral)
+        or not (low <= int(value) <= high)
+    ):
+        raise HyperparameterError(
+            describe(
+                _where(layer),
+                f"{name}={value!r}",
+                f"Use an integer {name} from {low} to {high}{meaning}.",
+            )
+        )
+
+
 def check_positive_int(layer: object, name: str, value: Any) -> None:
     """A width or count must be an integer >= 1."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
@@ -191,12 +257,16 @@ def check_parametrization(
 
 
 def check_module_options(
-    layer: object, width: Any, parametrization: Any, generator: Any, dtype: Any, device: Any
-) -> Any:
+    layer: object,
+    width: Any,
+    parametrization: Any,
+    generator: Any,
+    dtype: Any,
+    device: Any,
+    channel_axis: int | None,
+) -> ModuleContext:
     """Validate the options of ``Layer.module`` and pack them in a ``ModuleContext``."""
-    from .layers.base import ModuleContext
-
-    where = f"{layer!r}.module"
+    where = _Lazy(lambda: f"{layer!r}.module")
     if width is not None:
         check_positive_int(where, "width", width)
     if parametrization is not None:
@@ -215,5 +285,4 @@ def check_module_options(
                 where, f"dtype={dtype!r}", "Pass a floating torch dtype such as torch.float64."
             )
         )
-    axis = layer.first_channel_axis() if hasattr(layer, "first_channel_axis") else None
-    return ModuleContext(width, parametrization, generator, dtype, device, axis)
+    return ModuleContext(width, parametrization, generator, dtype, device, channel_axis)

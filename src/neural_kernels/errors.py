@@ -51,11 +51,12 @@ class ModelError(NeuralKernelsError, ValueError):
     """
 
 
-def describe(where: str, got: str, fix: str) -> str:
+def describe(where: object, got: str, fix: str) -> str:
     """Format an error message as ``'<where>: <got>. <fix>'``.
 
     Args:
-        where: the layer (its ``repr``) or the function that refuses the input.
+        where: the layer (its ``repr``) or the function that refuses the input; any
+            object whose ``str`` names it (formatted here, only when raising).
         got: what it received, with the offending shapes or values.
         fix: what the user should do instead.
 

@@ -1,76 +1,74 @@
-r"""``Kernel``: the state that flows through the layers of an infinitely wide network.
+r"""``Kernel``: the NNGP and NTK of an infinitely wide network between two batches.
 
-A layer maps a :class:`Kernel` to a new :class:`Kernel`; nothing is mutated in place.
-For a block of ``n1`` rows and ``n2`` columns of example pairs the fields are
+``net.kernel(x1, x2)`` returns a :class:`Kernel` whose fields are
 
 * ``nngp``: the NNGP kernel :math:`K(x_i, x'_j)`, shape ``(n1, n2)``;
 * ``ntk``: the neural tangent kernel :math:`\Theta(x_i, x'_j)`, shape ``(n1, n2)``,
   or ``None`` when only the NNGP was asked for;
 * ``cov1``: the variances :math:`K(x_i, x_i)`, shape ``(n1,)``;
-* ``cov2``: the variances :math:`K(x'_j, x'_j)`, shape ``(n2,)``.
+* ``cov2``: the variances :math:`K(x'_j, x'_j)`, shape ``(n2,)``;
 
-With ``diagonal=True`` the kernel holds only the pairs :math:`(x_i, x_i)`: ``nngp`` and
-``ntk`` have shape ``(n,)`` and equal ``cov1`` (for the NNGP) on every entry.
+plus static facts of the network's output (feature shapes, Gaussianity, layout).
+``net.kernel_diag(x)`` returns one with ``self_pairs=True``: ``nngp`` and ``ntk`` of
+shape ``(n,)``, the kernels of each example with itself.
 
-Spatial kernels add one axis pair per spatial axis; see :class:`Kernel`.
+Outputs that keep spatial axes add one axis pair per spatial axis: ``(n1, n2, H, H', W,
+W')`` with ``layout="full"`` (every two positions), ``(n1, n2, H, W)`` with
+``layout="diagonal"`` (same positions only).
 
-The static facts are those layers need to check their input and to compute their
-finite-width corrections: ``shape1``/``shape2`` are the feature shapes (without the
-batch axis) of the *finite* network at this point, and ``is_gaussian`` says whether
-the current outputs are Gaussian (the output of a random affine map is; the output
-of an activation is not).
+A ``Kernel`` is a frozen dataclass of tensors: it pickles, and ``torch.save`` /
+``torch.load`` (``weights_only=True``, torch's default) round-trip it.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
 
+from .core.block import KernelBlock, same_position_equation
+
 __all__ = ["Kernel"]
 
+#: Names of the engine's working state that the public result no longer carries.
+_MOVED = frozenset(
+    {
+        "variances",
+        "place_self",
+        "place",
+        "self_marginals",
+        "marginals",
+        "cov_is_variance",
+        "pairs_are_same_position",
+        "pattern1",
+        "pattern2",
+        "origin",
+        "cov_variance",
+    }
+)
 
-def _diag_equation(spatial: int) -> str:
-    """``'iaabb->iab'``-style einsum taking the same-position entries of a full layout."""
-    letters = "abcdefgh"[:spatial]
-    return "z" + "".join(c + c for c in letters) + "->z" + letters
 
-
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Kernel:
-    """Kernels of a block of example pairs, with the static facts layers need.
-
-    Spatial inputs (images, sequences) keep one axis pair per spatial axis. With
-    ``layout="full"`` the entries of a pair of examples are the covariances between every
-    two positions, interleaved: ``(n1, n2, H, H', W, W')`` for images. With
-    ``layout="diagonal"`` only same-position entries are kept: ``(n1, n2, H, W)``. A
-    network is computed in the cheapest layout that is still exact (a ``Flatten`` readout
-    needs only the diagonal; pooling needs the full covariance).
+    """NNGP and NTK of a network between two batches of inputs.
 
     Attributes:
-        nngp: NNGP kernel, shape ``(n1, n2, *pairs)`` (``(n, *pairs)`` when ``diagonal``).
-        ntk: NTK, same shape as ``nngp``, or ``None`` when it is not computed.
-        cov1: covariances of each first input with itself, shape ``(n1, *pairs)``
-            (variances ``(n1,)`` for fully connected kernels).
-        cov2: the same for the second inputs, shape ``(n2, *pairs)``.
-        shape1: feature shape of the first inputs in the finite network (no batch axis).
-        shape2: feature shape of the second inputs in the finite network.
-        is_gaussian: whether the outputs at this point are Gaussian.
-        diagonal: whether only the pairs ``(x_i, x_i)`` are held.
-        layout: ``"full"`` or ``"diagonal"`` spatial covariance.
-        channel_axis: the channel axis of ``shape1`` (``0``: channels first as in
-            ``Conv``; ``-1``: channels last as in ``Dense``).
-        pattern1: per-example graph adjacency of the first inputs ``(n1, L, L)`` for
-            ``Aggregate``, or ``None``.
-        pattern2: the same for the second inputs ``(n2, L, L)``.
-        origin: when both inputs are the same batch (``x2=None``), the indices
-            ``(row, col)`` of this block's first entry, so that a layer can tell pairs of
-            an example with itself (``row + a == col + b``); ``None`` otherwise.
-        cov_variance: whether ``cov1``/``cov2`` hold per-position variances
-            ``(n, *spatial)`` even though the layout is full (the engine then supplies
-            each layer's exact variances; see ``Layer.variance_replay``).
+        nngp: NNGP kernel, shape ``(n1, n2, *pairs)`` (``(n, *pairs)`` for self-pairs).
+        ntk: NTK, same shape as ``nngp``, or ``None`` when it was not asked for.
+        cov1: each first input's covariance with itself: ``(n1,)`` for flat outputs,
+            ``(n1, *pairs)`` for spatial ones.
+        cov2: the same for the second inputs.
+        shape1: feature shape of the network's output for the first inputs (no batch).
+        shape2: the same for the second inputs.
+        is_gaussian: whether the network's outputs are Gaussian (they are after a
+            ``Dense`` readout).
+        self_pairs: whether only the pairs ``(x_i, x_i)`` are held (``kernel_diag``).
+        layout: ``"full"`` or ``"diagonal"`` spatial covariance (spatial outputs only).
+        channel_axis: the channel axis of ``shape1`` (``0`` channels first, ``-1`` last).
 
     """
 
@@ -80,105 +78,106 @@ class Kernel:
     cov2: Tensor
     shape1: tuple[int, ...]
     shape2: tuple[int, ...]
-    is_gaussian: bool = False
-    diagonal: bool = False
-    layout: str = "full"
-    channel_axis: int = -1
-    pattern1: Tensor | None = None
-    pattern2: Tensor | None = None
-    origin: tuple[int, int] | None = None
-    cov_variance: bool = False
+    is_gaussian: bool
+    self_pairs: bool
+    layout: str
+    channel_axis: int
 
-    def replace(self, **changes: object) -> Kernel:
+    def __init__(
+        self,
+        nngp: Tensor,
+        ntk: Tensor | None = None,
+        cov1: Tensor | None = None,
+        cov2: Tensor | None = None,
+        shape1: tuple[int, ...] = (),
+        shape2: tuple[int, ...] = (),
+        is_gaussian: bool = False,
+        self_pairs: bool = False,
+        layout: str = "full",
+        channel_axis: int = -1,
+        **deprecated: Any,
+    ) -> None:
+        if "diagonal" in deprecated:
+            warnings.warn(
+                "Kernel(diagonal=...) is deprecated: use self_pairs=... (a kernel of each "
+                "example with itself). 'diagonal' now only names the spatial layout.",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            self_pairs = bool(deprecated.pop("diagonal"))
+        for name in ("pattern1", "pattern2", "origin", "cov_variance"):
+            deprecated.pop(name, None)  # engine state: no longer part of the result
+        if deprecated:
+            raise TypeError(f"Kernel() got unexpected keyword arguments {sorted(deprecated)}")
+        if cov1 is None:
+            cov1 = nngp if self_pairs else torch.diagonal(nngp, dim1=0, dim2=1)
+        values = {
+            "nngp": nngp,
+            "ntk": ntk,
+            "cov1": cov1,
+            "cov2": cov1 if cov2 is None else cov2,
+            "shape1": tuple(shape1),
+            "shape2": tuple(shape2 or shape1),
+            "is_gaussian": bool(is_gaussian),
+            "self_pairs": bool(self_pairs),
+            "layout": layout,
+            "channel_axis": int(channel_axis),
+        }
+        for key, value in values.items():
+            object.__setattr__(self, key, value)
+
+    def replace(self, **changes: Any) -> Kernel:
         """Return a copy with the given fields changed."""
-        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+        return dataclasses.replace(self, **changes)
 
     @property
     def spatial_ndim(self) -> int:
-        """Number of spatial axes (``0`` for fully connected features)."""
+        """Number of spatial axes of the output (``0`` for flat features)."""
         return max(len(self.shape1) - 1, 0)
 
     @property
     def spatial_shape(self) -> tuple[int, ...]:
-        """Spatial sizes of the first inputs, e.g. ``(H, W)``."""
+        """Spatial sizes of the output for the first inputs, e.g. ``(H, W)``."""
         if self.spatial_ndim == 0:
             return ()
         return self.shape1[1:] if self.channel_axis == 0 else self.shape1[:-1]
 
     @property
-    def cov_is_variance(self) -> bool:
-        """Whether ``cov1``/``cov2`` hold per-position variances only."""
-        return self.spatial_ndim == 0 or self.layout == "diagonal" or self.cov_variance
-
-    @property
-    def pairs_are_same_position(self) -> bool:
-        """Whether ``nngp`` holds only same-position entries (no axis pairs)."""
-        return self.spatial_ndim == 0 or self.layout == "diagonal"
-
-    def variances(self, cov: Tensor) -> Tensor:
-        """Per-position variances ``(n, *spatial)`` of a ``cov1``/``cov2`` tensor."""
-        if self.cov_is_variance:
-            return cov
-        return torch.einsum(_diag_equation(self.spatial_ndim), cov)
-
-    def place_self(self, v: Tensor) -> tuple[Tensor, Tensor]:
-        """Per-position values ``v`` ``(n, *spatial)`` broadcast against a self-covariance.
-
-        Returns the values placed on the first and on the second position of each pair.
-        """
-        if self.cov_is_variance:
-            return v, v
-        n = v.shape[0]
-        a = v.reshape(n, *[d for size in v.shape[1:] for d in (size, 1)])
-        b = v.reshape(n, *[d for size in v.shape[1:] for d in (1, size)])
-        return a, b
-
-    def place(self, v1: Tensor, v2: Tensor) -> tuple[Tensor, Tensor]:
-        """Per-position values of the first and second inputs broadcast against ``nngp``."""
-        if self.diagonal:
-            return self.place_self(v1)
-        if self.pairs_are_same_position:
-            return v1.unsqueeze(1), v2.unsqueeze(0)
-        a = v1.reshape(v1.shape[0], 1, *[d for size in v1.shape[1:] for d in (size, 1)])
-        b = v2.reshape(1, v2.shape[0], *[d for size in v2.shape[1:] for d in (1, size)])
-        return a, b
-
-    def self_marginals(self, cov: Tensor) -> tuple[Tensor, Tensor]:
-        """Variances ``(q_a, q_b)`` broadcast against a same-example covariance ``cov``."""
-        return self.place_self(self.variances(cov))
-
-    def marginals(self) -> tuple[Tensor, Tensor]:
-        """The variances ``(q1, q2)`` broadcast against ``nngp``.
-
-        Returns:
-            For a fully connected block ``cov1[:, None]`` and ``cov2[None, :]``; for spatial
-            kernels the per-position variances placed on their axes of the pair layout; for
-            a diagonal (self-pairs) kernel the marginals of ``nngp`` itself.
-
-        """
-        return self.place(self.variances(self.cov1), self.variances(self.cov2))
+    def diagonal(self) -> bool:
+        """Deprecated name of :attr:`self_pairs`."""
+        warnings.warn(
+            "Kernel.diagonal is deprecated: use Kernel.self_pairs (the kernel of each example "
+            "with itself); 'diagonal' now only names the spatial layout.",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.self_pairs
 
     def to_diagonal_layout(self) -> Kernel:
-        """The same kernel keeping only same-position covariances (``layout="diagonal"``).
-
-        Exact for every later layer that needs no covariance between two positions.
-        """
-        if self.pairs_are_same_position:
+        """The same kernel keeping only same-position covariances (``layout="diagonal"``)."""
+        if self.spatial_ndim == 0 or self.layout == "diagonal":
             return self.replace(layout="diagonal")
-        s = self.spatial_ndim
-        letters = "abcdefgh"[:s]
-        pair = "".join(c + c for c in letters)
-        lead = "z" if self.diagonal else "yz"
-        eq = f"{lead}{pair}->{lead}{letters}"
-        ntk = None if self.ntk is None else torch.einsum(eq, self.ntk)
-        same = self.cov2 is self.cov1
-        cov1 = self.variances(self.cov1)
+        lead = 1 if self.self_pairs else 2
+        eq = same_position_equation(lead, self.spatial_ndim)
+        cov_eq = same_position_equation(1, self.spatial_ndim)
+        cov1 = torch.einsum(cov_eq, self.cov1)
         return self.replace(
             nngp=torch.einsum(eq, self.nngp),
-            ntk=ntk,
+            ntk=None if self.ntk is None else torch.einsum(eq, self.ntk),
             cov1=cov1,
-            cov2=cov1 if same else self.variances(self.cov2),
+            cov2=cov1 if self.cov2 is self.cov1 else torch.einsum(cov_eq, self.cov2),
             layout="diagonal",
+        )
+
+    def to(self, *args: Any, **kwargs: Any) -> Kernel:
+        """Move every tensor, as ``Tensor.to`` (device and/or dtype)."""
+        same = self.cov2 is self.cov1
+        cov1 = self.cov1.to(*args, **kwargs)
+        return self.replace(
+            nngp=self.nngp.to(*args, **kwargs),
+            ntk=None if self.ntk is None else self.ntk.to(*args, **kwargs),
+            cov1=cov1,
+            cov2=cov1 if same else self.cov2.to(*args, **kwargs),
         )
 
     @property
@@ -191,10 +190,38 @@ class Kernel:
         """The device of the kernel entries."""
         return self.nngp.device
 
+    def __getattr__(self, name: str) -> Any:
+        if name in _MOVED:
+            warnings.warn(
+                f"Kernel.{name} is deprecated: it is engine working state, now on the "
+                "internal neural_kernels.core.KernelBlock.",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            return getattr(self._block(), name)
+        raise AttributeError(f"'Kernel' object has no attribute {name!r}")
+
+    def _block(self) -> KernelBlock:
+        return KernelBlock(
+            nngp=self.nngp,
+            ntk=self.ntk,
+            cov1=self.cov1,
+            cov2=self.cov2,
+            shape1=self.shape1,
+            shape2=self.shape2,
+            is_gaussian=self.is_gaussian,
+            self_pairs=self.self_pairs,
+            layout=self.layout,
+            channel_axis=self.channel_axis,
+        )
+
     def __repr__(self) -> str:
         ntk = None if self.ntk is None else tuple(self.ntk.shape)
         return (
             f"Kernel(nngp={tuple(self.nngp.shape)}, ntk={ntk}, dtype={self.nngp.dtype}, "
             f"shape1={self.shape1}, shape2={self.shape2}, is_gaussian={self.is_gaussian}, "
-            f"diagonal={self.diagonal}, layout={self.layout!r})"
+            f"self_pairs={self.self_pairs}, layout={self.layout!r})"
         )
+
+
+torch.serialization.add_safe_globals([Kernel])

@@ -41,6 +41,7 @@ from ._validation import (
     check_pair,
     check_parametrization,
     check_positive_int,
+    given,
     parse_get,
 )
 from .errors import InputTypeError, describe
@@ -100,10 +101,10 @@ class _Welford:
         self.m2 += delta * (x - self.mean)  # type: ignore[operator]
 
     def stderr(self) -> Tensor:
-        assert self.mean is not None and self.m2 is not None
+        mean, m2 = given(self.mean, "the running mean"), given(self.m2, "the running m2")
         if self.count < 2:
-            return torch.full_like(self.mean, math.inf)
-        return torch.sqrt(self.m2 / (self.count - 1) / self.count)
+            return torch.full_like(mean, math.inf)
+        return torch.sqrt(m2 / (self.count - 1) / self.count)
 
 
 def monte_carlo_kernel(
@@ -252,9 +253,8 @@ def monte_carlo_kernel(
         if want_ntk:
             ntk_acc.add(_empirical_ntk(model, params, buffers, a, b, symmetric, step1, step2))
 
-    assert nngp_acc.mean is not None
     return MonteCarloKernel(
-        nngp=nngp_acc.mean,
+        nngp=given(nngp_acc.mean, "the NNGP mean"),
         ntk=ntk_acc.mean if want_ntk else None,
         nngp_stderr=nngp_acc.stderr(),
         ntk_stderr=ntk_acc.stderr() if want_ntk else None,
@@ -294,9 +294,8 @@ def _contract(j1: dict[str, Tensor], j2: dict[str, Tensor]) -> Tensor:
     for name, a in j1.items():
         term = torch.einsum("iop,jop->ij", a, j2[name])
         out = term if out is None else out + term
-    assert out is not None
     m = next(iter(j1.values())).shape[1]
-    return out / m
+    return given(out, "the contraction") / m
 
 
 def _empirical_ntk(

@@ -240,7 +240,7 @@ class _Kernels:
     def __init__(self, obj: Any, role: str, where: str) -> None:
         self.role, self.where = role, where
         if isinstance(obj, Kernel):
-            if obj.diagonal:
+            if obj.self_pairs:
                 raise ShapeError(
                     describe(
                         where,

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import neural_kernels as nk
+from neural_kernels.core.plan import plan_network
 
 from ..properties import assert_kernel_properties
 
@@ -101,13 +102,17 @@ def test_spatial_layer_properties(name: str) -> None:
     assert_kernel_properties(net, x1, x2)
 
 
+def _mixing(net: nk.Layer) -> bool:
+    return plan_network(net, (2, 5, 5), lambda: "test").mixing
+
+
 def test_full_and_diagonal_layouts_agree_before_flatten() -> None:
     # Forcing the full layout (by pooling with a window of one) changes nothing.
     x = torch.randn(4, 2, 5, 5, dtype=torch.float64)
     body = (nk.Conv(4, 3, w_std=1.5, b_std=0.1), nk.ReLU(), nk.Conv(4, 3), nk.ReLU())
     diagonal = nk.Sequential(*body, nk.Flatten(), nk.Dense(1))
     full = nk.Sequential(*body, nk.AvgPool(1), nk.Flatten(), nk.Dense(1))
-    assert not diagonal.needs_full_spatial() and full.needs_full_spatial()
+    assert not _mixing(diagonal) and _mixing(full)
     a, b = diagonal.kernel(x), full.kernel(x)
     torch.testing.assert_close(a.nngp, b.nngp, rtol=1e-12, atol=0)
     torch.testing.assert_close(a.ntk, b.ntk, rtol=1e-12, atol=0)

@@ -33,6 +33,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from .._numerics import snap_factor
+
 __all__ = ["abrelu_dual", "conv_abrelu", "conv_pairs", "native_status", "set_native"]
 
 _SOURCE = Path(__file__).with_name("kernels.c")
@@ -291,11 +293,6 @@ def _library_for(first: Tensor, *others: Tensor | None) -> ctypes.CDLL | None:
     return _library()
 
 
-def _snap(dtype: torch.dtype) -> float:
-    """Correlations within 16 rounding units of +-1 are snapped to +-1 (as the eager path)."""
-    return 1.0 + 16.0 * torch.finfo(dtype).eps
-
-
 def _conv_buffers(
     lib: ctypes.CDLL,
     nngp: Tensor,
@@ -360,7 +357,17 @@ def abrelu_dual(
     out_n = torch.empty_like(k)
     out_t = None if t is None else torch.empty_like(t)
     fn = lib.nk_abrelu_dual_f64 if k.dtype == torch.float64 else lib.nk_abrelu_dual_f32
-    fn(k.numel(), _ptr(k), _ptr(norm), _ptr(t), _ptr(out_n), _ptr(out_t), a, b, _snap(k.dtype))
+    fn(
+        k.numel(),
+        _ptr(k),
+        _ptr(norm),
+        _ptr(t),
+        _ptr(out_n),
+        _ptr(out_t),
+        a,
+        b,
+        snap_factor(k.dtype),
+    )
     return out_n, out_t
 
 
@@ -462,6 +469,6 @@ def conv_abrelu(
         *coef,
         a,
         b,
-        _snap(kn.dtype),
+        snap_factor(kn.dtype),
     )
     return on, ot

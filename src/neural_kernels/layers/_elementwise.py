@@ -18,10 +18,14 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+import torch
 from torch import Tensor, nn
 
-from ..kernel import Kernel
-from .base import Facts, FactsFlow, Flow, Layer, ModuleContext, Requirements
+from .._validation import given
+from ..core.block import KernelBlock
+from ..core.protocol import FactsFlow, Flow, ModuleContext, Requirements, Variances
+from ._safe import safe_sqrt
+from .base import Layer, one_block, one_facts
 
 __all__ = ["Elementwise", "ElementwiseModule"]
 
@@ -30,9 +34,12 @@ __all__ = ["Elementwise", "ElementwiseModule"]
 class Elementwise(Layer):
     """An elementwise nonlinearity ``phi``, defined by ``fn`` and its ``dual``."""
 
-    variance_replay: ClassVar[str] = "exact"
-
-    requirements: ClassVar[Requirements] = Requirements(gaussian_input=True)
+    requirements: ClassVar[Requirements] = Requirements(
+        gaussian_input=True, variances=Variances.EXACT
+    )
+    #: Whether :meth:`dual` works on the correlation clamped to ``[-1, 1]`` itself (the
+    #: arc-cosine duals, quadrature); otherwise covariances are clamped before the dual.
+    clamps_correlation: ClassVar[bool] = False
 
     def fn(self, x: Tensor) -> Tensor:
         """The activation applied elementwise to a tensor of any shape."""
@@ -75,30 +82,44 @@ class Elementwise(Layer):
         nngp, dot = self.dual(k, q1, q2, ntk is not None)
         if ntk is None:
             return nngp, None
-        assert dot is not None  # asked for
-        return nngp, ntk * dot
+        return nngp, ntk * given(dot, "the derivative dual")
 
     def infer_facts(self, facts: FactsFlow) -> FactsFlow:
-        assert isinstance(facts, Facts)
+        facts = one_facts(self, facts)
         return dataclasses.replace(facts, is_gaussian=False)
 
+    def _bounded_kernels(
+        self, k: Tensor, q1: Tensor, q2: Tensor, ntk: Tensor | None
+    ) -> tuple[Tensor, Tensor | None]:
+        r""":meth:`dual_kernels` on covariances clamped to :math:`|K| \le \sqrt{q_1 q_2}`.
+
+        Rounding can push a covariance past the geometric mean of its variances, where
+        a dual that is not written in terms of the correlation (``exp``, ``arcsin`` of a
+        ratio, polynomials) leaves its domain; a layer map of slope above one (the
+        chaotic phase) would then amplify the excess without bound.
+        """
+        if not self.clamps_correlation:
+            bound = safe_sqrt(q1 * q2)
+            k = torch.minimum(torch.maximum(k, -bound), bound)
+        return self.dual_kernels(k, q1, q2, ntk)
+
     def transform(self, k: Flow) -> Flow:
-        assert isinstance(k, Kernel)
+        k = one_block(self, k)
         q1, q2 = k.marginals()
-        nngp, ntk = self.dual_kernels(k.nngp, q1, q2, k.ntk)
-        if k.diagonal:
+        nngp, ntk = self._bounded_kernels(k.nngp, q1, q2, k.ntk)
+        if k.self_pairs:
             cov1 = cov2 = nngp
         else:
             cov1 = self._self_dual(k, k.cov1)
             cov2 = cov1 if k.cov2 is k.cov1 else self._self_dual(k, k.cov2)
         return k.replace(nngp=nngp, ntk=ntk, cov1=cov1, cov2=cov2, is_gaussian=False)
 
-    def _self_dual(self, k: Kernel, cov: Tensor) -> Tensor:
+    def _self_dual(self, k: KernelBlock, cov: Tensor) -> Tensor:
         """The dual applied to a same-example covariance (variances, or a full layout)."""
         if k.cov_is_variance:
             return self.dual_var(cov)
         qa, qb = k.self_marginals(cov)
-        return self.dual_kernels(cov, qa, qb, None)[0]
+        return self._bounded_kernels(cov, qa, qb, None)[0]
 
     def make_module(self, in_shape: Any, ctx: ModuleContext) -> nn.Module:
         return ElementwiseModule(self)

@@ -15,6 +15,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .._numerics import snap_factor
+
 __all__ = ["correlation", "safe_acos", "safe_sqrt"]
 
 
@@ -86,8 +88,7 @@ def correlation(k: Tensor, q1: Tensor, q2: Tensor) -> tuple[Tensor, Tensor]:
         broadcast to it.
 
     """
-    snap = 1.0 + 16.0 * torch.finfo(k.dtype).eps
-    c = k * (_rsqrt_var(q1) * snap)
+    c = k * (_rsqrt_var(q1) * snap_factor(k.dtype))
     c = c * _rsqrt_var(q2)
     c = c.clamp(-1.0, 1.0)
     norm = safe_sqrt(q1) * safe_sqrt(q2)

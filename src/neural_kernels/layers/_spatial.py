@@ -15,26 +15,53 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ..core.block import KernelBlock, same_position_equation
 from ..errors import HyperparameterError, describe
-from ..kernel import Kernel
 
 PADDINGS = ("same", "valid", "circular")
 
 
-def as_tuple(layer: object, name: str, value: Any, ndim: int) -> tuple[int, ...]:
-    """``value`` (an int or a sequence) as a tuple of ``ndim`` positive ints."""
-    values = (value,) * ndim if isinstance(value, int) else tuple(value)
-    if len(values) != ndim or any(
-        isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in values
-    ):
+def _positive_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 1
+
+
+def geometry_value(layer: object, name: str, value: Any) -> int | tuple[int, ...]:
+    """A window size, stride or dilation, checked once at construction.
+
+    Returns ``value`` as a positive int (the same on every axis) or a tuple of them.
+
+    Raises:
+        HyperparameterError: anything else.
+
+    """
+    if _positive_int(value):
+        return int(value)
+    if isinstance(value, (tuple, list)) and value and all(_positive_int(v) for v in value):
+        return tuple(int(v) for v in value)
+    raise HyperparameterError(
+        describe(
+            layer,
+            f"{name}={value!r}",
+            f"Give {name} as a positive int or a tuple of positive ints (one per spatial axis).",
+        )
+    )
+
+
+def expand(value: int | tuple[int, ...], ndim: int) -> tuple[int, ...]:
+    """A geometry value (see :func:`geometry_value`) for ``ndim`` spatial axes."""
+    return (value,) * ndim if isinstance(value, int) else value
+
+
+def check_geometry_rank(layer: object, name: str, value: int | tuple[int, ...], ndim: int) -> None:
+    """A tuple geometry value must have one entry per spatial axis."""
+    if not isinstance(value, int) and len(value) != ndim:
         raise HyperparameterError(
             describe(
-                repr(layer),
-                f"{name}={value!r} for {ndim} spatial axes",
-                f"Give {name} as a positive int or a tuple of {ndim} positive ints.",
+                layer,
+                f"{name}={value!r} for inputs with {ndim} spatial axes",
+                f"Give {name} as an int or a tuple of {ndim} ints.",
             )
         )
-    return values
 
 
 def check_padding(layer: object, padding: Any) -> None:
@@ -144,17 +171,17 @@ def _same_window_sum(
     return acc
 
 
-def pair_axes(k: Kernel, which: str) -> list[list[int]]:
+def pair_axes(k: KernelBlock, which: str) -> list[list[int]]:
     """For each spatial axis, the axes of ``nngp`` (``which="pair"``) or ``cov`` holding it."""
     s = k.spatial_ndim
-    lead = 1 if (which == "cov" or k.diagonal) else 2
+    lead = 1 if (which == "cov" or k.self_pairs) else 2
     single = k.cov_is_variance if which == "cov" else k.pairs_are_same_position
     if single:
         return [[lead + i] for i in range(s)]
     return [[lead + 2 * i, lead + 2 * i + 1] for i in range(s)]
 
 
-def apply_per_axis(k: Kernel, fn: Any) -> Kernel:
+def apply_per_axis(k: KernelBlock, fn: Any) -> KernelBlock:
     """Apply ``fn(tensor, axes, spatial_index)`` to nngp, ntk, cov1 and cov2 of ``k``."""
 
     def run(t: Tensor, which: str) -> Tensor:
@@ -172,7 +199,7 @@ def apply_per_axis(k: Kernel, fn: Any) -> Kernel:
     )
 
 
-def spatial_reduce(k: Kernel, t: Tensor, which: str, op: str) -> Tensor:
+def spatial_reduce(k: KernelBlock, t: Tensor, which: str, op: str) -> Tensor:
     """Mean or sum of ``t`` over all its spatial axes (full: all position pairs)."""
     axes = [ax for group in pair_axes(k, which) for ax in group]
     if not axes:
@@ -180,15 +207,12 @@ def spatial_reduce(k: Kernel, t: Tensor, which: str, op: str) -> Tensor:
     return t.mean(dim=axes) if op == "mean" else t.sum(dim=axes)
 
 
-def same_position(k: Kernel, t: Tensor, which: str) -> Tensor:
+def same_position(k: KernelBlock, t: Tensor, which: str) -> Tensor:
     """The same-position entries of ``t`` (the diagonal of each axis pair)."""
     if k.cov_is_variance if which == "cov" else k.pairs_are_same_position:
         return t
-    lead = 1 if (which == "cov" or k.diagonal) else 2
-    letters = "abcdefgh"[: k.spatial_ndim]
-    head = "yz"[:lead]
-    eq = head + "".join(c + c for c in letters) + "->" + head + letters
-    return torch.einsum(eq, t)
+    lead = 1 if which == "cov" else k.lead
+    return torch.einsum(same_position_equation(lead, k.spatial_ndim), t)
 
 
 def prod(values: Sequence[int]) -> int:

@@ -15,14 +15,15 @@ docstring says so.
 from __future__ import annotations
 
 import math
-import numbers
 from dataclasses import dataclass
-from typing import Any
+from typing import ClassVar
 
 import torch
 from torch import Tensor
 
 from .. import _native
+from .._numerics import snap_factor
+from .._validation import check_real
 from ..errors import HyperparameterError, describe
 from ._elementwise import Elementwise
 from ._safe import INV_2PI, correlation, safe_acos, safe_sqrt
@@ -95,7 +96,7 @@ def _relu_dual_inplace(
     16 rounding units of one, see :func:`~neural_kernels.layers._safe.correlation`).
     """
     tiny = torch.finfo(k.dtype).tiny
-    snap = 1.0 + 16.0 * torch.finfo(k.dtype).eps
+    snap = snap_factor(k.dtype)
     c = k * (q1.clamp_min(tiny).rsqrt() * snap)
     c.mul_(q2.clamp_min(tiny).rsqrt()).clamp_(-1.0, 1.0)
     one = torch.ones((), dtype=k.dtype, device=k.device)
@@ -109,7 +110,37 @@ def _relu_dual_inplace(
 
 
 @dataclass(frozen=True)
-class ReLU(Elementwise):
+class _ArcCosine(Elementwise):
+    r"""An activation :math:`\phi(x) = a \min(x, 0) + b \max(x, 0)`: its dual is an arc-cosine.
+
+    Subclasses give the slopes :math:`(a, b)` (:meth:`arccos_slopes`) and ``fn``; the
+    dual, its compiled fused form and the variance map are written here once.
+    """
+
+    clamps_correlation: ClassVar[bool] = True
+
+    def arccos_slopes(self) -> tuple[float, float]:
+        raise NotImplementedError
+
+    def dual(
+        self, k: Tensor, q1: Tensor, q2: Tensor, want_dot: bool
+    ) -> tuple[Tensor, Tensor | None]:
+        a, b = self.arccos_slopes()
+        return _abrelu_dual(a, b, k, q1, q2, want_dot)
+
+    def dual_kernels(
+        self, k: Tensor, q1: Tensor, q2: Tensor, ntk: Tensor | None
+    ) -> tuple[Tensor, Tensor | None]:
+        a, b = self.arccos_slopes()
+        return _abrelu_kernels(self, a, b, k, q1, q2, ntk)
+
+    def dual_var(self, q: Tensor) -> Tensor:
+        a, b = self.arccos_slopes()
+        return 0.5 * (a * a + b * b) * q
+
+
+@dataclass(frozen=True)
+class ReLU(_ArcCosine):
     r"""Rectified linear unit :math:`\phi(x) = \max(x, 0)`: the arc-cosine kernel.
 
     .. math::
@@ -120,34 +151,19 @@ class ReLU(Elementwise):
     def fn(self, x: Tensor) -> Tensor:
         return torch.relu(x)
 
+    def arccos_slopes(self) -> tuple[float, float]:
+        return (0.0, 1.0)
+
     def dual(
         self, k: Tensor, q1: Tensor, q2: Tensor, want_dot: bool
     ) -> tuple[Tensor, Tensor | None]:
         if not _needs_grad(k, q1, q2):
             return _relu_dual_inplace(k, q1, q2, want_dot)
-        c, norm = correlation(k, q1, q2)
-        theta = safe_acos(c)
-        pi_minus = math.pi - theta
-        sin = safe_sqrt(1.0 - c * c)
-        nngp = (sin + pi_minus * c) * norm
-        nngp = nngp * INV_2PI
-        dot = pi_minus * INV_2PI if want_dot else None
-        return nngp, dot
-
-    def arccos_slopes(self) -> tuple[float, float] | None:
-        return (0.0, 1.0)
-
-    def dual_kernels(
-        self, k: Tensor, q1: Tensor, q2: Tensor, ntk: Tensor | None
-    ) -> tuple[Tensor, Tensor | None]:
-        return _abrelu_kernels(self, 0.0, 1.0, k, q1, q2, ntk)
-
-    def dual_var(self, q: Tensor) -> Tensor:
-        return 0.5 * q
+        return super().dual(k, q1, q2, want_dot)
 
 
 @dataclass(frozen=True)
-class LeakyReLU(Elementwise):
+class LeakyReLU(_ArcCosine):
     r"""Leaky ReLU :math:`\phi(x) = \max(x, 0) + \alpha \min(x, 0)`, ``alpha = negative_slope``.
 
     The dual is that of :class:`ABReLU` with ``a = negative_slope``, ``b = 1``.
@@ -155,28 +171,18 @@ class LeakyReLU(Elementwise):
 
     negative_slope: float = 0.01
 
+    def __post_init__(self) -> None:
+        check_real(self, "negative_slope", self.negative_slope)
+
     def fn(self, x: Tensor) -> Tensor:
         return torch.nn.functional.leaky_relu(x, self.negative_slope)
 
-    def dual(
-        self, k: Tensor, q1: Tensor, q2: Tensor, want_dot: bool
-    ) -> tuple[Tensor, Tensor | None]:
-        return _abrelu_dual(self.negative_slope, 1.0, k, q1, q2, want_dot)
-
-    def arccos_slopes(self) -> tuple[float, float] | None:
+    def arccos_slopes(self) -> tuple[float, float]:
         return (self.negative_slope, 1.0)
-
-    def dual_kernels(
-        self, k: Tensor, q1: Tensor, q2: Tensor, ntk: Tensor | None
-    ) -> tuple[Tensor, Tensor | None]:
-        return _abrelu_kernels(self, self.negative_slope, 1.0, k, q1, q2, ntk)
-
-    def dual_var(self, q: Tensor) -> Tensor:
-        return 0.5 * (1.0 + self.negative_slope**2) * q
 
 
 @dataclass(frozen=True)
-class ABReLU(Elementwise):
+class ABReLU(_ArcCosine):
     r"""Two-slope linear unit :math:`\phi(x) = a \min(x, 0) + b \max(x, 0)`.
 
     .. math::
@@ -188,28 +194,19 @@ class ABReLU(Elementwise):
     a: float = 0.0
     b: float = 1.0
 
+    def __post_init__(self) -> None:
+        for name in ("a", "b"):
+            check_real(self, name, getattr(self, name))
+
     def fn(self, x: Tensor) -> Tensor:
         return self.a * torch.clamp_max(x, 0.0) + self.b * torch.clamp_min(x, 0.0)
 
-    def dual(
-        self, k: Tensor, q1: Tensor, q2: Tensor, want_dot: bool
-    ) -> tuple[Tensor, Tensor | None]:
-        return _abrelu_dual(self.a, self.b, k, q1, q2, want_dot)
-
-    def arccos_slopes(self) -> tuple[float, float] | None:
+    def arccos_slopes(self) -> tuple[float, float]:
         return (self.a, self.b)
-
-    def dual_kernels(
-        self, k: Tensor, q1: Tensor, q2: Tensor, ntk: Tensor | None
-    ) -> tuple[Tensor, Tensor | None]:
-        return _abrelu_kernels(self, self.a, self.b, k, q1, q2, ntk)
-
-    def dual_var(self, q: Tensor) -> Tensor:
-        return 0.5 * (self.a**2 + self.b**2) * q
 
 
 @dataclass(frozen=True)
-class Abs(Elementwise):
+class Abs(_ArcCosine):
     r"""Absolute value :math:`\phi(x) = |x|` (:class:`ABReLU` with ``a = -1``, ``b = 1``).
 
     .. math::
@@ -220,62 +217,8 @@ class Abs(Elementwise):
     def fn(self, x: Tensor) -> Tensor:
         return torch.abs(x)
 
-    def dual(
-        self, k: Tensor, q1: Tensor, q2: Tensor, want_dot: bool
-    ) -> tuple[Tensor, Tensor | None]:
-        return _abrelu_dual(-1.0, 1.0, k, q1, q2, want_dot)
-
-    def arccos_slopes(self) -> tuple[float, float] | None:
+    def arccos_slopes(self) -> tuple[float, float]:
         return (-1.0, 1.0)
-
-    def dual_kernels(
-        self, k: Tensor, q1: Tensor, q2: Tensor, ntk: Tensor | None
-    ) -> tuple[Tensor, Tensor | None]:
-        return _abrelu_kernels(self, -1.0, 1.0, k, q1, q2, ntk)
-
-    def dual_var(self, q: Tensor) -> Tensor:
-        return q
-
-
-# ----------------------------------------------------------------------------------------
-# Hyperparameter checks
-# ----------------------------------------------------------------------------------------
-
-
-def _check_real(layer: object, name: str, value: Any, *, minimum: float | None = None) -> None:
-    """``value`` must be a finite real number (``>= minimum`` when given)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise HyperparameterError(
-            describe(
-                repr(layer),
-                f"{name}={value!r} of type {type(value).__name__}",
-                f"Pass {name} as a Python float.",
-            )
-        )
-    v = float(value)
-    if not math.isfinite(v) or (minimum is not None and v < minimum):
-        need = "a finite number" if minimum is None else f"a finite number >= {minimum}"
-        raise HyperparameterError(describe(repr(layer), f"{name}={v}", f"Use {need}."))
-
-
-def _check_degree(layer: object, value: Any) -> None:
-    """A polynomial degree must be an integer in ``[0, MAX_DEGREE]``."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise HyperparameterError(
-            describe(
-                repr(layer),
-                f"degree={value!r} of type {type(value).__name__}",
-                "Pass the degree as a non-negative int.",
-            )
-        )
-    if not 0 <= int(value) <= MAX_DEGREE:
-        raise HyperparameterError(
-            describe(
-                repr(layer),
-                f"degree={value}",
-                f"Use an integer degree between 0 and {MAX_DEGREE}.",
-            )
-        )
 
 
 # ----------------------------------------------------------------------------------------
@@ -303,7 +246,7 @@ class Erf(Elementwise):
 
     def __post_init__(self) -> None:
         for name in ("a", "b", "c"):
-            _check_real(self, name, getattr(self, name))
+            check_real(self, name, getattr(self, name))
 
     def fn(self, x: Tensor) -> Tensor:
         return self.a * torch.erf(self.b * x) + self.c
@@ -421,7 +364,7 @@ class Sin(Elementwise):
 
     def __post_init__(self) -> None:
         for name in ("a", "b", "c"):
-            _check_real(self, name, getattr(self, name))
+            check_real(self, name, getattr(self, name))
 
     def fn(self, x: Tensor) -> Tensor:
         return self.a * torch.sin(self.b * x + self.c)
@@ -452,7 +395,7 @@ class Cos(Elementwise):
 
     def __post_init__(self) -> None:
         for name in ("a", "b", "c"):
-            _check_real(self, name, getattr(self, name))
+            check_real(self, name, getattr(self, name))
 
     def fn(self, x: Tensor) -> Tensor:
         return self.a * torch.cos(self.b * x + self.c)
@@ -483,7 +426,7 @@ class RBF(Elementwise):
     gamma: float = 1.0
 
     def __post_init__(self) -> None:
-        _check_real(self, "gamma", self.gamma, minimum=0.0)
+        check_real(self, "gamma", self.gamma, minimum=0.0)
 
     def fn(self, x: Tensor) -> Tensor:
         return math.sqrt(2.0) * torch.sin(math.sqrt(2.0 * self.gamma) * x + 0.25 * math.pi)
@@ -516,7 +459,7 @@ class Exp(Elementwise):
 
     def __post_init__(self) -> None:
         for name in ("a", "b"):
-            _check_real(self, name, getattr(self, name))
+            check_real(self, name, getattr(self, name))
 
     def fn(self, x: Tensor) -> Tensor:
         return self.a * torch.exp(self.b * x)
@@ -552,7 +495,7 @@ class Gaussian(Elementwise):
 
     def __post_init__(self) -> None:
         for name in ("a", "b"):
-            _check_real(self, name, getattr(self, name))
+            check_real(self, name, getattr(self, name))
 
     def fn(self, x: Tensor) -> Tensor:
         return self.a * torch.exp(self.b * x * x)
@@ -623,6 +566,8 @@ class Sign(Elementwise):
     so the NTK after ``Sign`` comes only from later layers. A zero-variance input gives
     :math:`\phi = 0`.
     """
+
+    clamps_correlation: ClassVar[bool] = True
 
     def fn(self, x: Tensor) -> Tensor:
         return torch.sign(x)

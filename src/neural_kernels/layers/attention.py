@@ -59,7 +59,8 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from .._validation import check_positive_int, check_std
+from .._validation import check_positive_int, check_std, given
+from ..core.protocol import Facts, FactsFlow, Flow, ModuleContext, Requirements, Spatial
 from ..errors import (
     HyperparameterError,
     LayerCompatibilityError,
@@ -67,12 +68,11 @@ from ..errors import (
     ShapeError,
     describe,
 )
-from ..kernel import Kernel
-from .base import Facts, FactsFlow, Flow, Layer, ModuleContext
+from ._affine import Std, affine, sq
+from .base import Layer, one_block, one_facts
 
 __all__ = ["GlobalSelfAttention", "GlobalSelfAttentionModule"]
 
-Std = float | Tensor
 
 MECHANISMS = ("softmax", "identity", "abs", "relu")
 POS_EMB_TYPES = ("none", "sum", "concat")
@@ -87,16 +87,6 @@ def _mechanism(name: str, g: Tensor) -> Tensor:
     if name == "relu":
         return torch.relu(g)
     return g
-
-
-def _sq(x: Std) -> Std:
-    return x * x
-
-
-def _affine(x: Tensor, scale2: Std, shift2: Std | None) -> Tensor:
-    """``scale2 * x + shift2`` (no shift for ``None``), as Neural Tangents' ``_affine``."""
-    out = x * scale2
-    return out if shift2 is None else out + shift2
 
 
 def _flat(t: Tensor, lead: int, ndim: int) -> Tensor:
@@ -222,9 +212,9 @@ class GlobalSelfAttention(Layer):
     w_pos_emb_std: Std = 1.0
     val_pos_emb: bool = False
     parametrization: str = "ntk"
-    has_width: ClassVar[bool] = True
-    needs_full: ClassVar[bool] = True
-    input_channel_axis: ClassVar[int | None] = -1
+    requirements: ClassVar[Requirements] = Requirements(
+        channel_axis=-1, spatial=Spatial.MIXING, has_width=True
+    )
 
     def __post_init__(self) -> None:
         for name in ("n_chan_out", "n_chan_key", "n_chan_val", "n_heads"):
@@ -274,7 +264,7 @@ class GlobalSelfAttention(Layer):
     # -- static checks ---------------------------------------------------------------
 
     def infer_facts(self, facts: FactsFlow) -> FactsFlow:
-        assert isinstance(facts, Facts)
+        facts = one_facts(self, facts)
         if len(facts.shape) < 2:
             raise ShapeError(
                 describe(
@@ -315,7 +305,7 @@ class GlobalSelfAttention(Layer):
 
     def _weights(self, channels: int) -> tuple[float, Std]:
         """Weights of the inputs' and the embeddings' covariances in the embedded inputs."""
-        pe = _sq(self.w_pos_emb_std)
+        pe = sq(self.w_pos_emb_std)
         if self.pos_emb_type != "concat":
             return 1.0, pe
         n_pe = channels if self.n_chan_pos_emb is None else self.n_chan_pos_emb
@@ -323,7 +313,7 @@ class GlobalSelfAttention(Layer):
         return channels / total, pe * (n_pe / total)
 
     def transform(self, k: Flow) -> Flow:
-        assert isinstance(k, Kernel)
+        k = one_block(self, k)
         spatial = k.spatial_shape
         if not spatial or k.layout != "full":
             raise LayerCompatibilityError(
@@ -346,7 +336,7 @@ class GlobalSelfAttention(Layer):
             )
         s = len(spatial)
         channels = k.shape1[-1]
-        lead = 1 if k.diagonal else 2
+        lead = 1 if k.self_pairs else 2
         same = k.cov2 is k.cov1
         nngp = _flat(k.nngp, lead, s)
         ntk = None if k.ntk is None else _flat(k.ntk, lead, s)
@@ -366,9 +356,9 @@ class GlobalSelfAttention(Layer):
             return w_x * t + w_pe * r
 
         if self.linear_scaling:
-            out = self._linear(k.diagonal, nngp, ntk, cov1, cov2, same, interp)
+            out = self._linear(k.self_pairs, nngp, ntk, cov1, cov2, same, interp)
         else:
-            out = self._identity(k.diagonal, nngp, ntk, cov1, cov2, same, interp, r is None)
+            out = self._identity(k.self_pairs, nngp, ntk, cov1, cov2, same, interp, r is None)
         nngp2, ntk2, c1, c2 = out
         cov1_out = _unflat(c1, 1, spatial)
         return k.replace(
@@ -392,13 +382,12 @@ class GlobalSelfAttention(Layer):
         interp: Callable[[Tensor | None], Tensor | None],
     ) -> tuple[Tensor, Tensor | None, Tensor, Tensor]:
         qk = self.w_query_std * self.w_key_std
-        ov2 = _sq(self.w_out_std * self.w_value_std)
-        b2 = None if self.b_std is None else _sq(self.b_std)
+        ov2 = sq(self.w_out_std * self.w_value_std)
+        b2 = None if self.b_std is None else sq(self.b_std)
         val = self.val_pos_emb
 
         def weights(cov: Tensor) -> Tensor:
-            mixed = interp(cov)
-            assert mixed is not None
+            mixed = given(interp(cov), "the interpolated covariance")
             return _mechanism(self.attention_mechanism, torch.as_tensor(qk * mixed))
 
         g1 = weights(cov1)
@@ -406,7 +395,7 @@ class GlobalSelfAttention(Layer):
 
         def weigh(t: Tensor, a: Tensor, b: Tensor) -> Tensor:
             # a: (n1, P, P), b: (n2, P, P); t: (n1, n2, P, P) or self pairs (n, P, P)
-            return _affine(a @ t @ b.transpose(-1, -2), ov2, b2)
+            return affine(a @ t @ b.transpose(-1, -2), ov2, b2)
 
         if diagonal:
             ga, gb = g1, g1
@@ -433,26 +422,24 @@ class GlobalSelfAttention(Layer):
         interp: Callable[[Tensor | None], Tensor | None],
         no_pos_emb: bool,
     ) -> tuple[Tensor, Tensor | None, Tensor, Tensor]:
-        std2 = _sq(self.w_query_std * self.w_key_std * self.w_out_std * self.w_value_std)
-        b2 = None if self.b_std is None else _sq(self.b_std)
+        std2 = sq(self.w_query_std * self.w_key_std * self.w_out_std * self.w_value_std)
+        b2 = None if self.b_std is None else sq(self.b_std)
         val = self.val_pos_emb
-        nngp_i = interp(nngp)
-        cov1_i = interp(cov1)
-        cov2_i = cov1_i if same else interp(cov2)
-        assert nngp_i is not None and cov1_i is not None and cov2_i is not None
+        nngp_i = given(interp(nngp), "the interpolated NNGP")
+        cov1_i = given(interp(cov1), "the interpolated covariance")
+        cov2_i = cov1_i if same else given(interp(cov2), "the interpolated covariance")
         dot12 = _pair_dot(nngp_i, nngp_i if val else nngp)
-        out = _affine(dot12 * nngp_i, std2, b2)
-        c1 = _affine(_pair_dot(cov1_i, cov1_i if val else cov1) * cov1_i, std2, b2)
-        c2 = c1 if same else _affine(_pair_dot(cov2_i, cov2_i if val else cov2) * cov2_i, std2, b2)
+        out = affine(dot12 * nngp_i, std2, b2)
+        c1 = affine(_pair_dot(cov1_i, cov1_i if val else cov1) * cov1_i, std2, b2)
+        c2 = c1 if same else affine(_pair_dot(cov2_i, cov2_i if val else cov2) * cov2_i, std2, b2)
         ntk_out = None
         if ntk is not None:
-            ntk_i = interp(ntk)
-            assert ntk_i is not None
+            ntk_i = given(interp(ntk), "the interpolated NTK")
             if val or no_pos_emb:
                 d = 2 * _pair_dot(nngp_i, ntk_i)
             else:
                 d = _pair_dot(nngp_i, ntk) + _pair_dot(nngp, ntk_i)
-            ntk_out = _affine(d * nngp_i + dot12 * (ntk_i + 4 * nngp_i), std2, b2)
+            ntk_out = affine(d * nngp_i + dot12 * (ntk_i + 4 * nngp_i), std2, b2)
         return out, ntk_out, c1, c2
 
     # -- finite width ----------------------------------------------------------------

@@ -28,24 +28,29 @@ from torch import Tensor, nn
 
 from .. import _native
 from .._validation import check_parametrization, check_positive_int, check_std
+from ..core.block import KernelBlock
+from ..core.protocol import Facts, FactsFlow, Flow, ModuleContext, Requirements, Spatial, Variances
 from ..errors import LayerCompatibilityError, ShapeError, describe
-from ..kernel import Kernel
+from ._affine import Std, add_scaled, affine
 from ._elementwise import Elementwise
 from ._spatial import (
     apply_per_axis,
-    as_tuple,
+    check_geometry_rank,
     check_padding,
+    expand,
+    geometry_value,
     out_size,
     pads,
     pair_axes,
     same_position,
     window_sum,
 )
-from .base import Facts, FactsFlow, Flow, Layer, ModuleContext
-from .dense import AffineModule, Std, _add_scaled, _affine, init_affine
+from .base import Layer, one_block, one_facts
+from .dense import AffineModule, init_affine
 
 __all__ = ["Conv", "ConvModule", "Flatten"]
 
+_GEOMETRY = ("kernel_size", "stride", "dilation")
 _CONV = {1: nn.functional.conv1d, 2: nn.functional.conv2d, 3: nn.functional.conv3d}
 
 
@@ -93,8 +98,6 @@ class Conv(Layer):
 
     """
 
-    variance_replay: ClassVar[str] = "exact"
-
     out_channels: int
     kernel_size: int | tuple[int, ...] = 3
     stride: int | tuple[int, ...] = 1
@@ -103,8 +106,9 @@ class Conv(Layer):
     w_std: Std = 1.0
     b_std: Std | None = 0.0
     parametrization: str = "ntk"
-    has_width: ClassVar[bool] = True
-    input_channel_axis: ClassVar[int | None] = 0
+    requirements: ClassVar[Requirements] = Requirements(
+        channel_axis=0, variances=Variances.EXACT, has_width=True
+    )
 
     def __post_init__(self) -> None:
         check_positive_int(self, "out_channels", self.out_channels)
@@ -112,21 +116,21 @@ class Conv(Layer):
         check_std(self, "b_std", self.b_std, allow_none=True)
         check_parametrization(self, self.parametrization)
         check_padding(self, self.padding)
-        for name in ("kernel_size", "stride", "dilation"):
-            value = getattr(self, name)
-            n = 1 if isinstance(value, int) else len(value)
-            as_tuple(self, name, value, n)
+        for name in _GEOMETRY:
+            object.__setattr__(self, name, geometry_value(self, name, getattr(self, name)))
 
     def _geometry(self, ndim: int) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
         return (
-            as_tuple(self, "kernel_size", self.kernel_size, ndim),
-            as_tuple(self, "stride", self.stride, ndim),
-            as_tuple(self, "dilation", self.dilation, ndim),
+            expand(self.kernel_size, ndim),
+            expand(self.stride, ndim),
+            expand(self.dilation, ndim),
         )
 
     def infer_facts(self, facts: FactsFlow) -> FactsFlow:
-        assert isinstance(facts, Facts)
+        facts = one_facts(self, facts)
         spatial = check_channels_first(self, facts)
+        for name in _GEOMETRY:
+            check_geometry_rank(self, name, getattr(self, name), len(spatial))
         size, stride, dil = self._geometry(len(spatial))
         out = []
         for n, f, s, d in zip(spatial, size, stride, dil, strict=True):
@@ -144,7 +148,7 @@ class Conv(Layer):
         return Facts((self.out_channels, *out), True, 0)
 
     def transform(self, k: Flow) -> Flow:
-        assert isinstance(k, Kernel)
+        k = one_block(self, k)
         fused = self._fused(k)
         if fused is not None:
             return fused
@@ -156,18 +160,18 @@ class Conv(Layer):
         scale = 1.0 / math.prod(size)
         w2 = self.w_std * self.w_std
         b2 = 0.0 if self.b_std is None else self.b_std * self.b_std
-        nngp = _affine(conv.nngp, w2 * scale, b2)
+        nngp = affine(conv.nngp, w2 * scale, b2)
         ntk = None
         if conv.ntk is not None:
             if self.parametrization == "ntk":
-                ntk = _add_scaled(nngp, conv.ntk, w2 * scale)
+                ntk = add_scaled(nngp, conv.ntk, w2 * scale)
             else:
                 n_in = k.shape1[0]
-                ntk = _affine(conv.nngp, float(n_in), 0.0) + (w2 * scale) * conv.ntk
+                ntk = affine(conv.nngp, float(n_in), 0.0) + (w2 * scale) * conv.ntk
                 if self.b_std is not None:
                     ntk = ntk + 1.0
         same = k.cov2 is k.cov1
-        cov1 = _affine(conv.cov1, w2 * scale, b2)
+        cov1 = affine(conv.cov1, w2 * scale, b2)
         spatial1 = [
             out_size(n, f, s, d, self.padding)
             for n, f, s, d in zip(k.shape1[1:], size, stride, dil, strict=True)
@@ -180,14 +184,14 @@ class Conv(Layer):
             nngp=nngp,
             ntk=ntk,
             cov1=cov1,
-            cov2=cov1 if same else _affine(conv.cov2, w2 * scale, b2),
+            cov2=cov1 if same else affine(conv.cov2, w2 * scale, b2),
             shape1=(self.out_channels, *spatial1),
             shape2=(self.out_channels, *spatial2),
             is_gaussian=True,
             channel_axis=0,
         )
 
-    def _coefficients(self, k: Kernel) -> tuple[float, float, float, float, float]:
+    def _coefficients(self, k: KernelBlock) -> tuple[float, float, float, float, float]:
         """``(a_nn, b_nn, a_tn, a_tt, c_t)`` of the affine maps after the window sums."""
         size = self._geometry(k.spatial_ndim)[0]
         w2 = float(self.w_std * self.w_std) / math.prod(size)
@@ -196,7 +200,7 @@ class Conv(Layer):
             return w2, b2, w2, w2, b2
         return w2, b2, float(k.shape1[0]), w2, 0.0 if self.b_std is None else 1.0
 
-    def _compiled_geometry(self, k: Kernel) -> tuple[tuple[int, ...], ...] | None:
+    def _compiled_geometry(self, k: KernelBlock) -> tuple[tuple[int, ...], ...] | None:
         """``(size, stride, dilation, padding before, output sizes)`` for the compiled kernels.
 
         ``None`` where they do not apply: not the full layout, circular padding, or
@@ -217,14 +221,14 @@ class Conv(Layer):
         out = tuple(out_size(n, f, s, d, self.padding) for n, f, s, d in geometry)
         return size, stride, dil, before, out
 
-    def _fused(self, k: Kernel) -> Kernel | None:
+    def _fused(self, k: KernelBlock) -> KernelBlock | None:
         """The full-layout, zero-padded convolution by the compiled kernel (``None``: n/a)."""
         geometry = self._compiled_geometry(k)
         if geometry is None:
             return None
         size, stride, dil, before, out = geometry
         coef = self._coefficients(k)
-        lead = 1 if k.diagonal else 2
+        lead = 1 if k.self_pairs else 2
         pair = _native.conv_pairs(k.nngp, k.ntk, lead, size, stride, dil, before, out, coef)
         if pair is None:
             return None
@@ -234,7 +238,7 @@ class Conv(Layer):
             if k.cov_is_variance:
                 for i, axes in enumerate(pair_axes(k, "cov")):
                     cov = window_sum(cov, axes, size[i], stride[i], dil[i], self.padding)
-                covs.append(_affine(cov, coef[0], coef[1]))
+                covs.append(affine(cov, coef[0], coef[1]))
                 continue
             got = _native.conv_pairs(cov, None, 1, size, stride, dil, before, out, cov_coef)
             if got is None:
@@ -251,11 +255,13 @@ class Conv(Layer):
             channel_axis=0,
         )
 
-    def fuse_next(self, k: Kernel, nxt: Layer, variances: tuple[Tensor, Tensor]) -> Kernel | None:
+    def fuse_next(
+        self, k: KernelBlock, nxt: Layer, variances: tuple[Tensor, Tensor]
+    ) -> KernelBlock | None:
         """Run the convolution and a ReLU-like activation in one compiled pass (full layout)."""
         slopes = nxt.arccos_slopes() if isinstance(nxt, Elementwise) else None
         geometry = self._compiled_geometry(k)
-        if slopes is None or geometry is None or k.diagonal:
+        if slopes is None or geometry is None or k.self_pairs:
             return None
         size, stride, dil, before, out = geometry
         coef = self._coefficients(k)
@@ -274,8 +280,7 @@ class Conv(Layer):
         )
 
     def module_out_shape(self, in_shape: Any, ctx: ModuleContext) -> Any:
-        out = self.infer(Facts(tuple(in_shape), True, 0))
-        assert isinstance(out, Facts)
+        out = one_facts(self, self.infer(Facts(tuple(in_shape), True, 0)))
         width = self.out_channels if ctx.width is None else ctx.width
         return (width, *out.shape[1:])
 
@@ -377,22 +382,22 @@ class Flatten(Layer):
     Only the diagonal of the spatial covariance is needed.
     """
 
-    variance_replay: ClassVar[str] = "exact"
-
-    collapses_spatial: ClassVar[bool] = True
+    requirements: ClassVar[Requirements] = Requirements(
+        spatial=Spatial.COLLAPSES, variances=Variances.EXACT
+    )
 
     def infer_facts(self, facts: FactsFlow) -> FactsFlow:
-        assert isinstance(facts, Facts)
+        facts = one_facts(self, facts)
         return Facts((math.prod(facts.shape),), facts.is_gaussian, -1)
 
     def transform(self, k: Flow) -> Flow:
-        assert isinstance(k, Kernel)
+        k = one_block(self, k)
         if k.spatial_ndim == 0:
             return k
 
         def flat(t: Tensor, which: str) -> Tensor:
             d = same_position(k, t, which)
-            lead = 1 if (which == "cov" or k.diagonal) else 2
+            lead = 1 if (which == "cov" or k.self_pairs) else 2
             return d.mean(dim=tuple(range(lead, d.ndim)))
 
         same = k.cov2 is k.cov1

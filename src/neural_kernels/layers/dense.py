@@ -27,17 +27,12 @@ import torch
 from torch import Tensor, nn
 
 from .._validation import check_parametrization, check_positive_int, check_std
+from ..core.protocol import Facts, FactsFlow, Flow, ModuleContext, Requirements, Variances
 from ..errors import LayerCompatibilityError, ShapeError, describe
-from ..kernel import Kernel
-from .base import Facts, FactsFlow, Flow, Layer, ModuleContext, Requirements
+from ._affine import Std, add_scaled, affine, sq
+from .base import Layer, one_block, one_facts
 
 __all__ = ["Dense", "DenseModule"]
-
-Std = float | Tensor
-
-
-def _sq(x: Std) -> Std:
-    return x * x
 
 
 @dataclass(frozen=True)
@@ -57,15 +52,13 @@ class Dense(Layer):
 
     """
 
-    variance_replay: ClassVar[str] = "exact"
-
     out_features: int
     w_std: Std = 1.0
     b_std: Std | None = 0.0
     parametrization: str = "ntk"
-    has_width: ClassVar[bool] = True
-    requirements: ClassVar[Requirements] = Requirements()
-    input_channel_axis: ClassVar[int | None] = -1
+    requirements: ClassVar[Requirements] = Requirements(
+        channel_axis=-1, variances=Variances.EXACT, has_width=True
+    )
 
     def __post_init__(self) -> None:
         check_positive_int(self, "out_features", self.out_features)
@@ -74,7 +67,7 @@ class Dense(Layer):
         check_parametrization(self, self.parametrization)
 
     def infer_facts(self, facts: FactsFlow) -> FactsFlow:
-        assert isinstance(facts, Facts)
+        facts = one_facts(self, facts)
         if not facts.shape:
             raise ShapeError(
                 describe(
@@ -92,26 +85,26 @@ class Dense(Layer):
         return Facts((*facts.shape[:-1], self.out_features), True, -1)
 
     def transform(self, k: Flow) -> Flow:
-        assert isinstance(k, Kernel)
-        w2 = _sq(self.w_std)
-        b2 = 0.0 if self.b_std is None else _sq(self.b_std)
-        nngp = _affine(k.nngp, w2, b2)
+        k = one_block(self, k)
+        w2 = sq(self.w_std)
+        b2 = 0.0 if self.b_std is None else sq(self.b_std)
+        nngp = affine(k.nngp, w2, b2)
         ntk = None
         if k.ntk is not None:
             if self.parametrization == "ntk":
-                ntk = _add_scaled(nngp, k.ntk, w2)
+                ntk = add_scaled(nngp, k.ntk, w2)
             else:
                 n_in = k.shape1[-1]
-                ntk = _affine(k.nngp, float(n_in), 0.0) + w2 * k.ntk
+                ntk = affine(k.nngp, float(n_in), 0.0) + w2 * k.ntk
                 if self.b_std is not None:
                     ntk = ntk + 1.0
         same = k.cov2 is k.cov1
-        cov1 = _affine(k.cov1, w2, b2)
+        cov1 = affine(k.cov1, w2, b2)
         return k.replace(
             nngp=nngp,
             ntk=ntk,
             cov1=cov1,
-            cov2=cov1 if same else _affine(k.cov2, w2, b2),
+            cov2=cov1 if same else affine(k.cov2, w2, b2),
             shape1=(*k.shape1[:-1], self.out_features),
             shape2=(*k.shape2[:-1], self.out_features),
             is_gaussian=True,
@@ -133,21 +126,6 @@ class Dense(Layer):
             dtype=ctx.dtype,
             device=ctx.device,
         )
-
-
-def _add_scaled(x: Tensor, y: Tensor, scale: Std) -> Tensor:
-    """``x + scale * y`` in one pass when ``scale`` is a number."""
-    if isinstance(scale, Tensor):
-        return x + scale * y
-    return torch.add(x, y, alpha=scale)
-
-
-def _affine(x: Tensor, scale: Std, shift: Std) -> Tensor:
-    """``scale * x + shift`` in one fresh tensor (safe under autograd)."""
-    out = x * scale
-    if isinstance(shift, Tensor) or shift != 0.0:
-        out = out + shift if isinstance(shift, Tensor) else out.add_(shift)
-    return out
 
 
 class AffineModule(nn.Module):

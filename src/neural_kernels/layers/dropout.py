@@ -35,16 +35,17 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ..core.block import KernelBlock
+from ..core.protocol import Facts, FactsFlow, Flow, ModuleContext
 from ..errors import HyperparameterError, LayerCompatibilityError, describe
-from ..kernel import Kernel
-from .base import Facts, FactsFlow, Flow, Layer, ModuleContext
+from .base import Layer, one_block, one_facts
 
 __all__ = ["Dropout"]
 
 MODES = ("train", "test")
 
 
-def _same_position(k: Kernel, device: torch.device) -> Tensor | None:
+def _same_position(k: KernelBlock, device: torch.device) -> Tensor | None:
     """Boolean mask of same-position entries of one pair (``None``: every entry is)."""
     if k.cov_is_variance:
         return None
@@ -104,7 +105,7 @@ class Dropout(Layer):
             )
 
     def infer_facts(self, facts: FactsFlow) -> FactsFlow:
-        assert isinstance(facts, Facts)
+        facts = one_facts(self, facts)
         if self.mode == "test":
             return facts
         if facts.channel_axis is None:
@@ -119,7 +120,7 @@ class Dropout(Layer):
         return Facts(facts.shape, False, facts.channel_axis)
 
     def transform(self, k: Flow) -> Flow:
-        assert isinstance(k, Kernel)
+        k = one_block(self, k)
         if self.mode == "test":
             return k
         factor = 1.0 / (1.0 - float(self.p))
@@ -128,7 +129,7 @@ class Dropout(Layer):
         cov1 = _scale(k.cov1, pos, factor)
         cov2 = cov1 if same else _scale(k.cov2, pos, factor)
         nngp, ntk = k.nngp, k.ntk
-        if k.diagonal:
+        if k.self_pairs:
             nngp = _scale(nngp, pos, factor)
             ntk = None if ntk is None else _scale(ntk, pos, factor)
         elif k.origin is not None:

@@ -34,12 +34,14 @@ import contextvars
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from .._validation import as_tensor
+from ..core.block import KernelBlock
+from ..core.protocol import Facts, FactsFlow, Flow, ModuleContext, Requirements, Spatial
 from ..errors import (
     HyperparameterError,
     InputTypeError,
@@ -47,8 +49,7 @@ from ..errors import (
     ShapeError,
     describe,
 )
-from ..kernel import Kernel
-from .base import Facts, FactsFlow, Flow, Layer, ModuleContext
+from .base import Layer, one_block, one_facts
 
 __all__ = ["Aggregate", "AggregateModule", "graph_pattern"]
 
@@ -199,7 +200,6 @@ class Aggregate(Layer):
     aggregate_axis: int | tuple[int, ...] | None = None
     batch_axis: int = 0
     channel_axis: int = -1
-    needs_full: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
         if self.batch_axis != 0:
@@ -210,7 +210,7 @@ class Aggregate(Layer):
                     "Inputs follow PyTorch's layout with the batch on axis 0: use batch_axis=0.",
                 )
             )
-        if self.channel_axis not in (1, -1):
+        if isinstance(self.channel_axis, bool) or self.channel_axis not in (1, -1):
             raise HyperparameterError(
                 describe(
                     repr(self),
@@ -239,11 +239,13 @@ class Aggregate(Layer):
     def _channels_first(self) -> bool:
         return self.channel_axis == 1
 
-    def first_channel_axis(self) -> int | None:
-        return 0 if self._channels_first else -1
+    @property
+    def requirements(self) -> Requirements:  # type: ignore[override]
+        """Mixes nodes (the full covariance); reads raw inputs with its own channel axis."""
+        return Requirements(channel_axis=0 if self._channels_first else -1, spatial=Spatial.MIXING)
 
     def infer_facts(self, facts: FactsFlow) -> FactsFlow:
-        assert isinstance(facts, Facts)
+        facts = one_facts(self, facts)
         if len(facts.shape) < 2:
             raise ShapeError(
                 describe(
@@ -270,7 +272,7 @@ class Aggregate(Layer):
             axis = 0 if self._channels_first else -1
         return Facts(facts.shape, facts.is_gaussian, axis)
 
-    def _nodes(self, k: Kernel) -> tuple[tuple[int, ...], int]:
+    def _nodes(self, k: KernelBlock) -> tuple[tuple[int, ...], int]:
         """Aggregated spatial indices and their number of nodes for kernel ``k``."""
         axes = _node_axes(self, k.shape1, k.channel_axis == 0)
         sizes = k.spatial_shape
@@ -300,7 +302,7 @@ class Aggregate(Layer):
         return pattern
 
     def transform(self, k: Flow) -> Flow:
-        assert isinstance(k, Kernel)
+        k = one_block(self, k)
         axes, nodes = self._nodes(k)
         n1 = k.cov1.shape[0]
         n2 = k.cov2.shape[0]
@@ -315,7 +317,7 @@ class Aggregate(Layer):
             t = _matmul_nodes(t, first, 0, [lead + 2 * i for i in axes])
             return _matmul_nodes(t, second, lead - 1, [lead + 2 * i + 1 for i in axes])
 
-        lead = 1 if k.diagonal else 2
+        lead = 1 if k.self_pairs else 2
         same = k.cov2 is k.cov1 and a2 is a1
         cov1 = both(k.cov1, 1, a1, a1)
         return k.replace(

@@ -12,14 +12,16 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
+from typing import ClassVar
 
 import torch
 from torch import Tensor
 
+from .._validation import check_int_range, check_real
 from ..errors import HyperparameterError, describe
 from ._elementwise import Elementwise
 from ._safe import INV_2PI, safe_acos, safe_sqrt
-from .activations import MAX_DEGREE, _check_degree, _check_real, _masked_correlation
+from .activations import MAX_DEGREE, _masked_correlation
 
 __all__ = ["Hermite", "Monomial", "Polynomial", "RectifiedMonomial"]
 
@@ -107,10 +109,12 @@ class RectifiedMonomial(Elementwise):
     constant ``1``.
     """
 
+    clamps_correlation: ClassVar[bool] = True
+
     degree: int = 1
 
     def __post_init__(self) -> None:
-        _check_degree(self, self.degree)
+        check_int_range(self, "degree", self.degree, 0, MAX_DEGREE)
 
     def fn(self, x: Tensor) -> Tensor:
         if self.degree == 0:
@@ -227,7 +231,7 @@ class Monomial(Elementwise):
     degree: int = 2
 
     def __post_init__(self) -> None:
-        _check_degree(self, self.degree)
+        check_int_range(self, "degree", self.degree, 0, MAX_DEGREE)
 
     def fn(self, x: Tensor) -> Tensor:
         return x**self.degree
@@ -281,7 +285,7 @@ class Polynomial(Elementwise):
                 )
             )
         for i, a in enumerate(coef):
-            _check_real(self, f"coef[{i}]", a)
+            check_real(self, f"coef[{i}]", a)
         object.__setattr__(self, "coef", tuple(float(a) for a in coef))
 
     def fn(self, x: Tensor) -> Tensor:
@@ -327,7 +331,7 @@ class Hermite(Elementwise):
     degree: int = 1
 
     def __post_init__(self) -> None:
-        _check_degree(self, self.degree)
+        check_int_range(self, "degree", self.degree, 0, MAX_DEGREE)
 
     def fn(self, x: Tensor) -> Tensor:
         coef = _hermite_coef(self.degree)

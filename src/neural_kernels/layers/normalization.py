@@ -13,21 +13,24 @@ axes). Neural Tangents' convention, with ``eps = 1e-12``.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
+from ..core.protocol import FactsFlow, Flow, ModuleContext, Requirements, Variances
 from ..errors import HyperparameterError, ShapeError, describe
-from ..kernel import Kernel
-from .base import Facts, FactsFlow, Flow, Layer, ModuleContext
+from .base import Layer, one_block, one_facts
 
 __all__ = ["LayerNorm", "LayerNormModule"]
 
 
 def _axes_tuple(axis: Any) -> tuple[int, ...]:
-    return (axis,) if isinstance(axis, int) else tuple(axis)
+    if isinstance(axis, int):
+        return (axis,)
+    return tuple(axis) if isinstance(axis, (tuple, list)) else ()
 
 
 @dataclass(frozen=True)
@@ -44,13 +47,15 @@ class LayerNorm(Layer):
 
     """
 
-    variance_replay: ClassVar[str] = "exact"
-
+    requirements: ClassVar[Requirements] = Requirements(variances=Variances.EXACT)
     axis: int | tuple[int, ...] = -1
     eps: float = 1e-12
 
     def __post_init__(self) -> None:
-        if not (isinstance(self.eps, (int, float)) and self.eps >= 0):
+        eps = self.eps
+        if isinstance(eps, bool) or not (isinstance(eps, (int, float)) and math.isfinite(eps)):
+            eps = -1.0
+        if eps < 0:
             raise HyperparameterError(
                 describe(repr(self), f"eps={self.eps!r}", "Use a small number >= 0.")
             )
@@ -79,12 +84,12 @@ class LayerNorm(Layer):
         return tuple(spatial_axes.index(a) for a in axes if a != channel)
 
     def infer_facts(self, facts: FactsFlow) -> FactsFlow:
-        assert isinstance(facts, Facts)
+        facts = one_facts(self, facts)
         self._resolve(facts.shape, facts.channel_axis)
         return facts
 
     def transform(self, k: Flow) -> Flow:
-        assert isinstance(k, Kernel)
+        k = one_block(self, k)
         spatial = self._resolve(k.shape1, k.channel_axis)
 
         def norm(cov: Tensor) -> Tensor:

@@ -14,25 +14,28 @@ drops the division. Global pooling averages (or sums) over all pairs of position
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
-from ..errors import ShapeError, describe
-from ..kernel import Kernel
+from ..core.protocol import Facts, FactsFlow, Flow, ModuleContext, Requirements, Spatial, Variances
+from ..errors import HyperparameterError, ShapeError, describe
 from ._spatial import (
     apply_per_axis,
-    as_tuple,
+    check_geometry_rank,
     check_padding,
+    expand,
+    geometry_value,
     out_size,
     pad_axis,
     pads,
     spatial_reduce,
     window_sum,
 )
-from .base import Facts, FactsFlow, Flow, Layer, ModuleContext
+from .base import Layer, one_block, one_facts
 from .conv import check_channels_first
 
 __all__ = ["AvgPool", "GlobalAvgPool", "GlobalSumPool", "SumPool"]
@@ -44,33 +47,78 @@ def _counts(size: int, window: int, stride: int, padding: str, t: Tensor) -> Ten
     return window_sum(ones, [0], window, stride, 1, padding)
 
 
-@dataclass(frozen=True)
+#: Neural Tangents' spellings of the pooling arguments, and PyTorch's that replace them.
+_RENAMED = {"window_shape": "kernel_size", "strides": "stride"}
+
+
+@dataclass(frozen=True, init=False)
 class _Pool(Layer):
-    window_shape: int | tuple[int, ...] = 2
-    strides: int | tuple[int, ...] | None = None
+    kernel_size: int | tuple[int, ...] = 2
+    stride: int | tuple[int, ...] | None = None
     padding: str = "valid"
     normalize_edges: bool = False
-    needs_full: ClassVar[bool] = True
-    input_channel_axis: ClassVar[int | None] = 0
+    requirements: ClassVar[Requirements] = Requirements(
+        channel_axis=0, spatial=Spatial.MIXING, variances=Variances.PAIRS
+    )
     average: ClassVar[bool] = True
-    variance_replay: ClassVar[str] = "pairs"
 
-    def __post_init__(self) -> None:
-        check_padding(self, self.padding)
-        n = 1 if isinstance(self.window_shape, int) else len(self.window_shape)
-        as_tuple(self, "window_shape", self.window_shape, n)
-        if self.strides is not None:
-            m = 1 if isinstance(self.strides, int) else len(self.strides)
-            as_tuple(self, "strides", self.strides, m)
+    def __init__(
+        self,
+        kernel_size: int | tuple[int, ...] = 2,
+        stride: int | tuple[int, ...] | None = None,
+        padding: str = "valid",
+        normalize_edges: bool = False,
+        **renamed: Any,
+    ) -> None:
+        values: dict[str, Any] = {"kernel_size": kernel_size, "stride": stride}
+        for old, value in renamed.items():
+            if old not in _RENAMED:
+                raise TypeError(
+                    f"{type(self).__name__}() got an unexpected keyword argument {old!r}"
+                )
+            warnings.warn(
+                f"{type(self).__name__}({old}=...) is deprecated: use {_RENAMED[old]}=... "
+                "(PyTorch's name).",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            values[_RENAMED[old]] = value
+        fields = {**values, "padding": padding, "normalize_edges": normalize_edges}
+        for name, value in fields.items():  # as given, so that messages can show them
+            object.__setattr__(self, name, value)
+        check_padding(self, padding)
+        if not isinstance(normalize_edges, bool):
+            raise HyperparameterError(
+                describe(self, f"normalize_edges={normalize_edges!r}", "Pass True or False.")
+            )
+        for name, value in values.items():
+            checked = None if value is None else geometry_value(self, name, value)
+            object.__setattr__(self, name, checked)
+
+    @property
+    def window_shape(self) -> int | tuple[int, ...]:
+        """Deprecated name of :attr:`kernel_size`."""
+        warnings.warn(
+            "window_shape is deprecated: use kernel_size.", DeprecationWarning, stacklevel=2
+        )
+        return self.kernel_size
+
+    @property
+    def strides(self) -> int | tuple[int, ...] | None:
+        """Deprecated name of :attr:`stride`."""
+        warnings.warn("strides is deprecated: use stride.", DeprecationWarning, stacklevel=2)
+        return self.stride
 
     def _geometry(self, ndim: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
-        window = as_tuple(self, "window_shape", self.window_shape, ndim)
-        strides = window if self.strides is None else as_tuple(self, "strides", self.strides, ndim)
-        return window, strides
+        window = expand(self.kernel_size, ndim)
+        return window, window if self.stride is None else expand(self.stride, ndim)
 
     def infer_facts(self, facts: FactsFlow) -> FactsFlow:
-        assert isinstance(facts, Facts)
+        facts = one_facts(self, facts)
         spatial = check_channels_first(self, facts)
+        check_geometry_rank(self, "kernel_size", self.kernel_size, len(spatial))
+        if self.stride is not None:
+            check_geometry_rank(self, "stride", self.stride, len(spatial))
         window, strides = self._geometry(len(spatial))
         out = []
         for n, w, s in zip(spatial, window, strides, strict=True):
@@ -79,7 +127,7 @@ class _Pool(Layer):
                     describe(
                         repr(self),
                         f"a window of {w} on an input axis of size {n} with padding='valid'",
-                        "Use a smaller window_shape or padding='same'.",
+                        "Use a smaller kernel_size or padding='same'.",
                     )
                 )
             out.append(out_size(n, w, s, 1, self.padding))
@@ -103,7 +151,7 @@ class _Pool(Layer):
         return t
 
     def transform(self, k: Flow) -> Flow:
-        assert isinstance(k, Kernel)
+        k = one_block(self, k)
         window, strides = self._geometry(k.spatial_ndim)
         out = apply_per_axis(k, lambda t, axes, i: self._pool_axis(t, axes, i, window, strides))
 
@@ -132,23 +180,25 @@ class _Pool(Layer):
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class AvgPool(_Pool):
-    """Average pooling over windows of channels-first inputs.
+    """Average pooling over windows of channels-first inputs, as ``torch.nn.AvgPool2d``.
 
     Args:
-        window_shape: window size, an int or a tuple per spatial axis.
-        strides: strides (default: the window, as in ``torch.nn.AvgPool2d``).
+        kernel_size: window size, an int or a tuple per spatial axis.
+        stride: stride (default: the window, as in ``torch.nn.AvgPool2d``).
         padding: ``"valid"`` (default), ``"same"`` or ``"circular"``.
         normalize_edges: divide by the positions inside the input rather than by the
             whole window (``same`` padding only).
+        window_shape, strides: Neural Tangents' names of ``kernel_size`` and ``stride``,
+            deprecated.
 
     Shapes: ``(n, C, *spatial)`` to ``(n, C, *spatial_out)``.
 
     """
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class SumPool(_Pool):
     """Sum pooling over windows: :class:`AvgPool` without the division."""
 
@@ -197,13 +247,13 @@ class PoolModule(nn.Module):
 
 @dataclass(frozen=True)
 class _GlobalPool(Layer):
-    needs_full: ClassVar[bool] = True
-    input_channel_axis: ClassVar[int | None] = 0
+    requirements: ClassVar[Requirements] = Requirements(
+        channel_axis=0, spatial=Spatial.MIXING, variances=Variances.PAIRS
+    )
     average: ClassVar[bool] = True
-    variance_replay: ClassVar[str] = "pairs"
 
     def infer_facts(self, facts: FactsFlow) -> FactsFlow:
-        assert isinstance(facts, Facts)
+        facts = one_facts(self, facts)
         if len(facts.shape) < 2:
             raise ShapeError(
                 describe(
@@ -216,7 +266,7 @@ class _GlobalPool(Layer):
         return Facts((channels,), facts.is_gaussian, -1)
 
     def transform(self, k: Flow) -> Flow:
-        assert isinstance(k, Kernel)
+        k = one_block(self, k)
         op = "mean" if self.average else "sum"
         same = k.cov2 is k.cov1
         cov1 = spatial_reduce(k, k.cov1, "cov", op)

@@ -66,13 +66,14 @@ import numbers
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from functools import lru_cache
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from scipy.linalg import eigvalsh_tridiagonal
 from torch import Tensor
 
+from .._validation import check_int_range, given
 from ..errors import (
     HyperparameterError,
     InputTypeError,
@@ -280,24 +281,16 @@ def _correlation(k: Tensor, q1: Tensor, q2: Tensor) -> Tensor:
 
 
 def _check_degree(layer: object, degree: Any) -> None:
-    if (
-        isinstance(degree, bool)
-        or not isinstance(degree, numbers.Integral)
-        or not 2 <= int(degree) <= MAX_DEGREE
-    ):
-        raise HyperparameterError(
-            describe(
-                repr(layer),
-                f"degree={degree!r}",
-                f"degree is the number of Gauss-Hermite nodes: use an integer from 2 to "
-                f"{MAX_DEGREE} (default {DEFAULT_DEGREE}; more nodes, more accuracy).",
-            )
-        )
+    """``degree`` is the number of Gauss-Hermite nodes."""
+    meaning = f" (the number of Gauss-Hermite nodes; default {DEFAULT_DEGREE})"
+    check_int_range(layer, "degree", degree, 2, MAX_DEGREE, meaning)
 
 
 @dataclass(frozen=True, repr=False)
 class _Numerical(Elementwise):
     """An activation whose duals come from Gauss-Hermite quadrature of :meth:`fn`."""
+
+    clamps_correlation: ClassVar[bool] = True
 
     degree: int = field(default=DEFAULT_DEGREE, kw_only=True)
 
@@ -426,16 +419,14 @@ class _Numerical(Elementwise):
         nngp = _MehlerSeries.apply(a1, a2, c) if want_nngp else None
         dot = None
         if want_dot:
-            assert b1 is not None and b2 is not None
-            dot = _MehlerSeries.apply(b1, b2, c)
+            dot = _MehlerSeries.apply(given(b1, "coefficients"), given(b2, "coefficients"), c)
         return nngp, dot
 
     def dual(
         self, k: Tensor, q1: Tensor, q2: Tensor, want_dot: bool
     ) -> tuple[Tensor, Tensor | None]:
         nngp, dot = self._quadrature(k, q1, q2, True, want_dot)
-        assert nngp is not None
-        return nngp, dot
+        return given(nngp, "the dual"), dot
 
     def dual_var(self, q: Tensor) -> Tensor:
         """``E[phi(u)^2]`` for ``u ~ N(0, q)`` by the one-dimensional ``degree``-point rule."""
