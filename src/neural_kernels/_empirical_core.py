@@ -36,17 +36,20 @@ from .errors import (
 
 #: Default working memory of an empirical kernel, in bytes (besides its output).
 DEFAULT_BUDGET = 1 << 30
-#: Output modes: the sum over outputs, their mean, or the full ``(n1, n2, k, k)`` blocks.
-TRACE_MODES = ("sum", "mean", "full")
-
-
-# ----------------------------------------------------------------------------------------
-# Options and inputs
-# ----------------------------------------------------------------------------------------
+#: Output modes: the mean over outputs (the default), their sum, or the full blocks.
+TRACE_MODES = ("mean", "sum", "full")
+#: The default ``trace_outputs`` of every empirical kernel: the per-output kernel.
+DEFAULT_TRACE = "mean"
 
 
 def parse_trace(trace_outputs: Any, where: str) -> str:
-    """Normalise ``trace_outputs``: ``True`` is ``"sum"``, ``False`` is ``"full"``."""
+    """Normalise ``trace_outputs`` to ``"mean"``, ``"sum"`` or ``"full"``.
+
+    ``"mean"`` (the default) is the per-output kernel that :mod:`neural_kernels.predict`
+    and the closed forms describe (Neural Tangents' traced kernel). The older spellings
+    keep their meaning: ``True`` is ``"sum"`` (the trace over outputs) and ``False`` is
+    ``"full"``.
+    """
     if isinstance(trace_outputs, bool):
         return "sum" if trace_outputs else "full"
     if isinstance(trace_outputs, str) and trace_outputs in TRACE_MODES:
@@ -55,8 +58,9 @@ def parse_trace(trace_outputs: Any, where: str) -> str:
         describe(
             where,
             f"trace_outputs={trace_outputs!r}",
-            'Use True (sum over outputs), "mean" (Neural Tangents\' traced kernel) or False '
-            "(the full (n1, n2, k, k) blocks).",
+            'Use "mean" (the per-output kernel, the default), "sum" (the trace over '
+            'outputs; True is the same), or "full" (the (n1, n2, k, k) blocks; False is '
+            "the same).",
         )
     )
 

@@ -25,7 +25,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, jvp
 
-from ._empirical_core import forward_ad_ready
+from ._empirical_core import DEFAULT_TRACE, forward_ad_ready
 from ._validation import as_tensor
 from .errors import ShapeError, SingularKernelError, describe
 
@@ -175,7 +175,8 @@ class KernelTracker:
         model: the ``nn.Module`` being trained (kept by reference).
         x_probe: probe inputs ``(n, *features)``.
         strategy, trace_outputs, memory_budget, dtype: passed to
-            :func:`~neural_kernels.empirical_ntk`.
+            :func:`~neural_kernels.empirical_ntk` (``trace_outputs="mean"`` by default:
+            the per-output kernel, like every empirical kernel of the library).
 
     """
 
@@ -185,7 +186,7 @@ class KernelTracker:
         x_probe: Any,
         *,
         strategy: str = "auto",
-        trace_outputs: bool | str = True,
+        trace_outputs: bool | str = DEFAULT_TRACE,
         memory_budget: int | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:

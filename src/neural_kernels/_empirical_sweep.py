@@ -253,8 +253,8 @@ def width_sweep(
             for s in range(int(n_seeds)):
                 gen = torch.Generator().manual_seed(seed * 100_003 + 7919 * w + 31 * s + 1)
                 model = layer.module(xt.shape[1:], parametrization=p, generator=gen, dtype=dtype)
-                k0 = empirical_ntk(model, xt, strategy=strategy, trace_outputs="mean")
-                g0 = empirical_nngp(model, xt, trace_outputs="mean")
+                k0 = empirical_ntk(model, xt, strategy=strategy)
+                g0 = empirical_nngp(model, xt)
                 run = {
                     "k0": k0,
                     "ntk_error": kernel_distance(closed.ntk, k0),
@@ -315,7 +315,7 @@ def _train(
         y = torch.randn(out0.shape, generator=gen, dtype=out0.dtype)
     y = y.reshape(out0.shape)
     lr = float(learning_rate) if learning_rate is not None else lr_fraction * max_lr(k0, y.numel())
-    tracker = KernelTracker(model, x, strategy=strategy, trace_outputs="mean")
+    tracker = KernelTracker(model, x, strategy=strategy)
     params = [q for q in model.parameters() if q.requires_grad]
     initial = 0.5 * float(((out0 - y) ** 2).mean())
     for _ in range(steps):

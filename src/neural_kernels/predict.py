@@ -43,14 +43,24 @@ eigendecomposition per kernel, made on first use and reused for every later call
 
 The arrays of one prediction are :class:`Gaussian` ``(mean, cov)``; with several times
 ``t`` (a 1-D tensor) they gain a leading time axis: mean ``(len(t), m, k)``, cov
-``(len(t), m, m)``.
+``(len(t), m, m)``. Several kernels at once (``get=("nngp", "ntk")``) give
+:class:`Predictions`, a named tuple of Gaussians in the order asked.
+
+**Arguments.** The predictors of :func:`gradient_descent_mse` and
+:func:`gradient_descent` take ``t`` and then keywords only: their Neural Tangents
+counterparts take ``(t, fx_train_0, fx_test_0, k_test_train)`` positionally, so a
+positional call would be ambiguous. The predictors of :func:`gp_inference` and
+:func:`gradient_descent_mse_ensemble` accept Neural Tangents' positional order.
 """
 
 from __future__ import annotations
 
+import collections
+import functools
 import math
 import numbers
-from collections.abc import Callable, Iterable, Mapping
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from functools import cached_property
 from typing import Any, NamedTuple, Union
 
@@ -73,6 +83,7 @@ from .kernel import Kernel
 __all__ = [
     "Gaussian",
     "Outputs",
+    "Predictions",
     "SingularKernelError",
     "gp_inference",
     "gradient_descent",
@@ -125,6 +136,83 @@ class Outputs(NamedTuple):
 
     train: Tensor
     test: Tensor | None = None
+
+
+class Predictions(tuple):  # type: ignore[type-arg]
+    """The predictions for several kernels: a named tuple of :class:`Gaussian`.
+
+    Its fields are the kernel names in the order asked for (``get=("ntk", "nngp")``
+    gives fields ``ntk, nngp``; ``get=None`` the default order ``nngp, ntk[, ntkgp]``),
+    so that it unpacks like Neural Tangents' tuples and reads by attribute::
+
+        fx_nngp, fx_ntk = predict_fn(t, get=("nngp", "ntk"))
+        predict_fn(t).ntk.mean
+
+    Reading it like the dict that earlier versions returned (``out["ntk"]``,
+    ``"ntk" in out``, ``keys()``, ``values()``, ``items()``, ``get()``) still works but is
+    deprecated (a ``DeprecationWarning``); iterating over it yields the Gaussians, not
+    the names (``out._fields`` holds the names).
+    """
+
+    __slots__ = ()
+    _fields: tuple[str, ...]
+
+    def __getitem__(self, key: Any) -> Any:
+        if isinstance(key, str):
+            _warn_by_name(f"predictions[{key!r}]", f"predictions.{key}")
+            if key not in self._fields:
+                raise KeyError(key)
+            return tuple.__getitem__(self, self._fields.index(key))
+        return tuple.__getitem__(self, key)
+
+    def __contains__(self, key: object) -> bool:
+        if isinstance(key, str):
+            _warn_by_name(f"{key!r} in predictions", "predictions._fields")
+            return key in self._fields
+        return tuple.__contains__(self, key)
+
+    def keys(self) -> tuple[str, ...]:
+        """The kernel names (deprecated: use ``_fields``)."""
+        _warn_by_name("predictions.keys()", "predictions._fields")
+        return self._fields
+
+    def values(self) -> tuple[Gaussian, ...]:
+        """The Gaussians (deprecated: the predictions are that tuple)."""
+        _warn_by_name("predictions.values()", "tuple(predictions)")
+        return tuple(self)
+
+    def items(self) -> Iterator[tuple[str, Gaussian]]:
+        """Pairs ``(name, Gaussian)`` (deprecated: use ``_asdict().items()``)."""
+        _warn_by_name("predictions.items()", "zip(predictions._fields, predictions)")
+        return zip(self._fields, tuple(self), strict=True)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """The Gaussian of ``key`` or ``default`` (deprecated: use ``getattr``)."""
+        _warn_by_name(f"predictions.get({key!r})", f"getattr(predictions, {key!r}, default)")
+        return tuple(self)[self._fields.index(key)] if key in self._fields else default
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild_predictions, (self._fields, tuple(self)))
+
+
+def _warn_by_name(old: str, new: str) -> None:
+    warnings.warn(
+        f"{old}: predictions for several kernels are a named tuple now; reading them like "
+        f"a dict is deprecated. Use {new} (or unpack them in the order asked).",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+
+
+@functools.cache
+def _predictions_type(names: tuple[str, ...]) -> type[Predictions]:
+    """The :class:`Predictions` class with fields ``names`` (one class per order)."""
+    base = collections.namedtuple("Predictions", names)  # type: ignore[misc]
+    return type("Predictions", (Predictions, base), {"__slots__": (), "__module__": __name__})
+
+
+def _rebuild_predictions(names: tuple[str, ...], values: tuple[Gaussian, ...]) -> Predictions:
+    return _predictions_type(tuple(names))(*values)
 
 
 # ----------------------------------------------------------------------------------------
@@ -250,6 +338,7 @@ class _Kernels:
                 )
             raw: dict[str, Any] = {"nngp": obj.nngp, "ntk": obj.ntk}
             self.bare = False
+            self.kernel: Kernel | None = obj
         elif isinstance(obj, Mapping):
             bad = [key for key in obj if key not in GD_NAMES]
             if bad:
@@ -265,8 +354,19 @@ class _Kernels:
         else:
             raw = {_BARE: obj}
             self.bare = True
+        if not isinstance(obj, Kernel):
+            self.kernel = None
         self._raw = {key: value for key, value in raw.items() if value is not None}
         self._checked: dict[str, Tensor] = {}
+
+    def variances(self) -> Tensor | None:
+        """The NNGP variances of the first inputs, when known (a Kernel or an NNGP)."""
+        if self.kernel is not None:
+            return self.kernel.cov1.detach()
+        nngp = self._raw.get("nngp")
+        if isinstance(nngp, Tensor) and nngp.ndim == 2 and nngp.shape[0] == nngp.shape[1]:
+            return torch.diagonal(nngp).detach()
+        return None
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -336,14 +436,18 @@ def _dynamics(g: str) -> str:
     return "ntk" if g == "ntkgp" else g
 
 
-def _check_test(k_td: Tensor, n: int, role: str, where: str) -> None:
+def _check_test(
+    k_td: Tensor,
+    n: int,
+    role: str,
+    where: str,
+    given: _Kernels | None = None,
+    train: _Kernels | None = None,
+    n_out: int | None = None,
+) -> None:
+    """A test-train kernel must have one column per training point."""
     if k_td.shape[1] != n:
-        hint = (
-            " It looks like the train-test kernel: pass its transpose, or compute "
-            "net.kernel(x_test, x_train)."
-            if k_td.shape[0] == n
-            else ""
-        )
+        hint = _transpose_hint(k_td, n, role, given, train, n_out) if k_td.shape[0] == n else ""
         raise ShapeError(
             describe(
                 where,
@@ -351,6 +455,43 @@ def _check_test(k_td: Tensor, n: int, role: str, where: str) -> None:
                 f"Pass the test-train kernel of shape (n_test, {n}).{hint}",
             )
         )
+
+
+def _transpose_hint(
+    k_td: Tensor,
+    n: int,
+    role: str,
+    given: _Kernels | None,
+    train: _Kernels | None,
+    n_out: int | None,
+) -> str:
+    """What an ``(n, m)`` matrix passed as a test-train kernel most likely is.
+
+    A :class:`Kernel` says which inputs its rows are: the hint to transpose it is given
+    only when they are the training points (its ``cov1`` is the training variances). A
+    bare matrix of the shape of the training outputs is more likely initial outputs.
+    """
+    transpose = (
+        " It is the train-test kernel k(x_train, x_test) (its rows are the training "
+        "points): pass its transpose, or compute net.kernel(x_test, x_train)."
+    )
+    if given is not None and given.kernel is not None:
+        ref = None if train is None else train.variances()
+        first = given.kernel.cov1
+        if ref is not None:
+            same = first.shape == ref.shape and bool(
+                torch.allclose(first.detach().to(ref), ref, rtol=1e-6, atol=0.0)
+            )
+            return transpose if same else ""
+    if n_out is not None and k_td.shape[1] == n_out:
+        return (
+            f" It has the shape of the outputs on the training points ({n}, {n_out}): "
+            f"initial outputs go in fx_train_0=, the test-train kernel in {role}=."
+        )
+    return (
+        " If it is the train-test kernel k(x_train, x_test), pass its transpose, or compute "
+        "net.kernel(x_test, x_train)."
+    )
 
 
 def _check_test_test(k_tt: Tensor, m: int, where: str) -> None:
@@ -529,7 +670,7 @@ class _Predictor:
         return self._factors[name]
 
     def names(self, get: Any, allowed: tuple[str, ...]) -> tuple[tuple[str, ...], bool]:
-        """Requested names and whether one Gaussian (not a dict) is returned."""
+        """Requested names and whether one Gaussian (not :class:`Predictions`) is returned."""
         if self.kernels.bare:
             if get is not None:
                 raise HyperparameterError(
@@ -614,11 +755,11 @@ class _Predictor:
             ktd = kpd = ktt = None
         else:
             ktd = td.get(dyn, self.dtype, self.device)
-            _check_test(ktd, self.n, "k_test_train", self.where)
+            _check_test(ktd, self.n, "k_test_train", self.where, td, self.kernels, k)
             m = ktd.shape[0]
             kpd = td.get(prior, self.dtype, self.device) if compute_cov else None
             if kpd is not None:
-                _check_test(kpd, self.n, "k_test_train", self.where)
+                _check_test(kpd, self.n, "k_test_train", self.where, td, self.kernels, k)
             ktt = tt.get(prior, self.dtype, self.device) if compute_cov else None
             if ktt is not None:
                 _check_test_test(ktt, m, self.where)
@@ -728,8 +869,11 @@ class _Predictor:
         return mean, _sym(torch.stack(covs))
 
 
-def _format(out: dict[str, Gaussian], single: bool) -> Gaussian | dict[str, Gaussian]:
-    return next(iter(out.values())) if single else out
+def _format(out: dict[str, Gaussian], single: bool) -> Gaussian | Predictions:
+    """One Gaussian, or a :class:`Predictions` named tuple in the order of ``out``."""
+    if single:
+        return next(iter(out.values()))
+    return _predictions_type(tuple(out))(*out.values())
 
 
 def _compute_cov_flag(compute_cov: Any, k_test_test: Any, where: str) -> Any:
@@ -740,6 +884,24 @@ def _compute_cov_flag(compute_cov: Any, k_test_test: Any, where: str) -> Any:
             describe(where, f"compute_cov={compute_cov!r}", "Pass True, False or None.")
         )
     return bool(compute_cov)
+
+
+_MSE_KEYWORDS = "k_test_train=, k_test_test=, get=, compute_cov=, fx_train_0=, fx_test_0="
+_ODE_KEYWORDS = "k_test_train=, fx_train_0=, fx_test_0="
+
+
+def _no_positional(args: tuple[Any, ...], where: str, keywords: str) -> None:
+    """Refuse positional arguments after ``t`` (their order would be ambiguous)."""
+    if args:
+        raise InputTypeError(
+            describe(
+                f"{where} predict_fn",
+                f"{len(args)} positional argument(s) after t",
+                f"Pass them by keyword ({keywords}). Neural Tangents' order (t, fx_train_0, "
+                "fx_test_0, k_test_train) and this library's earlier order (t, k_test_train, ...) "
+                "disagree, so positional calls are not accepted.",
+            )
+        )
 
 
 # ----------------------------------------------------------------------------------------
@@ -753,7 +915,7 @@ def gp_inference(
     diag_reg: float = 0.0,
     *,
     diag_reg_absolute: bool = False,
-) -> Callable[..., Gaussian | dict[str, Gaussian]]:
+) -> Callable[..., Gaussian | Predictions]:
     r"""Posterior of the NNGP, the NTK ensemble, or the NTK-GP, given training data.
 
     ``"nngp"`` is the exact posterior of an infinitely wide Bayesian network; ``"ntk"``
@@ -789,8 +951,10 @@ def gp_inference(
         kernel allows). ``k_test_train`` is the test-train kernel (``(m, n)``, e.g.
         ``net.kernel(x_test, x_train)``); ``None`` gives the training points
         (``N(y, 0)``). ``k_test_test`` (``(m, m)``) is needed for covariances;
-        ``compute_cov=None`` computes them when it is given. Returns a :class:`Gaussian`
-        for a single name (or a bare kernel), else a dict name -> :class:`Gaussian`.
+        ``compute_cov=None`` computes them when it is given. The positional order is
+        Neural Tangents' (``get, k_test_train, k_test_test``). Returns a
+        :class:`Gaussian` for a single name (or a bare kernel), else :class:`Predictions`
+        (a named tuple of Gaussians, fields in the order asked).
 
     Raises:
         ShapeError: kernels and targets disagree in size.
@@ -816,7 +980,7 @@ def gp_inference(
         k_test_train: KernelLike | None = None,
         k_test_test: KernelLike | None = None,
         compute_cov: bool | None = None,
-    ) -> Gaussian | dict[str, Gaussian]:
+    ) -> Gaussian | Predictions:
         """Posterior on the test points (see :func:`gp_inference`)."""
         names, single = core.names(get, GP_NAMES)
         cov = _compute_cov_flag(compute_cov, k_test_test, where)
@@ -832,7 +996,7 @@ def gradient_descent_mse(
     diag_reg: float = 0.0,
     *,
     diag_reg_absolute: bool = False,
-) -> Callable[..., Gaussian | dict[str, Gaussian]]:
+) -> Callable[..., Gaussian | Predictions]:
     r"""Outputs of infinitely wide networks trained by gradient flow on MSE, in closed form.
 
     The dynamics is full-batch gradient flow on :math:`L = \frac{1}{2N}\sum (f - y)^2`
@@ -872,14 +1036,17 @@ def gradient_descent_mse(
         diag_reg_absolute: add ``diag_reg * I`` instead.
 
     Returns:
-        ``predict_fn(t=None, k_test_train=None, k_test_test=None, get=None,
-        compute_cov=None, fx_train_0=0.0, fx_test_0=0.0)``. ``t``: a time, a tensor of
-        times (leading axes of the outputs), ``None`` or ``inf``. ``k_test_train``:
-        ``(m, n)`` test-train kernel; ``None`` predicts the training points.
-        ``k_test_test``: ``(m, m)``, needed for test covariances. ``get``: ``"nngp"``,
-        ``"ntk"`` or a tuple (``None``: both, as available). ``compute_cov=None``:
-        covariances when ``k_test_test`` is given (on training points: not). Returns a
-        :class:`Gaussian` for a single name (or a bare kernel), else a dict.
+        ``predict_fn(t=None, *, k_test_train=None, k_test_test=None, get=None,
+        compute_cov=None, fx_train_0=0.0, fx_test_0=0.0)``, everything after ``t``
+        keyword-only (Neural Tangents' positional order ``(t, fx_train_0, fx_test_0,
+        k_test_train)`` differs from this one's, so a positional call is refused rather
+        than read in either order). ``t``: a time, a tensor of times (leading axes of the
+        outputs), ``None`` or ``inf``. ``k_test_train``: ``(m, n)`` test-train kernel;
+        ``None`` predicts the training points. ``k_test_test``: ``(m, m)``, needed for
+        test covariances. ``get``: ``"nngp"``, ``"ntk"`` or a tuple (``None``: both, as
+        available). ``compute_cov=None``: covariances when ``k_test_test`` is given (on
+        training points: not). Returns a :class:`Gaussian` for a single name (or a bare
+        kernel), else :class:`Predictions` (fields in the order asked).
 
     Raises:
         ShapeError: kernels and targets disagree in size.
@@ -906,14 +1073,16 @@ def gradient_descent_mse(
 
     def predict_fn(
         t: Any = None,
+        *positional: Any,
         k_test_train: KernelLike | None = None,
         k_test_test: KernelLike | None = None,
         get: Get = None,
         compute_cov: bool | None = None,
         fx_train_0: Any = 0.0,
         fx_test_0: Any = 0.0,
-    ) -> Gaussian | dict[str, Gaussian]:
+    ) -> Gaussian | Predictions:
         """Outputs at time(s) ``t`` (see :func:`gradient_descent_mse`)."""
+        _no_positional(positional, where, _MSE_KEYWORDS)
         names, single = core.names(get, GD_NAMES)
         cov = _compute_cov_flag(compute_cov, k_test_test, where)
         times: Tensor | None = _times(t, where, core.dtype, core.device)
@@ -936,7 +1105,7 @@ def gradient_descent_mse_ensemble(
     *,
     diag_reg_absolute: bool = False,
     memory_budget: int | None = None,
-) -> Callable[..., Gaussian | dict[str, Gaussian]]:
+) -> Callable[..., Gaussian | Predictions]:
     r"""Outputs of an infinite ensemble of infinitely wide ``net`` trained on MSE.
 
     :func:`gradient_descent_mse` with the kernels of ``net`` (same formulas and
@@ -962,9 +1131,10 @@ def gradient_descent_mse_ensemble(
         memory_budget: passed to ``net.kernel`` (bytes of working memory).
 
     Returns:
-        ``predict_fn(t=None, x_test=None, get=None, compute_cov=False)``: a
-        :class:`Gaussian` for ``get="nngp"`` or ``"ntk"``, a dict for a tuple or ``None``
-        (both). ``x_test=None`` predicts the training points.
+        ``predict_fn(t=None, x_test=None, get=None, compute_cov=False)`` (Neural
+        Tangents' positional order): a :class:`Gaussian` for ``get="nngp"`` or ``"ntk"``,
+        :class:`Predictions` (fields in the order asked) for a tuple or ``None`` (both).
+        ``x_test=None`` predicts the training points.
 
     """
     from .layers.base import Layer
@@ -998,7 +1168,7 @@ def gradient_descent_mse_ensemble(
 
     def predict_fn(
         t: Any = None, x_test: Any = None, get: Get = None, compute_cov: bool = False
-    ) -> Gaussian | dict[str, Gaussian]:
+    ) -> Gaussian | Predictions:
         """Outputs on ``x_test`` at time(s) ``t`` (see :func:`gradient_descent_mse_ensemble`)."""
         names = _parse_get(get, GD_NAMES, GD_NAMES, where)
         cov = _compute_cov_flag(compute_cov, None, where)
@@ -1041,14 +1211,15 @@ def _cross_entropy(fx: Tensor, y: Tensor) -> Tensor:
 _LOSSES = {"mse": _mse, "cross_entropy": _cross_entropy}
 
 
-def _ntk_of(k: Any, role: str, where: str) -> Tensor:
+def _ntk_of(k: Any, role: str, where: str) -> tuple[Tensor, _Kernels]:
+    """The NTK matrix of ``k`` (a Kernel, a dict or a bare tensor) and its reader."""
     ks = _Kernels(k, role, where)
     ks.require(["ntk"], "gradient-descent training")
     key = _BARE if ks.bare else "ntk"
     t = as_tensor(ks._raw[key], role, where)
     if t.ndim != 2:
         raise ShapeError(describe(where, f"{role} has shape {tuple(t.shape)}", "Pass a matrix."))
-    return t
+    return t, ks
 
 
 def gradient_descent(
@@ -1104,7 +1275,8 @@ def gradient_descent(
         atol: absolute tolerance of the solver.
 
     Returns:
-        ``predict_fn(t, k_test_train=None, fx_train_0=0.0, fx_test_0=0.0)`` returning
+        ``predict_fn(t, *, k_test_train=None, fx_train_0=0.0, fx_test_0=0.0)`` (everything
+        after ``t`` keyword-only: Neural Tangents' positional order differs) returning
         :class:`Outputs` ``(train, test)`` at the finite time(s) ``t`` (a number or a
         tensor of times: leading axes), ``test`` ``None`` without ``k_test_train``
         (``(m, n)``).
@@ -1131,7 +1303,7 @@ def gradient_descent(
                 describe(where, f"momentum={momentum}", "momentum must be in [0, 1).")
             )
     y, vector = _targets(y_train, where)
-    ntk = _ntk_of(k_train_train, "k_train_train", where)
+    ntk, train_kernels = _ntk_of(k_train_train, "k_train_train", where)
     dtype = torch.promote_types(ntk.dtype, y.dtype)
     ntk, y = _sym(ntk.to(dtype)), y.to(dtype=dtype, device=ntk.device)
     n, k = y.shape
@@ -1171,12 +1343,15 @@ def gradient_descent(
 
     def predict_fn(
         t: Any,
+        *positional: Any,
         k_test_train: KernelLike | None = None,
         fx_train_0: Any = 0.0,
         fx_test_0: Any = 0.0,
     ) -> Outputs:
         """Mean outputs at the finite time(s) ``t`` (see :func:`gradient_descent`)."""
         from scipy.integrate import solve_ivp
+
+        _no_positional(positional, where, _ODE_KEYWORDS)
 
         times = _times(t, where, torch.float64, torch.device("cpu"))
         if bool(torch.isinf(times).any()):
@@ -1192,8 +1367,9 @@ def gradient_descent(
         f0 = torch.zeros_like(y) if f0 is None else f0
         ktd = None
         if k_test_train is not None:
-            ktd = _ntk_of(k_test_train, "k_test_train", where).to(dtype=dtype, device=y.device)
-            _check_test(ktd, n, "k_test_train", where)
+            ktd, given = _ntk_of(k_test_train, "k_test_train", where)
+            ktd = ktd.to(dtype=dtype, device=y.device)
+            _check_test(ktd, n, "k_test_train", where, given, train_kernels, k)
         flat = (times.reshape(-1) * scale).numpy()
         order = np.unique(flat)
 
@@ -1270,7 +1446,7 @@ def max_learning_rate(
 
     """
     where = "predict.max_learning_rate"
-    ntk = _ntk_of(ntk_train_train, "ntk_train_train", where)
+    ntk, _ = _ntk_of(ntk_train_train, "ntk_train_train", where)
     n = ntk.shape[0]
     if ntk.shape[1] != n:
         raise ShapeError(
