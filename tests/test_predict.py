@@ -634,6 +634,15 @@ def test_gradient_descent_cross_entropy_and_momentum(problem: dict) -> None:
     _raises(HyperparameterError, "loss=", P.gradient_descent, "hinge", kdd, y)
 
 
+def test_solver_failure_is_a_solver_error() -> None:
+    # f = 1 + h with dh/dtau = f^2 blows up at tau = 1: the solver cannot reach tau = 10.
+    k, y = torch.eye(3, dtype=F64), torch.ones(3, 1, dtype=F64)
+    ode = P.gradient_descent(lambda f, t: -(f**3).sum() / 3, k, y)
+    msg = _raises(P.SolverError, "ODE solver failed", ode, 10.0, fx_train_0=torch.ones_like(y))
+    assert "LSODA" in msg
+    assert issubclass(nk.SolverError, RuntimeError) and nk.SolverError is P.SolverError
+
+
 def test_max_learning_rate(problem: dict) -> None:
     ntk, y = problem["kdd"].ntk, problem["y"]
     top = float(torch.linalg.eigvalsh(ntk)[-1])
