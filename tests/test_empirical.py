@@ -14,6 +14,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
 import neural_kernels as nk
@@ -115,6 +116,41 @@ class Sequence(nn.Module):
         return self.head(torch.cat([c.flatten(1), v.flatten(1)], dim=1))
 
 
+class AddedBiases(nn.Module):
+    """Biases added by hand: scaled, reshaped for channels, a sliced positional embedding."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = nn.Parameter(torch.randn(4, 3))
+        self.b = nn.Parameter(torch.randn(4))
+        self.conv = nn.Conv1d(4, 2, 2, bias=False)
+        self.cb = nn.Parameter(torch.randn(2))
+        self.pos = nn.Parameter(torch.randn(8, 4))
+        self.head = nn.Linear(2 * 4, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: (n, 5, 3)
+        h = torch.tanh(F.linear(x, self.w) * 0.7 + 0.3 * self.b)  # (n, 5, 4)
+        h = h + self.pos[: h.shape[1]]
+        c = self.conv(h.transpose(1, 2))  # (n, 2, 4)
+        c = torch.relu(c + self.cb.reshape(1, -1, 1) * 2.0)
+        return self.head(c.flatten(1))
+
+
+class CutBiases(nn.Module):
+    """A bias through .detach() (no gradient), and one made from two parameters."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(3, 4, bias=False)
+        self.b = nn.Parameter(torch.randn(4))
+        self.s = nn.Parameter(torch.randn(4))
+        self.t = nn.Parameter(torch.randn(4))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.tanh(self.fc(x) + self.b.detach() + self.b * 0.5)
+        return h + self.s * self.t
+
+
 def _twin() -> nn.Module:
     net = nk.Sequential(
         nk.Conv(3, (3, 3), b_std=0.3),
@@ -150,6 +186,8 @@ MODELS = {
     "shared_weights": (Shared, (4,)),
     "sequence_conv1d_conv3d": (Sequence, (5, 3)),
     "twin": (_twin, (2, 5, 5)),
+    "added_biases": (AddedBiases, (5, 3)),
+    "cut_biases": (CutBiases, (3,)),
 }
 
 
@@ -185,10 +223,10 @@ def test_matches_naive_jacobians(cases, name, strategy):
 
 def test_structured_handles_every_parameter_of_known_layers(cases):
     """The structured plan computes weights and biases without per-example Jacobians."""
-    from neural_kernels._empirical_core import prepare, probe_batch
-    from neural_kernels._empirical_structured import make_plan
+    from neural_kernels.empirical._model import prepare, probe_batch
+    from neural_kernels.empirical._structured import make_plan
 
-    for name in ("mlp", "cnn", "resnet_layernorm", "twin"):
+    for name in ("mlp", "cnn", "resnet_layernorm", "twin", "added_biases"):
         model, x1, *_ = cases[name]
         prep = prepare(model, None, None, "test")
         plan = make_plan(prep, probe_batch(x1, None))
@@ -196,6 +234,14 @@ def test_structured_handles_every_parameter_of_known_layers(cases):
     prep = prepare(cases["shared_weights"][0], None, None, "test")
     plan = make_plan(prep, cases["shared_weights"][1][:2])
     assert plan.fallback == ["gain"] and plan.positions["fc.weight"] == 2
+    # Biases added by hand are found whatever the module (our twins are not special).
+    prep = prepare(cases["added_biases"][0], None, None, "test")
+    plan = make_plan(prep, cases["added_biases"][1][:2])
+    assert set(plan.added) == {"b", "cb", "pos"}, plan
+    # A bias cut from its graph, or made from two parameters, is left to Jacobians.
+    prep = prepare(cases["cut_biases"][0], None, None, "test")
+    plan = make_plan(prep, cases["cut_biases"][1][:2])
+    assert sorted(plan.fallback) == ["b", "s", "t"] and plan.weights == {"fc.weight": "linear"}
 
 
 @pytest.mark.parametrize("name", ("cnn", "mlp"))
@@ -416,6 +462,35 @@ def test_width_sweep():
         lambda w, p: net, x, widths=(8,), parametrizations="ntk", n_seeds=1, train_steps=0
     )
     assert math.isnan(again.rows[0].kernel_change)
+
+
+def test_train_mse_takes_exact_gradient_steps():
+    """On a linear model the steps are the kernel steps f <- f - lr/N K (f - y), exactly."""
+    gen = torch.Generator().manual_seed(2)
+    model = nn.Linear(4, 3, bias=False).double()
+    x = torch.randn(7, 4, generator=gen, dtype=F64)
+    y = torch.randn(7, 3, generator=gen, dtype=F64)
+    with torch.no_grad():
+        f = model(x)
+    k = nk.empirical_ntk(model, x)  # the per-output kernel, shared by the 3 outputs
+    lr, steps = 0.3, 25
+    losses = nk.empirical.train_mse(model, x, y, learning_rate=lr, steps=steps)
+    expected = [0.5 * float(((f - y) ** 2).mean())]
+    for _ in range(steps):
+        f = f - lr / y.numel() * k @ (f - y)
+        expected.append(0.5 * float(((f - y) ** 2).mean()))
+    assert losses.shape == (steps + 1,) and not losses.requires_grad
+    torch.testing.assert_close(losses, torch.tensor(expected, dtype=F64), rtol=1e-12, atol=0)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), f, rtol=1e-12, atol=1e-13)
+    with pytest.raises(nk.ShapeError, match="shape"):
+        nk.empirical.train_mse(model, x, y[:, :2], learning_rate=lr, steps=1)
+    with pytest.raises(nk.HyperparameterError, match="learning_rate"):
+        nk.empirical.train_mse(model, x, y, learning_rate=-1.0, steps=1)
+    with pytest.raises(nk.HyperparameterError, match="steps"):
+        nk.empirical.train_mse(model, x, y, learning_rate=lr, steps=1.5)
+    with pytest.raises(nk.ModelError, match="no trainable"):
+        nk.empirical.train_mse(model.requires_grad_(False), x, y, learning_rate=lr, steps=1)
 
 
 # ----------------------------------------------------------------------------------------

@@ -378,7 +378,8 @@ class Predictor:
             mean = mean + f0t
         if not compute_cov:
             return mean, None
-        assert p is not None
+        if p is None:
+            p = ktd @ v
         covs = []
         if g == "ntk":
             q = self._q(dyn)

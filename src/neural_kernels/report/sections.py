@@ -284,18 +284,6 @@ def _twin_net(width: int, parametrization: str, n_out: int) -> Any:
     )
 
 
-def _train(model: torch.nn.Module, x: Tensor, y: Tensor, lr: float, steps: int) -> None:
-    """Full-batch gradient descent on ``1/(2N) sum (f - y)^2``, ``N = y.numel()``."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    n_total = y.numel()
-    for _ in range(steps):
-        loss = 0.5 * ((model(x) - y) ** 2).sum() / n_total
-        grads = torch.autograd.grad(loss, params)
-        with torch.no_grad():
-            for p, g in zip(params, grads, strict=True):
-                p.sub_(lr * g)
-
-
 def finite_twins(ctx: Context) -> dict[str, Any]:
     """Train the twins of every width and parametrization; the data of sections 2 and 4."""
     import neural_kernels as nk
@@ -334,7 +322,7 @@ def finite_twins(ctx: Context) -> dict[str, Any]:
             with torch.no_grad():
                 f0, f0t = model(xf).double(), model(xtf).double()
             theta0 = nk.empirical_ntk(model, probe)
-            _train(model, xf, y.float(), lr, sizes.steps)
+            nk.empirical.train_mse(model, xf, y.float(), learning_rate=lr, steps=sizes.steps)
             with torch.no_grad():
                 ft = model(xtf).double()
             theta1 = nk.empirical_ntk(model, probe)

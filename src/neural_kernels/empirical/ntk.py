@@ -33,10 +33,10 @@ rounding; the structured one is the fast path, e.g. 0.04 s for the traced NTK of
     the terms of linear maps from activations and cotangents: for ``z = x W^T``,
     :math:`\Theta^W_{ij,op} = (x_i \cdot x_j)(g_{i,o} \cdot g_{j,p})` with :math:`g` the
     cotangents of ``z`` (likewise convolutions over their input patches, biases and the
-    affine parameters of ``F.layer_norm``), found by intercepting ``F.linear``,
-    ``F.conv1d/2d/3d`` and ``F.layer_norm`` during one forward pass plus ``k`` backward
-    passes over the batch. Any parameter used another way falls back to per-example
-    Jacobians. A few GEMMs for a fully connected network.
+    affine parameters of ``F.layer_norm``, and any tensor made from one parameter alone
+    and added to a batch), found by watching the torch calls of one forward pass, from
+    whatever module, plus ``k`` backward passes over the batch. Any parameter used another
+    way falls back to per-example Jacobians. A few GEMMs for a fully connected network.
 ``"auto"`` (default)
     the cheapest by a cost estimate (multiply-adds from the number of parameters,
     outputs and examples, and the shapes of the linear maps seen on two examples).
@@ -55,11 +55,12 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ._empirical_core import (
+from ..errors import HyperparameterError, InputTypeError, ModelError, describe
+from ._features import assemble, block_size
+from ._jacobian import jacobian_kernel
+from ._model import (
     DEFAULT_TRACE,
     Prepared,
-    assemble,
-    block_size,
     check_finite,
     check_modules,
     parse_budget,
@@ -69,37 +70,10 @@ from ._empirical_core import (
     probe_batch,
     read_inputs,
 )
-from ._empirical_diagnostics import (
-    KernelSnapshot,
-    KernelTracker,
-    centered_kernel_alignment,
-    kernel_cosine_distance,
-    kernel_distance,
-)
-from ._empirical_jacobian import jacobian_kernel
-from ._empirical_ntvp import ntvp_kernel
-from ._empirical_structured import Plan, make_plan, structured_features
-from ._empirical_sweep import WidthSweep, WidthSweepRow, width_sweep
-from ._empirical_taylor import TaylorExpansion, linearize, taylor_expand
-from .errors import HyperparameterError, InputTypeError, ModelError, describe
+from ._ntvp import ntvp_kernel
+from ._structured import Plan, make_plan, structured_features
 
-__all__ = [
-    "STRATEGIES",
-    "KernelSnapshot",
-    "KernelTracker",
-    "TaylorExpansion",
-    "WidthSweep",
-    "WidthSweepRow",
-    "centered_kernel_alignment",
-    "empirical_nngp",
-    "empirical_ntk",
-    "kernel_cosine_distance",
-    "kernel_distance",
-    "linearize",
-    "ntk_strategy",
-    "taylor_expand",
-    "width_sweep",
-]
+__all__ = ["STRATEGIES", "empirical_nngp", "empirical_ntk", "ntk_strategy"]
 
 #: The strategies of :func:`empirical_ntk`.
 STRATEGIES = ("auto", "jacobian", "ntvp", "structured")
@@ -265,7 +239,8 @@ def _compute(
         return ntvp_kernel(prep, a, b, k, full, block=max(chunk, min(n2, 64)), chunk=chunk)
     if strategy == "jacobian":
         return jacobian_kernel(prep, a, b, k, full, budget)
-    assert plan is not None
+    if plan is None:
+        raise ValueError('the structured strategy needs its plan (see "_choose")')
     # activations, cotangents and features of a block: about 3x the features
     blk = block_size(max(n1, n2), 3.0 * plan.per_example_floats(k), pair, budget, item)
     plan.choose(blk, blk, k, full, budget / item / 4)
