@@ -76,7 +76,7 @@ def _predict(k_dd: torch.Tensor, k_td: torch.Tensor, y: torch.Tensor) -> float:
     times = torch.logspace(-1, 4, TIMES, dtype=torch.float64)
     start = time.perf_counter()
     predict_fn = nk.predict.gradient_descent_mse({"ntk": k_dd}, y, diag_reg=1e-4)
-    test = predict_fn(times, k_td, get="ntk").mean
+    test = predict_fn(times, k_test_train=k_td, get="ntk").mean
     train = predict_fn(times, get="ntk").mean
     seconds = time.perf_counter() - start
     assert test.shape == (TIMES, k_td.shape[0], y.shape[1]) and bool(torch.isfinite(test).all())

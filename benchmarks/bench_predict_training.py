@@ -116,7 +116,12 @@ def run_width(width: int, members: int, seed: int = 1) -> dict[str, Any]:
     train_seconds = time.perf_counter() - start
     fn = nk.predict.gradient_descent_mse(net.kernel(x[:n]), y, learning_rate=LR)
     ktd, ktt = net.kernel(x[n:], x[:n]), net.kernel(x[n:])
-    ens = fn(torch.tensor([float(s) for s in STEPS], dtype=torch.float64), ktd, ktt, get="ntk")
+    ens = fn(
+        torch.tensor([float(s) for s in STEPS], dtype=torch.float64),
+        k_test_train=ktd,
+        k_test_test=ktt,
+        get="ntk",
+    )
     record: dict[str, Any] = {
         "name": "predict_vs_training",
         "width": width,
@@ -134,7 +139,9 @@ def run_width(width: int, members: int, seed: int = 1) -> dict[str, Any]:
         moved = (trained - f0[:, n:]).pow(2).mean().sqrt()
         lin = torch.stack(
             [
-                fn(float(s), ktd, get="ntk", fx_train_0=f0[j, :n], fx_test_0=f0[j, n:]).mean
+                fn(
+                    float(s), k_test_train=ktd, get="ntk", fx_train_0=f0[j, :n], fx_test_0=f0[j, n:]
+                ).mean
                 for j in range(members)
             ]
         )

@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
 
     for name in ("nngp", "ntk"):
         results[f"{name}_posterior_accuracy"] = accuracy(posterior(name, k_test).mean)
-        curve = [accuracy(m) for m in trained(times, k_test, get=name).mean]
+        curve = [accuracy(m) for m in trained(times, k_test_train=k_test, get=name).mean]
         results[f"{name}_trained_accuracy"] = curve[-1]
         print(f"{name}: posterior test accuracy {results[f'{name}_posterior_accuracy']:.3f}")
         print("  during training, t lam_max / N = 1e1 .. 1e6:", " ".join(f"{a:.2f}" for a in curve))

@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 import torch
 
-from neural_kernels import cli
-from neural_kernels.cli import Plot, Report, Section, main
+from neural_kernels.cli import RunError, main
+from neural_kernels.cli.demo import _ridge
+from neural_kernels.report import Plot, Report, Section, write_report
 
 SMALL = ["--n-train", "150", "--n-test", "100", "--quiet"]
 
@@ -167,14 +168,14 @@ def test_kernel_regression_matches_closed_form():
     k = x @ x.T + 1.0
     reg = 1e-2 * k.diagonal().mean()
     expected = (xt @ x.T + 1.0) @ torch.linalg.solve(k + reg * torch.eye(20), y)
-    got = cli._kernel_regression(k, y, xt @ x.T + 1.0, 1e-2)
+    got = _ridge(k, y, xt @ x.T + 1.0, 1e-2)
     torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-10)
 
 
 def test_kernel_regression_refuses_singular_kernel():
     ones = torch.ones(3, 3, dtype=torch.float64)
-    with pytest.raises(cli.RunError, match="not positive definite"):
-        cli._kernel_regression(ones, torch.ones(3, 1, dtype=torch.float64), ones, 0.0)
+    with pytest.raises(RunError, match="not positive definite"):
+        _ridge(ones, torch.ones(3, 1, dtype=torch.float64), ones, 0.0)
 
 
 def test_report_writes_plots_then_results(tmp_path):
@@ -183,7 +184,7 @@ def test_report_writes_plots_then_results(tmp_path):
     report.add(
         Section("curve", {"y": [1, 2]}, ["a line"], [Plot("curve", lambda ax: ax.plot([1, 2]))])
     )
-    paths = report.write(tmp_path)
+    paths = write_report(report, tmp_path, html=False)
     assert [p.name for p in paths] == ["curve.png", "results.json"]
     assert (tmp_path / "curve.png").read_bytes()[:4] == b"\x89PNG"
     assert json.loads(paths[-1].read_text())["curve"] == {"y": [1, 2]}

@@ -14,6 +14,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
 import neural_kernels as nk
@@ -21,7 +22,7 @@ from neural_kernels import empirical
 
 F64 = torch.float64
 STRATEGIES = ("jacobian", "ntvp", "structured", "auto")
-TRACES = (True, "mean", False)
+TRACES = ("mean", "sum", "full")
 
 
 # ----------------------------------------------------------------------------------------
@@ -54,11 +55,12 @@ def naive_ntk(model: nn.Module, x1: torch.Tensor, x2: torch.Tensor | None = None
     return torch.einsum("iop,jqp->ijoq", j1, j2)
 
 
-def traced(full: torch.Tensor, trace) -> torch.Tensor:
-    if trace is False:
+def traced(full: torch.Tensor, trace: str) -> torch.Tensor:
+    """The reference reduced over outputs: ``"mean"``, ``"sum"`` or ``"full"``."""
+    if trace == "full":
         return full
     diag = full.diagonal(dim1=2, dim2=3)
-    return diag.sum(-1) if trace is True else diag.mean(-1)
+    return diag.sum(-1) if trace == "sum" else diag.mean(-1)
 
 
 def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -114,6 +116,41 @@ class Sequence(nn.Module):
         return self.head(torch.cat([c.flatten(1), v.flatten(1)], dim=1))
 
 
+class AddedBiases(nn.Module):
+    """Biases added by hand: scaled, reshaped for channels, a sliced positional embedding."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = nn.Parameter(torch.randn(4, 3))
+        self.b = nn.Parameter(torch.randn(4))
+        self.conv = nn.Conv1d(4, 2, 2, bias=False)
+        self.cb = nn.Parameter(torch.randn(2))
+        self.pos = nn.Parameter(torch.randn(8, 4))
+        self.head = nn.Linear(2 * 4, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: (n, 5, 3)
+        h = torch.tanh(F.linear(x, self.w) * 0.7 + 0.3 * self.b)  # (n, 5, 4)
+        h = h + self.pos[: h.shape[1]]
+        c = self.conv(h.transpose(1, 2))  # (n, 2, 4)
+        c = torch.relu(c + self.cb.reshape(1, -1, 1) * 2.0)
+        return self.head(c.flatten(1))
+
+
+class CutBiases(nn.Module):
+    """A bias through .detach() (no gradient), and one made from two parameters."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(3, 4, bias=False)
+        self.b = nn.Parameter(torch.randn(4))
+        self.s = nn.Parameter(torch.randn(4))
+        self.t = nn.Parameter(torch.randn(4))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.tanh(self.fc(x) + self.b.detach() + self.b * 0.5)
+        return h + self.s * self.t
+
+
 def _twin() -> nn.Module:
     net = nk.Sequential(
         nk.Conv(3, (3, 3), b_std=0.3),
@@ -149,6 +186,8 @@ MODELS = {
     "shared_weights": (Shared, (4,)),
     "sequence_conv1d_conv3d": (Sequence, (5, 3)),
     "twin": (_twin, (2, 5, 5)),
+    "added_biases": (AddedBiases, (5, 3)),
+    "cut_biases": (CutBiases, (3,)),
 }
 
 
@@ -176,7 +215,7 @@ def test_matches_naive_jacobians(cases, name, strategy):
         assert k11.dtype == F64 and k11.shape == traced(ref11, trace).shape
         assert rel_err(k11, traced(ref11, trace)) < 1e-10, (trace, "x2=None")
         assert rel_err(k12, traced(ref12, trace)) < 1e-10, (trace, "x2")
-        if trace is False:
+        if trace == "full":
             assert torch.equal(k11, k11.permute(1, 0, 3, 2))
         else:
             assert torch.equal(k11, k11.T)
@@ -184,10 +223,10 @@ def test_matches_naive_jacobians(cases, name, strategy):
 
 def test_structured_handles_every_parameter_of_known_layers(cases):
     """The structured plan computes weights and biases without per-example Jacobians."""
-    from neural_kernels._empirical_core import prepare, probe_batch
-    from neural_kernels._empirical_structured import make_plan
+    from neural_kernels.empirical._model import prepare, probe_batch
+    from neural_kernels.empirical._structured import make_plan
 
-    for name in ("mlp", "cnn", "resnet_layernorm", "twin"):
+    for name in ("mlp", "cnn", "resnet_layernorm", "twin", "added_biases"):
         model, x1, *_ = cases[name]
         prep = prepare(model, None, None, "test")
         plan = make_plan(prep, probe_batch(x1, None))
@@ -195,6 +234,14 @@ def test_structured_handles_every_parameter_of_known_layers(cases):
     prep = prepare(cases["shared_weights"][0], None, None, "test")
     plan = make_plan(prep, cases["shared_weights"][1][:2])
     assert plan.fallback == ["gain"] and plan.positions["fc.weight"] == 2
+    # Biases added by hand are found whatever the module (our twins are not special).
+    prep = prepare(cases["added_biases"][0], None, None, "test")
+    plan = make_plan(prep, cases["added_biases"][1][:2])
+    assert set(plan.added) == {"b", "cb", "pos"}, plan
+    # A bias cut from its graph, or made from two parameters, is left to Jacobians.
+    prep = prepare(cases["cut_biases"][0], None, None, "test")
+    plan = make_plan(prep, cases["cut_biases"][1][:2])
+    assert sorted(plan.fallback) == ["b", "s", "t"] and plan.weights == {"fc.weight": "linear"}
 
 
 @pytest.mark.parametrize("name", ("cnn", "mlp"))
@@ -204,7 +251,7 @@ def test_blocks_under_a_small_memory_budget(cases, strategy, name):
     model, x1, x2, *_ = cases[name]
     x = torch.cat([x1, x2, x1[:3] + 0.1])  # 11 examples
     budget = 1_000_000 if name == "cnn" else 5_000
-    for trace in (True, False):
+    for trace in ("sum", "full"):
         whole = nk.empirical_ntk(model, x, strategy=strategy, trace_outputs=trace)
         small = nk.empirical_ntk(
             model, x, strategy=strategy, trace_outputs=trace, memory_budget=budget
@@ -230,7 +277,7 @@ def test_jacobian_strategy_splits_large_tensors(cases, budget):
         )
         assert rel_err(k11, traced(ref11, trace)) < 1e-10
         assert rel_err(k12, traced(ref12, trace)) < 1e-10
-        assert torch.equal(k11, k11.permute(1, 0, 3, 2) if trace is False else k11.T)
+        assert torch.equal(k11, k11.permute(1, 0, 3, 2) if trace == "full" else k11.T)
 
 
 def test_float32_close_to_float64(cases):
@@ -238,7 +285,7 @@ def test_float32_close_to_float64(cases):
     for strategy in ("jacobian", "ntvp", "structured"):
         k32 = nk.empirical_ntk(model, x1.float(), strategy=strategy, dtype=torch.float32)
         assert k32.dtype == torch.float32
-        assert rel_err(k32.double(), traced(ref11, True)) < 1e-5
+        assert rel_err(k32.double(), traced(ref11, "mean")) < 1e-5
     # a float32 model with float64 inputs computes in the model's dtype
     k = nk.empirical_ntk(model.float(), x1)
     model.double()
@@ -248,8 +295,8 @@ def test_float32_close_to_float64(cases):
 def test_x2_none_equals_x2_x1(cases):
     model, x1, *_ = cases["several_outputs"]
     for strategy in ("jacobian", "ntvp", "structured"):
-        a = nk.empirical_ntk(model, x1, strategy=strategy, trace_outputs=False)
-        b = nk.empirical_ntk(model, x1, x1, strategy=strategy, trace_outputs=False)
+        a = nk.empirical_ntk(model, x1, strategy=strategy, trace_outputs="full")
+        b = nk.empirical_ntk(model, x1, x1, strategy=strategy, trace_outputs="full")
         assert rel_err(a, b) < 1e-12
 
 
@@ -260,13 +307,13 @@ def test_params_override_and_integer_inputs():
     ref = naive_ntk(model, tokens)
     for strategy in ("jacobian", "ntvp", "structured"):
         assert (
-            rel_err(nk.empirical_ntk(model, tokens, strategy=strategy), traced(ref, True)) < 1e-10
+            rel_err(nk.empirical_ntk(model, tokens, strategy=strategy), traced(ref, "mean")) < 1e-10
         )
     doubled = {"2.weight": 2 * model[2].weight.detach()}
     k = nk.empirical_ntk(model, tokens, params=doubled, strategy="structured")
     with torch.no_grad():
         model[2].weight.mul_(2)
-    assert rel_err(k, traced(naive_ntk(model, tokens), True)) < 1e-10
+    assert rel_err(k, traced(naive_ntk(model, tokens), "mean")) < 1e-10
 
 
 def test_batch_mixing_model_uses_per_example_jacobians():
@@ -285,7 +332,61 @@ def test_batch_mixing_model_uses_per_example_jacobians():
         nk.empirical_ntk(model, x, strategy="structured")
     assert empirical.ntk_strategy(model, x) == "jacobian"
     auto = nk.empirical_ntk(model, x)
-    assert rel_err(auto, traced(naive_ntk(model, x), True)) < 1e-10  # one example at a time
+    assert rel_err(auto, traced(naive_ntk(model, x), "mean")) < 1e-10  # one example at a time
+
+
+def test_default_is_the_per_output_kernel_everywhere(cases):
+    """One convention: the mean over outputs, by default, in every function that reduces them."""
+    model, x1, x2, ref11, ref12 = cases["several_outputs"]
+    default = nk.empirical_ntk(model, x1, x2)
+    assert rel_err(default, traced(ref12, "mean")) < 1e-10
+    # the older spellings keep their meaning: True is the sum, False the full blocks
+    for old, new in ((True, "sum"), (False, "full")):
+        a = nk.empirical_ntk(model, x1, x2, trace_outputs=old)
+        assert torch.equal(a, nk.empirical_ntk(model, x1, x2, trace_outputs=new))
+    assert rel_err(nk.empirical_ntk(model, x1, x2, trace_outputs=True), 4 * default) < 1e-12
+    tracker = nk.KernelTracker(model, x1)
+    assert rel_err(tracker.initial_kernel, traced(ref11, "mean")) < 1e-10
+
+
+def test_default_empirical_ntk_drives_the_predictor_like_training():
+    """The library's own empirical NTK, fed to its own predictor, tracks the trained network.
+
+    Ten outputs: with their sum (the former default) the predicted training runs ten times
+    too fast (relative gap 1.15 here), with the per-output kernel the gap is 0.06.
+    """
+    gen = torch.Generator().manual_seed(0)
+    n, m, d, k = 16, 8, 4, 10
+    x = torch.randn(n + m, d, generator=gen, dtype=F64)
+    y = torch.sin(x[:n] @ torch.randn(d, k, generator=gen, dtype=F64))
+    net = nk.Sequential(
+        nk.Dense(512, w_std=1.5, b_std=0.1), nk.ReLU(), nk.Dense(k, w_std=1.5, b_std=0.1)
+    )
+    model = net.module((d,), generator=gen, dtype=F64)
+    x_train, x_test = x[:n], x[n:]
+    with torch.no_grad():
+        f0, f0_test = model(x_train), model(x_test)
+    k_dd, k_td = nk.empirical_ntk(model, x_train), nk.empirical_ntk(model, x_test, x_train)
+    summed = [nk.empirical_ntk(model, a, b, trace_outputs="sum") for a, b in
+              ((x_train, None), (x_test, x_train))]  # fmt: skip
+    lr, steps = 0.05 * nk.predict.max_learning_rate(k_dd, y.numel()), 10
+    params = [p for p in model.parameters() if p.requires_grad]
+    for _ in range(steps):  # full-batch gradient descent on 1/(2N) sum (f - y)^2
+        grads = torch.autograd.grad(0.5 * ((model(x_train) - y) ** 2).mean(), params)
+        with torch.no_grad():
+            for p, g in zip(params, grads, strict=True):
+                p.sub_(lr * g)
+    with torch.no_grad():
+        trained = model(x_test)
+    moved = (trained - f0_test).pow(2).mean().sqrt()
+
+    def gap(kdd: torch.Tensor, ktd: torch.Tensor) -> float:
+        predict_fn = nk.predict.gradient_descent_mse(kdd, y, learning_rate=lr)
+        pred = predict_fn(steps, k_test_train=ktd, fx_train_0=f0, fx_test_0=f0_test).mean
+        return float((pred - trained).pow(2).mean().sqrt() / moved)
+
+    assert gap(k_dd, k_td) < 0.1
+    assert gap(*summed) > 0.5
 
 
 # ----------------------------------------------------------------------------------------
@@ -297,11 +398,15 @@ def test_empirical_nngp(cases):
     model, x1, x2, *_ = cases["several_outputs"]
     with torch.no_grad():
         f1, f2 = model(x1), model(x2)
-    full = nk.empirical_nngp(model, x1, x2, trace_outputs=False)
+    full = nk.empirical_nngp(model, x1, x2, trace_outputs="full")
     assert torch.allclose(full, torch.einsum("io,jp->ijop", f1, f2), rtol=1e-12, atol=0)
-    assert torch.allclose(nk.empirical_nngp(model, x1, x2), f1 @ f2.T, rtol=1e-12, atol=0)
-    mean = nk.empirical_nngp(model, x1, trace_outputs="mean")
+    summed = nk.empirical_nngp(model, x1, x2, trace_outputs="sum")
+    assert torch.allclose(summed, f1 @ f2.T, rtol=1e-12, atol=0)
+    mean = nk.empirical_nngp(model, x1)  # the default: the mean over the 4 outputs
     assert torch.allclose(mean, f1 @ f1.T / 4, rtol=1e-12, atol=0) and torch.equal(mean, mean.T)
+    # the older spellings keep their meaning: True is the sum, False the full blocks
+    assert torch.equal(nk.empirical_nngp(model, x1, x2, trace_outputs=True), summed)
+    assert torch.equal(nk.empirical_nngp(model, x1, x2, trace_outputs=False), full)
     # no parameters needed for the output covariance
     assert nk.empirical_nngp(nn.Tanh(), x1).shape == (5, 5)
 
@@ -322,9 +427,7 @@ def test_twins_converge_to_the_analytic_ntk():
     for width in (8, 64, 512):
         gen = torch.Generator().manual_seed(width)
         ks = [
-            nk.empirical_ntk(
-                net_of(width).module((4,), generator=gen, dtype=F64), x, trace_outputs="mean"
-            )
+            nk.empirical_ntk(net_of(width).module((4,), generator=gen, dtype=F64), x)
             for _ in range(6)
         ]
         errors.append(nk.kernel_distance(exact, torch.stack(ks).mean(0)))
@@ -359,6 +462,35 @@ def test_width_sweep():
         lambda w, p: net, x, widths=(8,), parametrizations="ntk", n_seeds=1, train_steps=0
     )
     assert math.isnan(again.rows[0].kernel_change)
+
+
+def test_train_mse_takes_exact_gradient_steps():
+    """On a linear model the steps are the kernel steps f <- f - lr/N K (f - y), exactly."""
+    gen = torch.Generator().manual_seed(2)
+    model = nn.Linear(4, 3, bias=False).double()
+    x = torch.randn(7, 4, generator=gen, dtype=F64)
+    y = torch.randn(7, 3, generator=gen, dtype=F64)
+    with torch.no_grad():
+        f = model(x)
+    k = nk.empirical_ntk(model, x)  # the per-output kernel, shared by the 3 outputs
+    lr, steps = 0.3, 25
+    losses = nk.empirical.train_mse(model, x, y, learning_rate=lr, steps=steps)
+    expected = [0.5 * float(((f - y) ** 2).mean())]
+    for _ in range(steps):
+        f = f - lr / y.numel() * k @ (f - y)
+        expected.append(0.5 * float(((f - y) ** 2).mean()))
+    assert losses.shape == (steps + 1,) and not losses.requires_grad
+    torch.testing.assert_close(losses, torch.tensor(expected, dtype=F64), rtol=1e-12, atol=0)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), f, rtol=1e-12, atol=1e-13)
+    with pytest.raises(nk.ShapeError, match="shape"):
+        nk.empirical.train_mse(model, x, y[:, :2], learning_rate=lr, steps=1)
+    with pytest.raises(nk.HyperparameterError, match="learning_rate"):
+        nk.empirical.train_mse(model, x, y, learning_rate=-1.0, steps=1)
+    with pytest.raises(nk.HyperparameterError, match="steps"):
+        nk.empirical.train_mse(model, x, y, learning_rate=lr, steps=1.5)
+    with pytest.raises(nk.ModelError, match="no trainable"):
+        nk.empirical.train_mse(model.requires_grad_(False), x, y, learning_rate=lr, steps=1)
 
 
 # ----------------------------------------------------------------------------------------
@@ -560,7 +692,7 @@ def test_models_whose_examples_are_not_independent_are_refused():
         with pytest.raises(nk.ModelError, match=r"model\.eval\(\)"):
             nk.empirical_ntk(bn, x, strategy=strategy)
     bn.eval()
-    ref = traced(naive_ntk(bn, x), True)
+    ref = traced(naive_ntk(bn, x), "mean")
     for strategy in STRATEGIES:
         assert rel_err(nk.empirical_ntk(bn, x, strategy=strategy), ref) < 1e-10
     with pytest.raises(nk.ModelError, match=r"dropout|random"):

@@ -165,3 +165,25 @@ def test_numpy_and_integer_inputs_are_accepted() -> None:
     k = MLP.kernel(np.arange(12).reshape(4, 3))
     assert k.nngp.dtype == torch.float64
     assert torch.isfinite(k.ntk).all()
+
+
+def test_every_error_class_is_exported() -> None:
+    import inspect
+
+    from neural_kernels import errors
+
+    classes = [
+        name
+        for name, obj in vars(errors).items()
+        if inspect.isclass(obj) and issubclass(obj, nk.NeuralKernelsError)
+    ]
+    assert {"SingularKernelError", "SolverError"} <= set(classes)
+    for name in classes:
+        assert getattr(nk, name) is getattr(errors, name) and name in nk.__all__, name
+
+
+def test_get_given_a_tensor_is_named_briefly() -> None:
+    with pytest.raises(nk.HyperparameterError) as info:
+        MLP.kernel(X, get=torch.zeros(50, 50))
+    message = str(info.value)
+    assert "Tensor of shape (50, 50)" in message and len(message) < 300, message

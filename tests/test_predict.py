@@ -14,6 +14,8 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import pickle
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -71,17 +73,17 @@ def _check_all(name: str, data: dict, gd, gp, rtol_nngp: float, rtol_ntk: float)
     for ts in TIMES:
         out = gd(ts, True)
         for g in ("nngp", "ntk"):
-            check(f"gd_{g}_t{ts}_mean", out[g].mean)
-            check(f"gd_{g}_t{ts}_cov", out[g].cov)
+            check(f"gd_{g}_t{ts}_mean", getattr(out, g).mean)
+            check(f"gd_{g}_t{ts}_cov", getattr(out, g).cov)
         if ts != "inf":
             out = gd(ts, False)
             for g in ("nngp", "ntk"):
-                check(f"gd_{g}_t{ts}_train_mean", out[g].mean)
-                check(f"gd_{g}_t{ts}_train_cov", out[g].cov)
+                check(f"gd_{g}_t{ts}_train_mean", getattr(out, g).mean)
+                check(f"gd_{g}_t{ts}_train_cov", getattr(out, g).cov)
     out = gp()
     for g in ("nngp", "ntk", "ntkgp"):
-        check(f"gp_{g}_mean", out[g].mean)
-        check(f"gp_{g}_cov", out[g].cov)
+        check(f"gp_{g}_mean", getattr(out, g).mean)
+        check(f"gp_{g}_cov", getattr(out, g).cov)
     expected = {k for k in data if k.startswith(("gd_", "gp_"))}
     assert checked == expected, f"{name}: unchecked reference arrays {expected - checked}"
     return worst
@@ -101,10 +103,10 @@ def test_reference_predictions_from_reference_kernels(name: str) -> None:
     predict_fn = P.gradient_descent_mse(k_dd, y, learning_rate=1.0, diag_reg=1e-3)
     post = P.gp_inference(k_dd, y, diag_reg=1e-3)
 
-    def gd(ts: str, test: bool) -> dict:
+    def gd(ts: str, test: bool) -> Any:
         time = None if ts == "inf" else float(ts)
         if test:
-            return predict_fn(time, k_td, k_tt, compute_cov=True)
+            return predict_fn(time, k_test_train=k_td, k_test_test=k_tt, compute_cov=True)
         return predict_fn(time, compute_cov=True)
 
     _check_all(name, data, gd, lambda: post(k_test_train=k_td, k_test_test=k_tt), 1e-12, 1e-12)
@@ -138,13 +140,15 @@ def test_reference_predictions_end_to_end(name: str) -> None:
     times = torch.tensor([float(ts) for ts in TIMES], dtype=torch.float64)
     test = predict_fn(times, x2, compute_cov=True)
 
-    def gd(ts: str, on_test: bool) -> dict:
+    def gd(ts: str, on_test: bool) -> Any:
         if not on_test:
             return predict_fn(float(ts), None, compute_cov=True)
         i = TIMES.index(ts)
-        return {g: P.Gaussian(v.mean[i], v.cov[i]) for g, v in test.items()}
+        return SimpleNamespace(
+            **{g: P.Gaussian(v.mean[i], v.cov[i]) for g, v in zip(test._fields, test, strict=True)}
+        )
 
-    def gp() -> dict:
+    def gp() -> Any:
         return post(k_test_train=net.kernel(x2, x1), k_test_test=net.kernel(x2))
 
     _check_all(name, data, gd, gp, 1e-9, 1e-6)
@@ -185,52 +189,65 @@ def _assert_psd(cov: torch.Tensor, what: str) -> None:
 
 def test_t0_is_the_prior(problem: dict) -> None:
     fn = P.gradient_descent_mse(problem["kdd"], problem["y"], diag_reg=1e-2)
-    out = fn(0.0, problem["ktd"], problem["ktt"])
+    out = fn(0.0, k_test_train=problem["ktd"], k_test_test=problem["ktt"])
     for g in ("nngp", "ntk"):
-        assert out[g].mean.abs().max() == 0
-        torch.testing.assert_close(out[g].cov, problem["ktt"].nngp, rtol=1e-13, atol=1e-13)
+        assert getattr(out, g).mean.abs().max() == 0
+        torch.testing.assert_close(getattr(out, g).cov, problem["ktt"].nngp, rtol=1e-13, atol=1e-13)
     # fx_0 shifts the means: at t = 0 the outputs are the initial outputs.
     fx_t0 = torch.randn(6, 2, dtype=F64)
     out = fn(
-        0.0, problem["ktd"], get="ntk", fx_train_0=torch.randn(12, 2, dtype=F64), fx_test_0=fx_t0
+        0.0,
+        k_test_train=problem["ktd"],
+        get="ntk",
+        fx_train_0=torch.randn(12, 2, dtype=F64),
+        fx_test_0=fx_t0,
     )
     torch.testing.assert_close(out.mean, fx_t0, rtol=0, atol=1e-14)
     # Training points without regulariser: prior mean 0 and covariance K_dd.
     fn0 = P.gradient_descent_mse(problem["kdd"], problem["y"])
     out = fn0(0.0, compute_cov=True)
     for g in ("nngp", "ntk"):
-        assert out[g].mean.abs().max() < 1e-14
-        torch.testing.assert_close(out[g].cov, problem["kdd"].nngp, rtol=1e-12, atol=1e-12)
+        assert getattr(out, g).mean.abs().max() < 1e-14
+        torch.testing.assert_close(getattr(out, g).cov, problem["kdd"].nngp, rtol=1e-12, atol=1e-12)
 
 
 def test_large_t_is_the_cholesky_limit(problem: dict) -> None:
     fn = P.gradient_descent_mse(problem["kdd"], problem["y"], learning_rate=0.5, diag_reg=1e-2)
-    for args in ((problem["ktd"], problem["ktt"]), ()):
-        late = fn(1e9, *args, compute_cov=True)
-        limit = fn(None, *args, compute_cov=True)
-        also = fn(math.inf, *args, compute_cov=True)
+    for args in ({"k_test_train": problem["ktd"], "k_test_test": problem["ktt"]}, {}):
+        late = fn(1e9, **args, compute_cov=True)
+        limit = fn(None, **args, compute_cov=True)
+        also = fn(math.inf, **args, compute_cov=True)
         for g in ("nngp", "ntk"):
-            torch.testing.assert_close(late[g].mean, limit[g].mean, rtol=1e-8, atol=1e-10)
-            torch.testing.assert_close(late[g].cov, limit[g].cov, rtol=1e-8, atol=1e-10)
-            assert torch.equal(also[g].mean, limit[g].mean)
+            torch.testing.assert_close(
+                getattr(late, g).mean, getattr(limit, g).mean, rtol=1e-8, atol=1e-10
+            )
+            torch.testing.assert_close(
+                getattr(late, g).cov, getattr(limit, g).cov, rtol=1e-8, atol=1e-10
+            )
+            assert torch.equal(getattr(also, g).mean, getattr(limit, g).mean)
     # The limit is the GP posterior.
     post = P.gp_inference(problem["kdd"], problem["y"], diag_reg=1e-2)
     gp = post(("nngp", "ntk"), problem["ktd"], problem["ktt"])
-    limit = fn(None, problem["ktd"], problem["ktt"])
+    limit = fn(None, k_test_train=problem["ktd"], k_test_test=problem["ktt"])
     for g in ("nngp", "ntk"):
-        torch.testing.assert_close(limit[g].mean, gp[g].mean, rtol=1e-13, atol=1e-13)
-        torch.testing.assert_close(limit[g].cov, gp[g].cov, rtol=1e-13, atol=1e-13)
+        torch.testing.assert_close(
+            getattr(limit, g).mean, getattr(gp, g).mean, rtol=1e-13, atol=1e-13
+        )
+        torch.testing.assert_close(
+            getattr(limit, g).cov, getattr(gp, g).cov, rtol=1e-13, atol=1e-13
+        )
 
 
 def test_covariances_are_symmetric_psd(problem: dict) -> None:
     fn = P.gradient_descent_mse(problem["kdd"], problem["y"], diag_reg=1e-3)
     times = torch.tensor([0.0, 0.1, 1.0, 10.0, 1e3, math.inf], dtype=F64)
-    for args in ((problem["ktd"], problem["ktt"]), ()):
-        out = fn(times, *args, compute_cov=True)
+    for args in ({"k_test_train": problem["ktd"], "k_test_test": problem["ktt"]}, {}):
+        out = fn(times, **args, compute_cov=True)
         for g in ("nngp", "ntk"):
-            _assert_psd(out[g].cov, f"gd {g} {len(args)}")
+            _assert_psd(getattr(out, g).cov, f"gd {g} {len(args)}")
     post = P.gp_inference(problem["kdd"], problem["y"], diag_reg=1e-3)
-    for g, gauss in post(None, problem["ktd"], problem["ktt"]).items():
+    post_all = post(None, problem["ktd"], problem["ktt"])
+    for g, gauss in zip(post_all._fields, post_all, strict=True):
         _assert_psd(gauss.cov, f"gp {g}")
 
 
@@ -238,15 +255,19 @@ def test_vector_of_times_equals_separate_calls(problem: dict) -> None:
     fn = P.gradient_descent_mse(problem["kdd"], problem["y"], diag_reg=1e-3)
     times = torch.tensor([0.0, 0.3, 2.0, 40.0, math.inf], dtype=F64)
     fx0 = torch.randn(12, 2, dtype=F64)
-    for args in ((problem["ktd"], problem["ktt"]), ()):
-        joint = fn(times, *args, compute_cov=True, fx_train_0=fx0)
-        assert joint["ntk"].mean.shape[0] == len(times)
+    for args in ({"k_test_train": problem["ktd"], "k_test_test": problem["ktt"]}, {}):
+        joint = fn(times, **args, compute_cov=True, fx_train_0=fx0)
+        assert joint.ntk.mean.shape[0] == len(times)
         for i, t in enumerate(times.tolist()):
-            one = fn(t, *args, compute_cov=True, fx_train_0=fx0)
+            one = fn(t, **args, compute_cov=True, fx_train_0=fx0)
             for g in ("nngp", "ntk"):
-                torch.testing.assert_close(joint[g].mean[i], one[g].mean, rtol=1e-12, atol=1e-13)
-                torch.testing.assert_close(joint[g].cov[i], one[g].cov, rtol=1e-12, atol=1e-13)
-    grid = fn(times.reshape(5, 1), problem["ktd"], get="ntk")
+                torch.testing.assert_close(
+                    getattr(joint, g).mean[i], getattr(one, g).mean, rtol=1e-12, atol=1e-13
+                )
+                torch.testing.assert_close(
+                    getattr(joint, g).cov[i], getattr(one, g).cov, rtol=1e-12, atol=1e-13
+                )
+    grid = fn(times.reshape(5, 1), k_test_train=problem["ktd"], get="ntk")
     assert grid.mean.shape == (5, 1, 6, 2)
 
 
@@ -261,7 +282,7 @@ def test_one_eigendecomposition_per_kernel(problem: dict, monkeypatch) -> None:
     monkeypatch.setattr(torch.linalg, "eigh", counting)
     fn = P.gradient_descent_mse(problem["kdd"], problem["y"], diag_reg=1e-3)
     for t in (0.5, 1.0, torch.tensor([2.0, 3.0])):
-        fn(t, problem["ktd"], problem["ktt"])
+        fn(t, k_test_train=problem["ktd"], k_test_test=problem["ktt"])
         fn(t, compute_cov=True)
     assert len(calls) == 2  # NNGP and NTK, each once
 
@@ -272,24 +293,28 @@ def test_input_forms_agree(problem: dict) -> None:
     # Kernel vs dict vs bare tensor (a bare kernel follows the NNGP formulas).
     as_dict = P.gradient_descent_mse({"nngp": kdd.nngp, "ntk": kdd.ntk}, y, diag_reg=1e-3)
     bare = P.gradient_descent_mse(kdd.nngp, y, diag_reg=1e-3)
-    a = fn(1.5, ktd, ktt)
-    b = as_dict(1.5, {"nngp": ktd.nngp, "ntk": ktd.ntk}, {"nngp": ktt.nngp})
-    c = bare(1.5, ktd.nngp, ktt.nngp)
+    a = fn(1.5, k_test_train=ktd, k_test_test=ktt)
+    b = as_dict(
+        1.5, k_test_train={"nngp": ktd.nngp, "ntk": ktd.ntk}, k_test_test={"nngp": ktt.nngp}
+    )
+    c = bare(1.5, k_test_train=ktd.nngp, k_test_test=ktt.nngp)
     assert isinstance(c, P.Gaussian)
     for g in ("nngp", "ntk"):
-        torch.testing.assert_close(a[g].mean, b[g].mean, rtol=0, atol=0)
-    torch.testing.assert_close(a["nngp"].cov, c.cov, rtol=0, atol=0)
+        torch.testing.assert_close(getattr(a, g).mean, getattr(b, g).mean, rtol=0, atol=0)
+    torch.testing.assert_close(a.nngp.cov, c.cov, rtol=0, atol=0)
     # A named kernel with a bare test kernel for a single name.
-    d = fn(1.5, ktd.ntk, get="ntk")
-    torch.testing.assert_close(d.mean, a["ntk"].mean, rtol=1e-13, atol=1e-15)
+    d = fn(1.5, k_test_train=ktd.ntk, get="ntk")
+    torch.testing.assert_close(d.mean, a.ntk.mean, rtol=1e-13, atol=1e-15)
     # 1-D targets give 1-D means.
-    v = P.gradient_descent_mse(kdd, y[:, 0], diag_reg=1e-3)(1.5, ktd, get="ntk")
-    w = P.gradient_descent_mse(kdd, y[:, :1], diag_reg=1e-3)(1.5, ktd, get="ntk")
+    v = P.gradient_descent_mse(kdd, y[:, 0], diag_reg=1e-3)(1.5, k_test_train=ktd, get="ntk")
+    w = P.gradient_descent_mse(kdd, y[:, :1], diag_reg=1e-3)(1.5, k_test_train=ktd, get="ntk")
     torch.testing.assert_close(v.mean, w.mean[:, 0], rtol=1e-14, atol=1e-14)
     # With N = n k, time with two outputs runs half as fast as with one.
     torch.testing.assert_close(
-        P.gradient_descent_mse(kdd, y[:, :1], diag_reg=1e-3)(0.75, ktd, get="ntk").mean[:, 0],
-        a["ntk"].mean[:, 0],
+        P.gradient_descent_mse(kdd, y[:, :1], diag_reg=1e-3)(
+            0.75, k_test_train=ktd, get="ntk"
+        ).mean[:, 0],
+        a.ntk.mean[:, 0],
         rtol=1e-12,
         atol=1e-14,
     )
@@ -297,15 +322,17 @@ def test_input_forms_agree(problem: dict) -> None:
     shift = 1e-3 * float(kdd.ntk.diagonal().mean())
     absolute = P.gradient_descent_mse(kdd, y, diag_reg=shift, diag_reg_absolute=True)
     torch.testing.assert_close(
-        absolute(1.5, ktd, get="ntk").mean, a["ntk"].mean, rtol=1e-12, atol=1e-14
+        absolute(1.5, k_test_train=ktd, get="ntk").mean, a.ntk.mean, rtol=1e-12, atol=1e-14
     )
     # float32 runs and is close to float64.
     k32 = nk.Kernel(
         kdd.nngp.float(), kdd.ntk.float(), kdd.cov1.float(), kdd.cov2.float(), (5,), (5,)
     )
-    f32 = P.gradient_descent_mse(k32, y.float(), diag_reg=1e-3)(1.5, ktd.ntk.float(), get="ntk")
+    f32 = P.gradient_descent_mse(k32, y.float(), diag_reg=1e-3)(
+        1.5, k_test_train=ktd.ntk.float(), get="ntk"
+    )
     assert f32.mean.dtype == torch.float32
-    torch.testing.assert_close(f32.mean.double(), a["ntk"].mean, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(f32.mean.double(), a.ntk.mean, rtol=1e-4, atol=1e-4)
 
 
 def test_ensemble_matches_kernels_and_caches(problem: dict, monkeypatch) -> None:
@@ -314,7 +341,7 @@ def test_ensemble_matches_kernels_and_caches(problem: dict, monkeypatch) -> None
     fn = P.gradient_descent_mse(problem["kdd"], y, learning_rate=2.0, diag_reg=1e-3)
     times = torch.tensor([0.5, 5.0])
     got = ens(times, xt, get="ntk", compute_cov=True)
-    want = fn(times, problem["ktd"], problem["ktt"], get="ntk")
+    want = fn(times, k_test_train=problem["ktd"], k_test_test=problem["ktt"], get="ntk")
     torch.testing.assert_close(got.mean, want.mean, rtol=1e-12, atol=1e-13)
     torch.testing.assert_close(got.cov, want.cov, rtol=1e-12, atol=1e-13)
     calls = []
@@ -329,7 +356,7 @@ def test_ensemble_matches_kernels_and_caches(problem: dict, monkeypatch) -> None
     ens(1.0, None, get="ntk")
     assert not any(calls)  # the train-train kernel is cached
     both = ens(None, xt)
-    assert set(both) == {"nngp", "ntk"} and both["ntk"].cov is None
+    assert both._fields == ("nngp", "ntk") and both.ntk.cov is None
 
 
 # ----------------------------------------------------------------------------------------
@@ -422,7 +449,7 @@ def compare_training(prob: dict, width: int, members: int, steps: list[int], lr:
     fn = P.gradient_descent_mse(net.kernel(x[:n]), y, learning_rate=lr)
     ktd, ktt = net.kernel(x[n:], x[:n]), net.kernel(x[n:])
     times = torch.tensor([float(s) for s in sorted(steps)], dtype=F64)
-    ens = fn(times, ktd, ktt, get="ntk")
+    ens = fn(times, k_test_train=ktd, k_test_test=ktt, get="ntk")
     result = {"gap": [], "mean_z": [], "cov_z": [], "gap_wrong_time": []}
     for i, s in enumerate(sorted(steps)):
         trained = outs[s][:, n:]  # (members, m, k)
@@ -431,7 +458,9 @@ def compare_training(prob: dict, width: int, members: int, steps: list[int], lr:
         for label, t in (("gap", float(s)), ("gap_wrong_time", 2.0 * s)):
             lin = torch.stack(
                 [
-                    fn(t, ktd, get="ntk", fx_train_0=f0[j, :n], fx_test_0=f0[j, n:]).mean
+                    fn(
+                        t, k_test_train=ktd, get="ntk", fx_train_0=f0[j, :n], fx_test_0=f0[j, n:]
+                    ).mean
                     for j in range(members)
                 ]
             )
@@ -496,11 +525,19 @@ def test_bad_inputs(problem: dict) -> None:
     _raises(ShapeError, "y_train has shape", gd, kdd, y[:, :, None])
     # Test kernel with the wrong column count, and one passed train-test.
     fn = gd(kdd, y, diag_reg=1e-3)
-    _raises(ShapeError, "12 training points", fn, 1.0, ktd.ntk[:, :5], get="ntk")
-    msg = _raises(ShapeError, "transpose", fn, 1.0, ktd.ntk.T, get="ntk")
+    _raises(ShapeError, "12 training points", fn, 1.0, k_test_train=ktd.ntk[:, :5], get="ntk")
+    msg = _raises(ShapeError, "transpose", fn, 1.0, k_test_train=ktd.ntk.T, get="ntk")
     assert "net.kernel(x_test, x_train)" in msg
-    _raises(ShapeError, "k_test_test", fn, 1.0, ktd, ktt.nngp[:3, :3], get="nngp")
-    _raises(HyperparameterError, "k_test_test", fn, 1.0, ktd, compute_cov=True)
+    _raises(
+        ShapeError,
+        "k_test_test",
+        fn,
+        1.0,
+        k_test_train=ktd,
+        k_test_test=ktt.nngp[:3, :3],
+        get="nngp",
+    )
+    _raises(HyperparameterError, "k_test_test", fn, 1.0, k_test_train=ktd, compute_cov=True)
     # Negative and NaN times.
     _raises(HyperparameterError, "negative", fn, -1.0)
     _raises(HyperparameterError, "negative", fn, torch.tensor([1.0, -2.0]))
@@ -532,7 +569,7 @@ def test_singular_and_indefinite_kernels() -> None:
         assert "diag_reg" in msg
     # With a regulariser it works; at finite times a singular PSD kernel is fine too.
     assert torch.isfinite(P.gp_inference(k, y, diag_reg=1e-6)("ntk", kt).mean).all()
-    assert torch.isfinite(P.gradient_descent_mse(k, y)(3.0, kt, get="ntk").mean).all()
+    assert torch.isfinite(P.gradient_descent_mse(k, y)(3.0, k_test_train=kt, get="ntk").mean).all()
     # Indefinite and non-symmetric matrices.
     bad = torch.diag(torch.tensor([1.0, -1.0, 2.0], dtype=F64))
     msg = _raises(SingularKernelError, "semi-definite", P.gradient_descent_mse(bad, y[:3]), 1.0)
@@ -554,10 +591,10 @@ def test_gradient_descent_mse_loss_equals_closed_form(problem: dict) -> None:
     times = torch.tensor([0.0, 0.5, 3.0, 20.0], dtype=F64)
     closed = P.gradient_descent_mse(kdd, y, learning_rate=0.7)
     want_train = closed(times, get="ntk", fx_train_0=fx0).mean
-    want_test = closed(times, ktd, get="ntk", fx_train_0=fx0, fx_test_0=ft0).mean
+    want_test = closed(times, k_test_train=ktd, get="ntk", fx_train_0=fx0, fx_test_0=ft0).mean
     for loss in ("mse", lambda f, t: 0.5 * ((f - t) ** 2).mean()):
         ode = P.gradient_descent(loss, kdd, y, learning_rate=0.7)
-        train, test = ode(times, ktd, fx_train_0=fx0, fx_test_0=ft0)
+        train, test = ode(times, k_test_train=ktd, fx_train_0=fx0, fx_test_0=ft0)
         torch.testing.assert_close(train, want_train, rtol=1e-7, atol=1e-8)
         torch.testing.assert_close(test, want_test, rtol=1e-7, atol=1e-8)
     # Unsorted times and a scalar time.
@@ -571,7 +608,7 @@ def test_gradient_descent_cross_entropy_and_momentum(problem: dict) -> None:
     kdd, ktd = problem["kdd"], problem["ktd"]
     labels = torch.nn.functional.one_hot(torch.arange(12) % 3, 3).to(F64)
     ode = P.gradient_descent("cross_entropy", kdd, labels)
-    out = ode(torch.tensor([0.0, 1.0, 10.0, 100.0]), ktd)
+    out = ode(torch.tensor([0.0, 1.0, 10.0, 100.0]), k_test_train=ktd)
     losses = [float(-(labels * torch.log_softmax(f, -1)).sum(-1).mean()) for f in out.train]
     assert losses[0] == pytest.approx(math.log(3))
     assert all(a > b for a, b in itertools.pairwise(losses)), losses
@@ -597,6 +634,15 @@ def test_gradient_descent_cross_entropy_and_momentum(problem: dict) -> None:
     _raises(HyperparameterError, "loss=", P.gradient_descent, "hinge", kdd, y)
 
 
+def test_solver_failure_is_a_solver_error() -> None:
+    # f = 1 + h with dh/dtau = f^2 blows up at tau = 1: the solver cannot reach tau = 10.
+    k, y = torch.eye(3, dtype=F64), torch.ones(3, 1, dtype=F64)
+    ode = P.gradient_descent(lambda f, t: -(f**3).sum() / 3, k, y)
+    msg = _raises(P.SolverError, "ODE solver failed", ode, 10.0, fx_train_0=torch.ones_like(y))
+    assert "LSODA" in msg
+    assert issubclass(nk.SolverError, RuntimeError) and nk.SolverError is P.SolverError
+
+
 def test_max_learning_rate(problem: dict) -> None:
     ntk, y = problem["kdd"].ntk, problem["y"]
     top = float(torch.linalg.eigvalsh(ntk)[-1])
@@ -610,3 +656,88 @@ def test_max_learning_rate(problem: dict) -> None:
         for _ in range(400):
             f = f - factor * base * ntk @ (f - y) / y.numel()
         assert (float((f - y).norm()) > float(y.norm())) == grows
+
+
+# ----------------------------------------------------------------------------------------
+# Calling conventions: keywords after t, named tuples, the transpose hint
+# ----------------------------------------------------------------------------------------
+
+
+def test_positional_arguments_after_t_are_refused(problem: dict) -> None:
+    kdd, ktd, y = problem["kdd"], problem["ktd"], problem["y"]
+    fx0, ft0 = torch.randn(12, 2, dtype=F64), torch.randn(6, 2, dtype=F64)
+    fn = P.gradient_descent_mse(kdd, y, diag_reg=1e-3)
+    ode = P.gradient_descent("mse", kdd, y)
+    for predict_fn in (fn, ode):
+        # Neural Tangents' order (t, fx_train_0, fx_test_0, k_test_train) ...
+        msg = _raises(InputTypeError, "positional", predict_fn, 1.0, fx0, ft0, ktd)
+        assert "k_test_train=" in msg and "fx_train_0=" in msg and "transpose" not in msg
+        # ... and this library's earlier order (t, k_test_train) alike.
+        _raises(InputTypeError, "by keyword", predict_fn, 1.0, ktd)
+    # By keyword, in any order, the same numbers.
+    a = fn(1.0, k_test_train=ktd, get="ntk", fx_train_0=fx0, fx_test_0=ft0)
+    b = fn(1.0, fx_test_0=ft0, fx_train_0=fx0, get="ntk", k_test_train=ktd)
+    assert torch.equal(a.mean, b.mean)
+    # The ensemble and the GP posterior take Neural Tangents' positional order.
+    ens = P.gradient_descent_mse_ensemble(NET, problem["x"], y, diag_reg=1e-3)
+    pos = ens(2.0, problem["xt"], "ntk", True)
+    kw = ens(t=2.0, x_test=problem["xt"], get="ntk", compute_cov=True)
+    assert torch.equal(pos.mean, kw.mean) and torch.equal(pos.cov, kw.cov)
+    post = P.gp_inference(kdd, y, diag_reg=1e-3)
+    pos = post("ntkgp", ktd, problem["ktt"])
+    kw = post(get="ntkgp", k_test_train=ktd, k_test_test=problem["ktt"])
+    assert torch.equal(pos.mean, kw.mean) and torch.equal(pos.cov, kw.cov)
+
+
+def test_transpose_hint_only_for_a_transposed_kernel(problem: dict) -> None:
+    x, xt, y = problem["x"], problem["xt"], problem["y"]
+    fn = P.gradient_descent_mse(problem["kdd"], y, diag_reg=1e-3)
+    ode = P.gradient_descent("mse", problem["kdd"], y)
+    # A Kernel whose rows are the training points: it is the transpose.
+    for predict_fn in (fn, ode):
+        msg = _raises(ShapeError, "transpose", predict_fn, 1.0, k_test_train=NET.kernel(x, xt))
+        assert "its rows are the training points" in msg
+    # A Kernel of the right size whose rows are other points: no transpose hint.
+    other = torch.randn(12, 5, dtype=F64)
+    msg = _raises(ShapeError, "12 training points", fn, 1.0, k_test_train=NET.kernel(other, xt))
+    assert "transpose" not in msg
+    # Initial outputs (n, k) passed as the kernel: a hint about fx_train_0, not the transpose.
+    fx0 = torch.randn(12, 2, dtype=F64)
+    for predict_fn in (fn, ode):
+        kwargs = {"get": "ntk"} if predict_fn is fn else {}
+        msg = _raises(ShapeError, "fx_train_0", predict_fn, 1.0, k_test_train=fx0, **kwargs)
+        assert "transpose" not in msg
+
+
+def test_several_kernels_are_a_named_tuple_in_the_order_asked(problem: dict) -> None:
+    kdd, ktd, ktt, y = problem["kdd"], problem["ktd"], problem["ktt"], problem["y"]
+    fn = P.gradient_descent_mse(kdd, y, diag_reg=1e-3)
+    single = {g: fn(1.0, k_test_train=ktd, get=g) for g in ("nngp", "ntk")}
+    fx_ntk, fx_nngp = fn(1.0, k_test_train=ktd, get=("ntk", "nngp"))
+    assert torch.equal(fx_ntk.mean, single["ntk"].mean)
+    assert torch.equal(fx_nngp.mean, single["nngp"].mean)
+    both = fn(1.0, k_test_train=ktd)
+    assert isinstance(both, P.Predictions) and isinstance(both, tuple)
+    assert both._fields == ("nngp", "ntk") and torch.equal(both.ntk.mean, single["ntk"].mean)
+    post = P.gp_inference(kdd, y, diag_reg=1e-3)(("ntkgp", "nngp"), ktd, ktt)
+    assert post._fields == ("ntkgp", "nngp") and isinstance(post.ntkgp, P.Gaussian)
+    assert P.gp_inference(kdd, y, diag_reg=1e-3)(None, ktd)._fields == ("nngp", "ntk", "ntkgp")
+    ens = P.gradient_descent_mse_ensemble(NET, problem["x"], y, diag_reg=1e-3)(1.0, problem["xt"])
+    assert ens._fields == ("nngp", "ntk")
+    torch.testing.assert_close(ens.ntk.mean, single["ntk"].mean, rtol=1e-12, atol=1e-14)
+    # Reading it like the former dict still works, with a DeprecationWarning.
+    with pytest.warns(DeprecationWarning, match="named tuple"):
+        assert both["ntk"] is both.ntk
+    with pytest.warns(DeprecationWarning):
+        assert "ntk" in both and "ntkgp" not in both
+    with pytest.warns(DeprecationWarning):
+        assert both.keys() == ("nngp", "ntk")
+    with pytest.warns(DeprecationWarning):
+        assert [name for name, _ in both.items()] == ["nngp", "ntk"]
+    with pytest.warns(DeprecationWarning):
+        assert both.values() == tuple(both) and both.get("ntkgp") is None
+    with pytest.warns(DeprecationWarning), pytest.raises(KeyError):
+        both["ntkgp"]
+    assert both[1] is both.ntk  # integer indexing is a tuple's
+    again = pickle.loads(pickle.dumps(both))
+    assert again._fields == both._fields and torch.equal(again.ntk.mean, both.ntk.mean)

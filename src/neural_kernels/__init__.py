@@ -34,6 +34,8 @@ from .errors import NeuralKernelsError as NeuralKernelsError
 from .errors import NonFiniteError as NonFiniteError
 from .errors import ParametrizationError as ParametrizationError
 from .errors import ShapeError as ShapeError
+from .errors import SingularKernelError as SingularKernelError
+from .errors import SolverError as SolverError
 from .kernel import Kernel as Kernel
 from .layers import *  # noqa: F403
 from .layers import __all__ as _layer_names
@@ -54,6 +56,8 @@ __all__ = [
     "NonFiniteError",
     "ParametrizationError",
     "ShapeError",
+    "SingularKernelError",
+    "SolverError",
     "TaylorExpansion",
     "WidthSweep",
     "WidthSweepRow",

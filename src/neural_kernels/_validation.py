@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 import numpy as np
@@ -116,15 +116,42 @@ def check_pair(x1: Tensor, x2: Tensor, where: object) -> tuple[Tensor, Tensor]:
     return x1.to(dtype), x2.to(dtype)
 
 
-def parse_get(get: Any, where: object) -> tuple[str, ...]:
-    """Normalise ``get`` to a tuple of kernel names among ``("nngp", "ntk")``."""
-    names = (get,) if isinstance(get, str) else tuple(get)
-    bad = [g for g in names if g not in KERNEL_NAMES]
-    if bad or not names:
+def parse_get(
+    get: Any,
+    where: object,
+    allowed: Sequence[str] = KERNEL_NAMES,
+    default: tuple[str, ...] | None = None,
+) -> tuple[str, ...]:
+    """Normalise ``get`` to a tuple of distinct names among ``allowed``, in the order given.
+
+    ``None`` means ``default`` (an error when there is none). The message shows a short
+    description of ``get`` (its type and shape for an array), never a whole tensor.
+    """
+    if get is None and default is not None:
+        return default
+    if isinstance(get, str):
+        names: tuple[Any, ...] | None = (get,)
+    elif isinstance(get, Iterable) and not isinstance(get, (Tensor, np.ndarray)):
+        names = tuple(get)
+    else:
+        names = None
+    if not names or any(not isinstance(g, str) or g not in allowed for g in names):
         raise HyperparameterError(
-            describe(where, f"get={get!r}", 'Ask for "nngp", "ntk" or ("nngp", "ntk").')
+            describe(
+                where,
+                f"get={_short(get)}",
+                f"Ask for one of {', '.join(repr(a) for a in allowed)} or a tuple of them.",
+            )
         )
-    return names
+    return tuple(dict.fromkeys(names))
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    """A short description of a user value for a message (arrays by type and shape)."""
+    if isinstance(value, (Tensor, np.ndarray)):
+        return f"a {type(value).__name__} of shape {tuple(value.shape)}"
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 T = TypeVar("T")

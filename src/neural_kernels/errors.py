@@ -43,6 +43,10 @@ class SingularKernelError(NeuralKernelsError, ValueError):
     """A kernel matrix that must be factorised is singular, indefinite or not symmetric."""
 
 
+class SolverError(NeuralKernelsError, RuntimeError):
+    """A numerical solver failed on valid input (e.g. the ODE solver of a prediction)."""
+
+
 class ModelError(NeuralKernelsError, ValueError):
     """A ``torch.nn.Module`` cannot be used as asked.
 

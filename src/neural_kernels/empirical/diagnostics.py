@@ -7,7 +7,7 @@ r"""Do practical widths behave like the NTK? Kernel comparisons, a training trac
 * :class:`KernelTracker` records, during a user's training loop, how far the empirical
   NTK on probe inputs has moved from initialisation, and the gap between the network and
   its linearisation at initialisation.
-* :func:`~neural_kernels.width_sweep` (in ``_empirical_sweep``) measures, per width and
+* :func:`~neural_kernels.width_sweep` (in :mod:`.sweep`) measures, per width and
   parametrization, the empirical NTK at initialisation against the closed form and how
   much the kernel moves when the finite twin is trained by gradient descent.
 
@@ -25,9 +25,10 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, jvp
 
-from ._empirical_core import forward_ad_ready
-from ._validation import as_tensor
-from .errors import ShapeError, SingularKernelError, describe
+from .._validation import as_tensor
+from ..errors import ShapeError, SingularKernelError, describe
+from ._model import DEFAULT_TRACE, forward_ad_ready
+from .ntk import empirical_ntk
 
 # ----------------------------------------------------------------------------------------
 # Comparing kernels
@@ -175,7 +176,8 @@ class KernelTracker:
         model: the ``nn.Module`` being trained (kept by reference).
         x_probe: probe inputs ``(n, *features)``.
         strategy, trace_outputs, memory_budget, dtype: passed to
-            :func:`~neural_kernels.empirical_ntk`.
+            :func:`~neural_kernels.empirical_ntk` (``trace_outputs="mean"`` by default:
+            the per-output kernel, like every empirical kernel of the library).
 
     """
 
@@ -185,13 +187,10 @@ class KernelTracker:
         x_probe: Any,
         *,
         strategy: str = "auto",
-        trace_outputs: bool | str = True,
+        trace_outputs: bool | str = DEFAULT_TRACE,
         memory_budget: int | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
-        from .empirical import empirical_ntk
-
-        self._ntk = empirical_ntk
         self.model = model
         self.options: dict[str, Any] = {
             "strategy": strategy,
@@ -261,7 +260,7 @@ class KernelTracker:
     def current_kernel(self) -> Tensor:
         """The empirical NTK on the probe inputs at the current parameters (eval mode)."""
         with _eval_mode(self.model):
-            return self._ntk(self.model, self.x_probe, **self.options)
+            return empirical_ntk(self.model, self.x_probe, **self.options)
 
     def as_dict(self) -> dict[str, list[Any]]:
         """The history as columns: ``{field: [value per record]}``."""

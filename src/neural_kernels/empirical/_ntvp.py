@@ -14,7 +14,8 @@ import torch
 from torch import Tensor
 from torch.func import jvp, vjp, vmap
 
-from ._empirical_core import Prepared, forward_ad_ready, iter_chunks
+from ._features import iter_chunks
+from ._model import Prepared, forward_ad_ready
 
 
 def ntvp_kernel(

@@ -15,8 +15,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ._empirical_core import Prepared, assemble, block_size, contract, iter_chunks
-from ._empirical_core import jacobian_features as features_of
+from ._features import assemble, block_size, contract, iter_chunks
+from ._features import jacobian_features as features_of
+from ._model import Prepared
 
 
 def jacobian_kernel(
@@ -62,7 +63,8 @@ def jacobian_kernel(
         cols = max(1, fit // 8)
         blk = min(max(n1, n2), fit - cols)
         out = assemble(features, a, b, k, full, blk, False, prep.dtype, out, cols)
-    assert out is not None
+    if out is None:
+        raise ValueError("jacobian_kernel needs at least one trainable parameter")
     return out
 
 
@@ -87,7 +89,8 @@ def _by_outputs(
                 return features_of(prep, group, x, (o0, o1))
 
             out = assemble(features, a, b, k, False, max(n1, n2), True, prep.dtype, out)
-        assert out is not None
+        if out is None:
+            raise ValueError("no chunk of outputs")
         return out
     if out is None:
         out = torch.zeros((n1, n2, k, k), dtype=prep.dtype, device=a.device)

@@ -23,8 +23,8 @@ from typing import Any
 from torch import Tensor, nn
 from torch.func import functional_call, jvp
 
-from ._empirical_core import check_modules, forward_ad_ready
-from .errors import HyperparameterError, InputTypeError, ModelError, describe
+from ..errors import HyperparameterError, InputTypeError, ModelError, describe
+from ._model import check_modules, forward_ad_ready
 
 __all__ = ["TaylorExpansion", "linearize", "taylor_expand"]
 

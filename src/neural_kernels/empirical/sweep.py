@@ -17,9 +17,12 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ._empirical_diagnostics import KernelTracker, kernel_distance
-from ._validation import as_tensor, check_parametrization, check_positive_int
-from .errors import HyperparameterError, InputTypeError, describe
+from .._validation import as_tensor, check_parametrization, check_positive_int
+from ..errors import HyperparameterError, InputTypeError, describe
+from ..predict import max_learning_rate
+from .diagnostics import KernelTracker, kernel_distance
+from .ntk import empirical_nngp, empirical_ntk
+from .training import train_mse
 
 #: The per-width numbers of a sweep that can be fitted against the width.
 SWEEP_METRICS = ("ntk_error", "ntk_error_of_mean", "nngp_error", "kernel_change",
@@ -213,9 +216,7 @@ def width_sweep(
         A :class:`WidthSweep` (``to_dict()`` for a report).
 
     """
-    from .empirical import empirical_nngp, empirical_ntk
-    from .layers.base import Layer
-    from .predict import max_learning_rate
+    from ..layers import Layer
 
     where = "width_sweep"
     ws = _widths(widths, where)
@@ -253,8 +254,8 @@ def width_sweep(
             for s in range(int(n_seeds)):
                 gen = torch.Generator().manual_seed(seed * 100_003 + 7919 * w + 31 * s + 1)
                 model = layer.module(xt.shape[1:], parametrization=p, generator=gen, dtype=dtype)
-                k0 = empirical_ntk(model, xt, strategy=strategy, trace_outputs="mean")
-                g0 = empirical_nngp(model, xt, trace_outputs="mean")
+                k0 = empirical_ntk(model, xt, strategy=strategy)
+                g0 = empirical_nngp(model, xt)
                 run = {
                     "k0": k0,
                     "ntk_error": kernel_distance(closed.ntk, k0),
@@ -263,7 +264,7 @@ def width_sweep(
                 }
                 if train_steps > 0:
                     run.update(_train(model, xt, targets, k0, int(train_steps), learning_rate,
-                                      lr_fraction, strategy, seed, max_learning_rate))  # fmt: skip
+                                      lr_fraction, strategy, seed))  # fmt: skip
                 runs.append(run)
                 done += 1
                 if progress is not None:
@@ -305,35 +306,29 @@ def _train(
     lr_fraction: float,
     strategy: str,
     seed: int,
-    max_lr: Callable[..., float],
 ) -> dict[str, Any]:
-    """Full-batch gradient descent on MSE; the tracker's numbers after training."""
+    """Full-batch gradient descent on MSE (:func:`train_mse`); the tracker's numbers after."""
     with torch.no_grad():
         out0 = model(x)
     if y is None:
         gen = torch.Generator().manual_seed(seed + 12345)
         y = torch.randn(out0.shape, generator=gen, dtype=out0.dtype)
     y = y.reshape(out0.shape)
-    lr = float(learning_rate) if learning_rate is not None else lr_fraction * max_lr(k0, y.numel())
-    tracker = KernelTracker(model, x, strategy=strategy, trace_outputs="mean")
-    params = [q for q in model.parameters() if q.requires_grad]
-    initial = 0.5 * float(((out0 - y) ** 2).mean())
-    for _ in range(steps):
-        loss = 0.5 * ((model(x) - y) ** 2).mean()
-        grads = torch.autograd.grad(loss, params)
-        with torch.no_grad():
-            for q, g in zip(params, grads, strict=True):
-                q.sub_(lr * g)
-    with torch.no_grad():
-        final = 0.5 * float(((model(x) - y) ** 2).mean())
+    lr = (
+        float(learning_rate)
+        if learning_rate is not None
+        else lr_fraction * max_learning_rate(k0, y.numel())
+    )
+    tracker = KernelTracker(model, x, strategy=strategy)
+    losses = train_mse(model, x, y, learning_rate=lr, steps=steps)
     snap = tracker.record(steps)
     return {
         "kernel_change": snap.kernel_distance,
         "cosine_change": snap.cosine_distance,
         "cka": snap.cka,
         "linearization_gap": snap.relative_linearization_gap,
-        "train_loss": final,
-        "initial_loss": initial,
+        "train_loss": float(losses[-1]),
+        "initial_loss": float(losses[0]),
         "learning_rate": lr,
     }
 
@@ -376,7 +371,7 @@ def _row(
 
 def _at_width(net: Any, width: int, parametrization: str, where: str) -> Any:
     """The network with every hidden width ``width`` and the given parametrization."""
-    from .layers.base import Layer
+    from ..layers import Layer
 
     if isinstance(net, Layer):
         return _rewrite(net, width, parametrization, True, where)
@@ -394,8 +389,8 @@ def _at_width(net: Any, width: int, parametrization: str, where: str) -> Any:
 
 def _rewrite(layer: Any, width: int, p: str, top: bool, where: str) -> Any:
     """Rebuild ``layer`` with hidden widths ``width`` (the readout keeps its own)."""
-    from .core.plan import holds_width
-    from .layers.combinators import Parallel, Residual, Sequential
+    from ..core.plan import holds_width
+    from ..layers import Parallel, Residual, Sequential
 
     if type(layer) is Residual:
         return Residual(*(_rewrite(c, width, p, False, where) for c in layer.branch.layers))

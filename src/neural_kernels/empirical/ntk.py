@@ -4,14 +4,17 @@ For a model :math:`f_\theta` with :math:`k` outputs per example (all output axes
 flattened) and trainable parameters :math:`\theta` (those with ``requires_grad=True``):
 
 * the **empirical NTK** is :math:`\Theta_{ij,op} = \partial_\theta f_o(x_i) \cdot
-  \partial_\theta f_p(x'_j)`, an ``(n1, n2, k, k)`` array (``trace_outputs=False``);
-* traced (``trace_outputs=True``) it is the **sum** over outputs,
-  :math:`\sum_o \Theta_{ij,oo}`, of shape ``(n1, n2)``. Neural Tangents' traced kernel
-  (``trace_axes=(-1,)``) is the **mean** over outputs: pass ``trace_outputs="mean"`` for
-  its values (this is also what :func:`~neural_kernels.monte_carlo_kernel` averages and
-  what the closed-form ``net.kernel`` of a network with i.i.d. readout units equals).
-* the **empirical NNGP** is the output covariance :math:`f_o(x_i) f_p(x'_j)`, traced the
-  same way (one forward pass; no derivatives).
+  \partial_\theta f_p(x'_j)`, an ``(n1, n2, k, k)`` array (``trace_outputs="full"``);
+* by default (``trace_outputs="mean"``) it is the **mean** over outputs,
+  :math:`\frac{1}{k}\sum_o \Theta_{ij,oo}`, of shape ``(n1, n2)``: the per-output kernel
+  that :mod:`neural_kernels.predict` expects (one kernel shared by the ``k`` output
+  columns), that the closed-form ``net.kernel`` of a network with i.i.d. readout units
+  equals, that :func:`~neural_kernels.monte_carlo_kernel` averages, and Neural Tangents'
+  traced kernel (``trace_axes=(-1,)``). ``trace_outputs="sum"`` (or ``True``, the old
+  default) is the trace :math:`\sum_o \Theta_{ij,oo}`, ``k`` times larger: passed to a
+  predictor it makes training run ``k`` times too fast.
+* the **empirical NNGP** is the output covariance :math:`f_o(x_i) f_p(x'_j)`, reduced
+  over outputs the same way (one forward pass; no derivatives).
 
 The NTK is computed by one of three strategies (``strategy=``), all exact (they agree to
 rounding; the structured one is the fast path, e.g. 0.04 s for the traced NTK of a
@@ -30,10 +33,10 @@ rounding; the structured one is the fast path, e.g. 0.04 s for the traced NTK of
     the terms of linear maps from activations and cotangents: for ``z = x W^T``,
     :math:`\Theta^W_{ij,op} = (x_i \cdot x_j)(g_{i,o} \cdot g_{j,p})` with :math:`g` the
     cotangents of ``z`` (likewise convolutions over their input patches, biases and the
-    affine parameters of ``F.layer_norm``), found by intercepting ``F.linear``,
-    ``F.conv1d/2d/3d`` and ``F.layer_norm`` during one forward pass plus ``k`` backward
-    passes over the batch. Any parameter used another way falls back to per-example
-    Jacobians. A few GEMMs for a fully connected network.
+    affine parameters of ``F.layer_norm``, and any tensor made from one parameter alone
+    and added to a batch), found by watching the torch calls of one forward pass, from
+    whatever module, plus ``k`` backward passes over the batch. Any parameter used another
+    way falls back to per-example Jacobians. A few GEMMs for a fully connected network.
 ``"auto"`` (default)
     the cheapest by a cost estimate (multiply-adds from the number of parameters,
     outputs and examples, and the shapes of the linear maps seen on two examples).
@@ -52,10 +55,12 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ._empirical_core import (
+from ..errors import HyperparameterError, InputTypeError, ModelError, describe
+from ._features import assemble, block_size
+from ._jacobian import jacobian_kernel
+from ._model import (
+    DEFAULT_TRACE,
     Prepared,
-    assemble,
-    block_size,
     check_finite,
     check_modules,
     parse_budget,
@@ -65,37 +70,10 @@ from ._empirical_core import (
     probe_batch,
     read_inputs,
 )
-from ._empirical_diagnostics import (
-    KernelSnapshot,
-    KernelTracker,
-    centered_kernel_alignment,
-    kernel_cosine_distance,
-    kernel_distance,
-)
-from ._empirical_jacobian import jacobian_kernel
-from ._empirical_ntvp import ntvp_kernel
-from ._empirical_structured import Plan, make_plan, structured_features
-from ._empirical_sweep import WidthSweep, WidthSweepRow, width_sweep
-from ._empirical_taylor import TaylorExpansion, linearize, taylor_expand
-from .errors import HyperparameterError, InputTypeError, ModelError, describe
+from ._ntvp import ntvp_kernel
+from ._structured import Plan, make_plan, structured_features
 
-__all__ = [
-    "STRATEGIES",
-    "KernelSnapshot",
-    "KernelTracker",
-    "TaylorExpansion",
-    "WidthSweep",
-    "WidthSweepRow",
-    "centered_kernel_alignment",
-    "empirical_nngp",
-    "empirical_ntk",
-    "kernel_cosine_distance",
-    "kernel_distance",
-    "linearize",
-    "ntk_strategy",
-    "taylor_expand",
-    "width_sweep",
-]
+__all__ = ["STRATEGIES", "empirical_nngp", "empirical_ntk", "ntk_strategy"]
 
 #: The strategies of :func:`empirical_ntk`.
 STRATEGIES = ("auto", "jacobian", "ntvp", "structured")
@@ -107,7 +85,7 @@ def empirical_ntk(
     x2: Any = None,
     *,
     strategy: str = "auto",
-    trace_outputs: bool | str = True,
+    trace_outputs: bool | str = DEFAULT_TRACE,
     params: Any = None,
     memory_budget: int | None = None,
     dtype: torch.dtype | None = None,
@@ -127,10 +105,12 @@ def empirical_ntk(
             result is then exactly symmetric).
         strategy: ``"auto"``, ``"jacobian"``, ``"ntvp"`` or ``"structured"`` (see the
             module's documentation). All give the same kernel up to rounding.
-        trace_outputs: ``True`` (or ``"sum"``): the **sum** over outputs,
-            :math:`\sum_o \Theta_{ij,oo}`, shape ``(n1, n2)``. ``"mean"``: the mean over
-            outputs (Neural Tangents' traced kernel, ``trace_axes=(-1,)``). ``False``:
-            the full blocks, shape ``(n1, n2, k, k)``.
+        trace_outputs: ``"mean"`` (default): the mean over outputs,
+            :math:`\frac{1}{k}\sum_o \Theta_{ij,oo}`, shape ``(n1, n2)``, the per-output
+            kernel that :mod:`neural_kernels.predict` expects (Neural Tangents' traced
+            kernel, ``trace_axes=(-1,)``). ``"sum"`` (or ``True``, the former default):
+            the trace :math:`\sum_o \Theta_{ij,oo}`. ``"full"`` (or
+            ``False``): the blocks, shape ``(n1, n2, k, k)``.
         params: optional ``{name: tensor}`` overriding some parameters' values (e.g. a
             checkpoint); names are those of ``model.named_parameters()``.
         memory_budget: bytes of working memory besides the output (default 1 GiB);
@@ -156,7 +136,7 @@ def empirical_ntk(
         >>> model = torch.nn.Sequential(torch.nn.Linear(3, 16), torch.nn.Tanh(),
         ...                             torch.nn.Linear(16, 2)).double()
         >>> x = torch.randn(5, 3, dtype=torch.float64)
-        >>> nk.empirical_ntk(model, x).shape, nk.empirical_ntk(model, x, trace_outputs=False).shape
+        >>> nk.empirical_ntk(model, x).shape, nk.empirical_ntk(model, x, trace_outputs="full").shape
         (torch.Size([5, 5]), torch.Size([5, 5, 2, 2]))
 
     """
@@ -259,7 +239,8 @@ def _compute(
         return ntvp_kernel(prep, a, b, k, full, block=max(chunk, min(n2, 64)), chunk=chunk)
     if strategy == "jacobian":
         return jacobian_kernel(prep, a, b, k, full, budget)
-    assert plan is not None
+    if plan is None:
+        raise ValueError('the structured strategy needs its plan (see "_choose")')
     # activations, cotangents and features of a block: about 3x the features
     blk = block_size(max(n1, n2), 3.0 * plan.per_example_floats(k), pair, budget, item)
     plan.choose(blk, blk, k, full, budget / item / 4)
@@ -285,24 +266,24 @@ def empirical_nngp(
     x1: Any,
     x2: Any = None,
     *,
-    trace_outputs: bool | str = True,
+    trace_outputs: bool | str = DEFAULT_TRACE,
     params: Any = None,
     memory_budget: int | None = None,
     dtype: torch.dtype | None = None,
 ) -> Tensor:
     r"""The empirical NNGP: the covariance of the outputs, :math:`f_o(x_i) f_p(x'_j)`.
 
-    One forward pass per block of examples (no derivatives). Traced like
-    :func:`empirical_ntk`: ``True``/``"sum"`` gives :math:`\sum_o f_o(x_i) f_o(x'_j)`
-    (``(n1, n2)``), ``"mean"`` the mean over the ``k`` outputs (Neural Tangents' traced
-    ``empirical_nngp_fn``, and the Monte Carlo estimate of one network), ``False`` the
-    ``(n1, n2, k, k)`` blocks. The model may have no parameters.
+    One forward pass per block of examples (no derivatives). Reduced over outputs like
+    :func:`empirical_ntk`: ``"mean"`` (default) the mean over the ``k`` outputs (Neural
+    Tangents' traced ``empirical_nngp_fn``, the Monte Carlo estimate of one network),
+    ``"sum"``/``True`` the trace :math:`\sum_o f_o(x_i) f_o(x'_j)` (``(n1, n2)``),
+    ``"full"``/``False`` the ``(n1, n2, k, k)`` blocks. The model may have no parameters.
 
     Args:
         model: any ``torch.nn.Module`` mapping ``(n, *features)`` to ``(n, *outputs)``.
         x1: inputs ``(n1, *features)``.
         x2: inputs ``(n2, *features)``; ``None`` means ``x1`` (exactly symmetric result).
-        trace_outputs: ``True``/``"sum"``, ``"mean"`` or ``False`` (see above).
+        trace_outputs: ``"mean"``, ``"sum"``/``True`` or ``"full"``/``False`` (see above).
         params: optional ``{name: tensor}`` overriding parameters.
         memory_budget: bytes for the outputs held at once (default 1 GiB).
         dtype: computation dtype (default: the parameters').
@@ -344,7 +325,9 @@ def _outputs(prep: Prepared, x: Tensor, step: int) -> Tensor:
     return torch.cat(parts) if len(parts) > 1 else parts[0]
 
 
-def ntk_strategy(model: Any, x1: Any, x2: Any = None, *, trace_outputs: bool | str = True) -> str:
+def ntk_strategy(
+    model: Any, x1: Any, x2: Any = None, *, trace_outputs: bool | str = DEFAULT_TRACE
+) -> str:
     """The strategy ``strategy="auto"`` picks for these arguments (for reports and benchmarks)."""
     where = "ntk_strategy"
     mode = parse_trace(trace_outputs, where)
