@@ -25,11 +25,11 @@ def network() -> nk.Sequential:
     """Three ReLU convolutions (3x3, same padding), global average pooling, a readout."""
     s, b = math.sqrt(2.0), 0.1
     return nk.Sequential(
-        nk.Conv(64, 3, w_std=s, b_std=b),
+        nk.Conv(64, 3, w_std=s, b_std=b, padding="same"),
         nk.ReLU(),
-        nk.Conv(64, 3, w_std=s, b_std=b),
+        nk.Conv(64, 3, w_std=s, b_std=b, padding="same"),
         nk.ReLU(),
-        nk.Conv(64, 3, w_std=s, b_std=b),
+        nk.Conv(64, 3, w_std=s, b_std=b, padding="same"),
         nk.ReLU(),
         nk.GlobalAvgPool(),
         nk.Dense(10, w_std=1.0, b_std=b),

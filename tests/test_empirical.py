@@ -153,7 +153,7 @@ class CutBiases(nn.Module):
 
 def _twin() -> nn.Module:
     net = nk.Sequential(
-        nk.Conv(3, (3, 3), b_std=0.3),
+        nk.Conv(3, (3, 3), b_std=0.3, padding="same"),
         nk.ReLU(),
         nk.Flatten(),
         nk.Dense(6, w_std=1.3, b_std=0.2),

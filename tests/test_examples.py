@@ -28,3 +28,29 @@ def test_cnn_digits(capsys: pytest.CaptureFixture[str]) -> None:
         gap = results[f"{name}_trained_accuracy"] - results[f"{name}_posterior_accuracy"]
         assert abs(gap) < 0.05
     assert results["empirical_ntk_error_width_1024"] < results["empirical_ntk_error_width_64"]
+
+
+def test_function_space(capsys: pytest.CaptureFixture[str]) -> None:
+    results = _load("function_space").main(
+        ["--n", "64", "--m", "64", "--width", "512", "--steps", "40"]
+    )
+    assert "NTK dynamics" in capsys.readouterr().out
+    # a wide network follows its NTK dynamics: a small gap early, still small later
+    assert results["gap_step_4"] < 0.1
+    assert results["gap_step_40"] < 0.3
+
+
+def test_weight_space(capsys: pytest.CaptureFixture[str]) -> None:
+    results = _load("weight_space").main(
+        ["--n", "128", "--m", "64", "--width", "512", "--steps", "40"]
+    )
+    assert "linearised" in capsys.readouterr().out
+    assert results["gap"] < 0.05  # the wide network trains like its linearisation
+
+
+def test_myrtle_kernels(capsys: pytest.CaptureFixture[str]) -> None:
+    results = _load("myrtle_kernels").main(["--n", "60", "--m", "60", "--depths", "5", "7"])
+    assert "Myrtle-7" in capsys.readouterr().out
+    for depth in (5, 7):
+        for name in ("nngp", "ntk"):
+            assert results[f"myrtle{depth}_{name}_accuracy"] > 0.6  # chance is 0.1

@@ -99,9 +99,7 @@ GEOMETRIES = [
 ]
 
 
-def _pair_kernel(
-    spatial: tuple[int, ...], n1: int, n2: int, dtype: torch.dtype
-) -> KernelBlock:
+def _pair_kernel(spatial: tuple[int, ...], n1: int, n2: int, dtype: torch.dtype) -> KernelBlock:
     """A random full-layout kernel (from feature Gram matrices, so it is a covariance)."""
     g = torch.Generator().manual_seed(1)
     p = math.prod(spatial)
@@ -170,30 +168,35 @@ def test_fusion_declines_what_it_does_not_cover() -> None:
     k = _pair_kernel((6, 6), 2, 2, torch.float64)
     v = (torch.ones(2, 6, 6, dtype=torch.float64),) * 2
     assert nk.Conv(3, padding="circular").fuse_next(k, nk.ReLU(), v) is None
-    assert nk.Conv(3).fuse_next(k, nk.Erf(), v) is None  # not an arc-cosine dual
+    assert nk.Conv(3, padding="same").fuse_next(k, nk.Erf(), v) is None  # not an arc-cosine dual
     with _native.disabled():
-        assert nk.Conv(3).fuse_next(k, nk.ReLU(), v) is None
+        assert nk.Conv(3, padding="same").fuse_next(k, nk.ReLU(), v) is None
 
 
 NETWORKS = {
     "cnn_gap": lambda: nk.Sequential(
-        *[nk.Conv(8, 3, w_std=1.4, b_std=0.1), nk.ReLU()] * 3, nk.GlobalAvgPool(), nk.Dense(1)
+        *[nk.Conv(8, 3, w_std=1.4, b_std=0.1, padding="same"), nk.ReLU()] * 3,
+        nk.GlobalAvgPool(),
+        nk.Dense(1),
     ),
     "cnn_flatten": lambda: nk.Sequential(
-        nk.Conv(8, 3, w_std=1.4, b_std=0.1), nk.LeakyReLU(0.1), nk.Flatten(), nk.Dense(1)
+        nk.Conv(8, 3, w_std=1.4, b_std=0.1, padding="same"),
+        nk.LeakyReLU(0.1),
+        nk.Flatten(),
+        nk.Dense(1),
     ),
     "myrtle_like": lambda: nk.Sequential(
-        nk.Conv(8, 3, w_std=1.4),
+        nk.Conv(8, 3, w_std=1.4, padding="same"),
         nk.ReLU(),
         nk.AvgPool(2, 2),
-        nk.Conv(8, 3, w_std=1.4, parametrization="standard"),
+        nk.Conv(8, 3, w_std=1.4, parametrization="standard", padding="same"),
         nk.Abs(),
         nk.AvgPool(2, 2),
         nk.Flatten(),
         nk.Dense(3),
     ),
     "strided_dilated": lambda: nk.Sequential(
-        nk.Conv(8, 3, stride=2, dilation=1),
+        nk.Conv(8, 3, stride=2, dilation=1, padding="same"),
         nk.ReLU(),
         nk.Conv(8, 2, dilation=2, padding="valid"),
         nk.ABReLU(-0.3, 1.0),
@@ -201,27 +204,27 @@ NETWORKS = {
         nk.Dense(1),
     ),
     "residual": lambda: nk.Sequential(
-        nk.Conv(8, 3),
-        nk.Residual(nk.ReLU(), nk.Conv(8, 3), nk.LayerNorm(axis=(1, 2, 3))),
+        nk.Conv(8, 3, padding="same"),
+        nk.Residual(nk.ReLU(), nk.Conv(8, 3, padding="same"), nk.LayerNorm(axis=(1, 2, 3))),
         nk.ReLU(),
         nk.GlobalAvgPool(),
         nk.Dense(1),
     ),
     "branches": lambda: nk.Sequential(  # steps whose outputs are tuples of branches
-        nk.Conv(8, 3),
+        nk.Conv(8, 3, padding="same"),
         nk.FanOut(2),
         nk.Parallel(nk.ReLU(), nk.Identity()),
         nk.FanInSum(),
-        nk.Conv(8, 3),
+        nk.Conv(8, 3, padding="same"),
         nk.ReLU(),
         nk.GlobalAvgPool(),
         nk.Dense(1),
     ),
     "dropout": lambda: nk.Sequential(  # no replayed variances: whole self-covariances
-        nk.Conv(8, 3),
+        nk.Conv(8, 3, padding="same"),
         nk.ReLU(),
         nk.Dropout(0.2),
-        nk.Conv(8, 3),
+        nk.Conv(8, 3, padding="same"),
         nk.ReLU(),
         nk.GlobalAvgPool(),
         nk.Dense(2),
@@ -267,12 +270,18 @@ def test_replayed_variances_equal_carried_self_covariances(name: str) -> None:
 def test_replayed_variances_only_where_exact() -> None:
     assert _replays(NETWORKS["cnn_gap"]())
     assert _replays(NETWORKS["residual"]())
-    pooled_inside = nk.Sequential(nk.Conv(4), nk.Residual(nk.AvgPool(1, 1)), nk.GlobalAvgPool())
+    pooled_inside = nk.Sequential(
+        nk.Conv(4, padding="same"), nk.Residual(nk.AvgPool(1, 1)), nk.GlobalAvgPool()
+    )
     assert not _replays(pooled_inside)
     # nested serial layers are flattened into steps: pooling inside them still replays
-    nested = nk.Sequential(nk.Sequential(nk.Conv(4), nk.AvgPool(2)), nk.GlobalAvgPool())
+    nested = nk.Sequential(
+        nk.Sequential(nk.Conv(4, padding="same"), nk.AvgPool(2)), nk.GlobalAvgPool()
+    )
     assert _replays(nested)
-    assert not _replays(nk.Sequential(nk.Conv(4), nk.Dropout(0.1), nk.GlobalAvgPool()))
+    assert not _replays(
+        nk.Sequential(nk.Conv(4, padding="same"), nk.Dropout(0.1), nk.GlobalAvgPool())
+    )
     attention = nk.Sequential(nk.Dense(4), nk.GlobalSelfAttention(4, 4, 4, 2), nk.GlobalAvgPool())
     assert not _replays(attention, (6, 4))
 
@@ -292,7 +301,7 @@ def _run_python(code: str, env: dict[str, str]) -> dict:
 
 _PROBE = """
 import json, torch, neural_kernels as nk
-net = nk.Sequential(nk.Conv(4, 3), nk.ReLU(), nk.GlobalAvgPool(), nk.Dense(1))
+net = nk.Sequential(nk.Conv(4, 3, padding="same"), nk.ReLU(), nk.GlobalAvgPool(), nk.Dense(1))
 x = torch.randn(4, 2, 5, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
 k = net.kernel(x)
 print(json.dumps({**nk.native_status(), "sum": float(k.ntk.sum())}))
@@ -326,7 +335,9 @@ def test_failing_compiler_falls_back(tmp_path: Path) -> None:
 
 def test_long_sequences_keep_their_planes_off_the_stack() -> None:
     # a plane of a length-L sequence has L^2 entries (here 5.8 MB per buffer in float64)
-    net = nk.Sequential(nk.Conv(4, 3), nk.ReLU(), nk.Conv(4, 5, stride=2), nk.ReLU())
+    net = nk.Sequential(
+        nk.Conv(4, 3, padding="same"), nk.ReLU(), nk.Conv(4, 5, stride=2, padding="same"), nk.ReLU()
+    )
     net = nk.Sequential(*net.layers, nk.GlobalAvgPool(), nk.Dense(1))
     x = torch.randn(2, 1, 850, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
     fast = net.kernel(x)

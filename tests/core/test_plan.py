@@ -59,10 +59,13 @@ def test_spatial_output_keeps_the_full_layout() -> None:
 
 
 def test_raw_inputs_take_the_first_layers_channel_axis() -> None:
-    assert _plan(nk.Sequential(nk.Conv(3), nk.Flatten()), (2, 4, 4)).input_channel_axis == 0
+    assert (
+        _plan(nk.Sequential(nk.Conv(3, padding="same"), nk.Flatten()), (2, 4, 4)).input_channel_axis
+        == 0
+    )
     assert _plan(nk.Sequential(nk.Dense(3)), (2, 4, 4)).input_channel_axis == -1
     # branches reading the raw inputs must agree on their channel axis
-    conflict = nk.Sequential(nk.FanOut(2), nk.Parallel(nk.Conv(3), nk.Dense(3)))
+    conflict = nk.Sequential(nk.FanOut(2), nk.Parallel(nk.Conv(3, padding="same"), nk.Dense(3)))
     with pytest.raises(nk.LayerCompatibilityError, match="channels"):
         _plan(conflict, (2, 4, 4))
 

@@ -328,7 +328,9 @@ BAD: dict[str, tuple[Any, type[Exception], tuple[str, ...]]] = {
         ("GlobalSelfAttention", "attention on a flat input", "(n, L, C)"),
     ),
     "channels first": (
-        lambda: nk.Sequential(nk.Conv(4, 3), nk.GlobalSelfAttention(8, 8, 8, 2)).out_shape((3, 6)),
+        lambda: nk.Sequential(
+            nk.Conv(4, 3, padding="same"), nk.GlobalSelfAttention(8, 8, 8, 2)
+        ).out_shape((3, 6)),
         nk.LayerCompatibilityError,
         ("GlobalSelfAttention", "channels first", "channels-last"),
     ),

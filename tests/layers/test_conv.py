@@ -17,7 +17,7 @@ def _cnn(*middle: nk.Layer, readout: nk.Layer | None = None) -> nk.Sequential:
 
 NETWORKS = {
     "conv2d_same_flatten": (
-        _cnn(nk.Conv(4, 3, w_std=1.5, b_std=0.1), nk.ReLU(), nk.Flatten()),
+        _cnn(nk.Conv(4, 3, w_std=1.5, b_std=0.1, padding="same"), nk.ReLU(), nk.Flatten()),
         (2, 5, 5),
     ),
     "conv2d_valid_strided_gap": (
@@ -36,7 +36,7 @@ NETWORKS = {
     ),
     "conv1d_standard": (
         _cnn(
-            nk.Conv(4, 3, parametrization="standard", b_std=0.1),
+            nk.Conv(4, 3, parametrization="standard", b_std=0.1, padding="same"),
             nk.Abs(),
             nk.Conv(3, 2, padding="valid", parametrization="standard"),
             nk.Flatten(),
@@ -45,12 +45,16 @@ NETWORKS = {
         (3, 7),
     ),
     "conv3d": (
-        _cnn(nk.Conv(3, (2, 3, 3), w_std=1.3, b_std=0.1), nk.ReLU(), nk.GlobalAvgPool()),
+        _cnn(
+            nk.Conv(3, (2, 3, 3), w_std=1.3, b_std=0.1, padding="same"),
+            nk.ReLU(),
+            nk.GlobalAvgPool(),
+        ),
         (2, 2, 3, 3),
     ),
     "avgpool_same_edges": (
         _cnn(
-            nk.Conv(4, 3, w_std=1.5),
+            nk.Conv(4, 3, w_std=1.5, padding="same"),
             nk.ReLU(),
             nk.AvgPool(3, 1, padding="same", normalize_edges=True),
             nk.Flatten(),
@@ -58,15 +62,22 @@ NETWORKS = {
         (2, 5, 5),
     ),
     "sumpool_valid": (
-        _cnn(nk.Conv(4, 3), nk.ReLU(), nk.SumPool(2), nk.Conv(4, 2), nk.ReLU(), nk.GlobalAvgPool()),
+        _cnn(
+            nk.Conv(4, 3, padding="same"),
+            nk.ReLU(),
+            nk.SumPool(2),
+            nk.Conv(4, 2, padding="same"),
+            nk.ReLU(),
+            nk.GlobalAvgPool(),
+        ),
         (1, 6, 6),
     ),
     "layernorm_spatial": (
         _cnn(
-            nk.Conv(4, 3, b_std=0.3),
+            nk.Conv(4, 3, b_std=0.3, padding="same"),
             nk.LayerNorm(axis=(1, 2, 3)),
             nk.ReLU(),
-            nk.Conv(4, 3),
+            nk.Conv(4, 3, padding="same"),
             nk.LayerNorm(axis=1),
             nk.ReLU(),
             nk.GlobalAvgPool(),
@@ -75,8 +86,8 @@ NETWORKS = {
     ),
     "residual_cnn": (
         _cnn(
-            nk.Conv(4, 3, b_std=0.1),
-            nk.Residual(nk.ReLU(), nk.Conv(4, 3, w_std=1.2)),
+            nk.Conv(4, 3, b_std=0.1, padding="same"),
+            nk.Residual(nk.ReLU(), nk.Conv(4, 3, w_std=1.2, padding="same")),
             nk.ReLU(),
             nk.GlobalAvgPool(),
         ),
@@ -109,7 +120,12 @@ def _mixing(net: nk.Layer) -> bool:
 def test_full_and_diagonal_layouts_agree_before_flatten() -> None:
     # Forcing the full layout (by pooling with a window of one) changes nothing.
     x = torch.randn(4, 2, 5, 5, dtype=torch.float64)
-    body = (nk.Conv(4, 3, w_std=1.5, b_std=0.1), nk.ReLU(), nk.Conv(4, 3), nk.ReLU())
+    body = (
+        nk.Conv(4, 3, w_std=1.5, b_std=0.1, padding="same"),
+        nk.ReLU(),
+        nk.Conv(4, 3, padding="same"),
+        nk.ReLU(),
+    )
     diagonal = nk.Sequential(*body, nk.Flatten(), nk.Dense(1))
     full = nk.Sequential(*body, nk.AvgPool(1), nk.Flatten(), nk.Dense(1))
     assert not _mixing(diagonal) and _mixing(full)
@@ -121,10 +137,10 @@ def test_full_and_diagonal_layouts_agree_before_flatten() -> None:
 def test_layout_switches_to_diagonal_after_the_last_pooling() -> None:
     # Conv, pool, conv, flatten: the second conv runs on same-position entries only.
     net = nk.Sequential(
-        nk.Conv(4, 3, b_std=0.1),
+        nk.Conv(4, 3, b_std=0.1, padding="same"),
         nk.ReLU(),
         nk.AvgPool(2),
-        nk.Conv(4, 3),
+        nk.Conv(4, 3, padding="same"),
         nk.ReLU(),
         nk.Flatten(),
         nk.Dense(1),
@@ -147,7 +163,7 @@ def test_layout_switches_to_diagonal_after_the_last_pooling() -> None:
 
 def test_spatial_output_kernel_layout() -> None:
     # Without a readout the kernel keeps its position pairs, interleaved (n1, n2, H, H', W, W').
-    net = nk.Sequential(nk.Conv(3, 3), nk.ReLU(), nk.AvgPool(2))
+    net = nk.Sequential(nk.Conv(3, 3, padding="same"), nk.ReLU(), nk.AvgPool(2))
     x1 = torch.randn(3, 2, 4, 6, dtype=torch.float64)
     x2 = torch.randn(2, 2, 4, 6, dtype=torch.float64)
     k12 = net.kernel(x1, x2)
@@ -162,7 +178,7 @@ def test_spatial_output_kernel_layout() -> None:
 
 def test_spatial_output_in_diagonal_layout_is_mirrored_correctly() -> None:
     # No pooling: same-position covariances (n1, n2, H, W) on a non-square input.
-    net = nk.Sequential(nk.Conv(3, 3), nk.ReLU(), nk.Conv(2, 3))
+    net = nk.Sequential(nk.Conv(3, 3, padding="same"), nk.ReLU(), nk.Conv(2, 3, padding="same"))
     x = torch.randn(4, 2, 3, 5, dtype=torch.float64)
     k = net.kernel(x)
     assert k.nngp.shape == (4, 4, 3, 5)
@@ -171,7 +187,11 @@ def test_spatial_output_in_diagonal_layout_is_mirrored_correctly() -> None:
 
 
 def test_layout_option_for_spatial_outputs() -> None:
-    net = nk.Sequential(nk.Conv(4, 3, w_std=1.5, b_std=0.1), nk.ReLU(), nk.Conv(4, 3))
+    net = nk.Sequential(
+        nk.Conv(4, 3, w_std=1.5, b_std=0.1, padding="same"),
+        nk.ReLU(),
+        nk.Conv(4, 3, padding="same"),
+    )
     g = torch.Generator().manual_seed(0)
     x = torch.randn(5, 2, 4, 5, generator=g, dtype=torch.float64)
     y = torch.randn(3, 2, 4, 5, generator=g, dtype=torch.float64)
@@ -191,7 +211,7 @@ def test_layout_option_for_spatial_outputs() -> None:
     diag = net.kernel_diag(x, layout="full")
     torch.testing.assert_close(diag.ntk, torch.stack([sym.ntk[i, i] for i in range(5)]))
     # a pooled output asked for in the diagonal layout
-    pooled = nk.Sequential(nk.Conv(3, 3), nk.ReLU(), nk.AvgPool(2))
+    pooled = nk.Sequential(nk.Conv(3, 3, padding="same"), nk.ReLU(), nk.AvgPool(2))
     got = pooled.kernel(x, layout="diagonal")
     assert got.layout == "diagonal" and got.nngp.shape == (5, 5, 2, 2)
     want = torch.einsum("ijaabb->ijab", pooled.kernel(x).nngp)
@@ -202,7 +222,11 @@ def test_layout_option_for_spatial_outputs() -> None:
 
 def test_full_layout_output_matches_finite_networks() -> None:
     # covariance between every two output positions of wide finite twins
-    net = nk.Sequential(nk.Conv(8, 3, w_std=1.4, b_std=0.2), nk.ReLU(), nk.Conv(8, (2, 3)))
+    net = nk.Sequential(
+        nk.Conv(8, 3, w_std=1.4, b_std=0.2, padding="same"),
+        nk.ReLU(),
+        nk.Conv(8, (2, 3), padding="same"),
+    )
     x = torch.randn(3, 2, 4, 4, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     want = net.kernel(x, layout="full", get="nngp").nngp
     total = torch.zeros_like(want)
@@ -221,7 +245,7 @@ def test_full_layout_output_matches_finite_networks() -> None:
 MC_NETWORKS = {
     "conv_dilated_flatten": (
         nk.Sequential(
-            nk.Conv(8, 3, dilation=2, w_std=1.5, b_std=0.1),
+            nk.Conv(8, 3, dilation=2, w_std=1.5, b_std=0.1, padding="same"),
             nk.ReLU(),
             nk.Flatten(),
             nk.Dense(1, w_std=1.0, b_std=0.1),
@@ -239,7 +263,7 @@ MC_NETWORKS = {
     ),
     "conv1d_avgpool": (
         nk.Sequential(
-            nk.Conv(8, 3, b_std=0.1),
+            nk.Conv(8, 3, b_std=0.1, padding="same"),
             nk.ReLU(),
             nk.AvgPool(2, padding="same", normalize_edges=True),
             nk.Conv(8, 2, padding="valid"),
@@ -251,7 +275,7 @@ MC_NETWORKS = {
     ),
     "conv3d_layernorm": (
         nk.Sequential(
-            nk.Conv(8, (1, 2, 2), b_std=0.2),
+            nk.Conv(8, (1, 2, 2), b_std=0.2, padding="same"),
             nk.LayerNorm(axis=1),
             nk.ReLU(),
             nk.Flatten(),
@@ -288,7 +312,7 @@ def test_finite_twins_converge(name: str) -> None:
 def test_standard_parametrization_twins_converge_at_declared_widths() -> None:
     # The standard NTK depends on the finite widths: the twin keeps the declared ones.
     net = nk.Sequential(
-        nk.Conv(96, 3, parametrization="standard", b_std=0.1),
+        nk.Conv(96, 3, parametrization="standard", b_std=0.1, padding="same"),
         nk.ReLU(),
         nk.AvgPool(2, padding="same", normalize_edges=True),
         nk.Conv(96, 2, padding="valid", parametrization="standard"),
@@ -314,16 +338,18 @@ def test_module_shapes_match_out_shape() -> None:
 def test_conv_geometry() -> None:
     conv = nk.Conv(5, (3, 2), stride=(2, 1), padding="valid", dilation=(1, 2))
     assert conv.out_shape((2, 9, 8)) == (5, 4, 6)
-    assert nk.Conv(5, 3, stride=2).out_shape((2, 9, 8)) == (5, 5, 4)
+    assert nk.Conv(5, 3, stride=2, padding="same").out_shape((2, 9, 8)) == (5, 5, 4)
     assert nk.AvgPool(2).out_shape((3, 9, 8)) == (3, 4, 4)
     assert nk.AvgPool(3, 2, padding="same").out_shape((3, 9, 8)) == (3, 5, 4)
-    assert nk.Sequential(nk.Conv(5, 3), nk.Flatten()).out_shape((2, 4, 4)) == (80,)
-    assert nk.Sequential(nk.Conv(5, 3), nk.GlobalAvgPool()).out_shape((2, 4, 4)) == (5,)
+    assert nk.Sequential(nk.Conv(5, 3, padding="same"), nk.Flatten()).out_shape((2, 4, 4)) == (80,)
+    assert nk.Sequential(nk.Conv(5, 3, padding="same"), nk.GlobalAvgPool()).out_shape(
+        (2, 4, 4)
+    ) == (5,)
 
 
 def test_finite_conv_matches_torch_same_padding() -> None:
     # stride-1 'same' with an odd filter is torch's padding='same'
-    layer = nk.Conv(3, 3, w_std=1.0, b_std=None, parametrization="standard")
+    layer = nk.Conv(3, 3, w_std=1.0, b_std=None, parametrization="standard", padding="same")
     model = layer.module((2, 5, 5), dtype=torch.float64)
     x = torch.randn(1, 2, 5, 5, dtype=torch.float64)
     expected = torch.nn.functional.conv2d(x, model.weight, padding="same")
@@ -332,7 +358,9 @@ def test_finite_conv_matches_torch_same_padding() -> None:
 
 BAD = {
     "gap after flatten": (
-        lambda: nk.Sequential(nk.Conv(2, 3), nk.Flatten(), nk.GlobalAvgPool()).out_shape((1, 4, 4)),
+        lambda: nk.Sequential(
+            nk.Conv(2, 3, padding="same"), nk.Flatten(), nk.GlobalAvgPool()
+        ).out_shape((1, 4, 4)),
         nk.ShapeError,
         ("GlobalAvgPool", "before Flatten"),
     ),
@@ -342,29 +370,33 @@ BAD = {
         ("Conv", "padding='same'"),
     ),
     "conv on flat input": (
-        lambda: nk.Sequential(nk.Dense(3), nk.Conv(2, 3)).out_shape((4,)),
+        lambda: nk.Sequential(nk.Dense(3), nk.Conv(2, 3, padding="same")).out_shape((4,)),
         nk.ShapeError,
         ("Conv", "spatial"),
     ),
     "conv after dense on a sequence": (
-        lambda: nk.Sequential(nk.Dense(3), nk.Conv(2, 3)).out_shape((5, 4)),
+        lambda: nk.Sequential(nk.Dense(3), nk.Conv(2, 3, padding="same")).out_shape((5, 4)),
         nk.LayerCompatibilityError,
         ("Conv", "channels last"),
     ),
     "dense after conv": (
-        lambda: nk.Sequential(nk.Conv(2, 3), nk.Dense(3)).out_shape((1, 4, 4)),
+        lambda: nk.Sequential(nk.Conv(2, 3, padding="same"), nk.Dense(3)).out_shape((1, 4, 4)),
         nk.LayerCompatibilityError,
         ("Dense", "Flatten()"),
     ),
     "four spatial axes": (
-        lambda: nk.Conv(2, 3).out_shape((1, 3, 3, 3, 3)),
+        lambda: nk.Conv(2, 3, padding="same").out_shape((1, 3, 3, 3, 3)),
         nk.ShapeError,
         ("Conv", "(N, C, H, W)"),
     ),
     "bad padding": (lambda: nk.Conv(2, 3, padding="full"), nk.HyperparameterError, ("'valid'",)),
-    "zero stride": (lambda: nk.Conv(2, 3, stride=0), nk.HyperparameterError, ("stride",)),
+    "zero stride": (
+        lambda: nk.Conv(2, 3, stride=0, padding="same"),
+        nk.HyperparameterError,
+        ("stride",),
+    ),
     "filter rank mismatch": (
-        lambda: nk.Conv(2, (3, 3)).out_shape((1, 5)),
+        lambda: nk.Conv(2, (3, 3), padding="same").out_shape((1, 5)),
         nk.HyperparameterError,
         ("kernel_size", "1 spatial axes"),
     ),
@@ -374,7 +406,9 @@ BAD = {
         ("AvgPool", "window"),
     ),
     "layernorm without channel axis": (
-        lambda: nk.Sequential(nk.Conv(2, 3), nk.LayerNorm(axis=2)).out_shape((1, 4, 4)),
+        lambda: nk.Sequential(nk.Conv(2, 3, padding="same"), nk.LayerNorm(axis=2)).out_shape(
+            (1, 4, 4)
+        ),
         nk.ShapeError,
         ("LayerNorm", "channel axis (1)"),
     ),

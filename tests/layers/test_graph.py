@@ -302,7 +302,7 @@ def test_bad_arguments() -> None:
     with pytest.raises(nk.ShapeError, match="no node axis"):
         nk.Sequential(nk.Dense(4), nk.Aggregate()).out_shape((3,))
     with pytest.raises(nk.LayerCompatibilityError, match="channel_axis=1"):
-        nk.Sequential(nk.Conv(4, 3), nk.Aggregate()).out_shape((2, 6))
+        nk.Sequential(nk.Conv(4, 3, padding="same"), nk.Aggregate()).out_shape((2, 6))
     with pytest.raises(nk.LayerCompatibilityError, match="channel_axis=-1"):
         nk.Sequential(nk.Dense(4), nk.Aggregate(channel_axis=1)).out_shape((6, 3))
     for cls in (nk.InputTypeError, nk.ShapeError, nk.HyperparameterError):

@@ -73,7 +73,9 @@ def test_leaky_relu_slope_string_is_refused_before_the_compiled_code() -> None:
 
 
 def test_geometry_is_normalised_once() -> None:
-    conv = nk.Conv(3, kernel_size=[3, 2], stride=(1, 2))
+    conv = nk.Conv(3, kernel_size=[3, 2], stride=(1, 2), padding="same")
     assert conv.kernel_size == (3, 2) and conv.stride == (1, 2) and conv.dilation == 1
     with pytest.raises(nk.HyperparameterError, match="2 spatial axes"):
-        nk.Sequential(nk.Conv(3, kernel_size=(3, 3, 3)), nk.Flatten()).out_shape((1, 5, 5))
+        nk.Sequential(nk.Conv(3, kernel_size=(3, 3, 3), padding="same"), nk.Flatten()).out_shape(
+            (1, 5, 5)
+        )

@@ -67,13 +67,14 @@ def check_geometry_rank(layer: object, name: str, value: int | tuple[int, ...], 
 def check_padding(layer: object, padding: Any) -> None:
     """``padding`` must be one of ``same``, ``valid``, ``circular``."""
     if padding not in PADDINGS:
-        raise HyperparameterError(
-            describe(
-                repr(layer),
-                f"padding={padding!r}",
-                "Use 'same', 'valid' or 'circular'.",
-            )
+        nt = isinstance(padding, str) and padding.lower() in PADDINGS
+        fix = (
+            f"Spell it in lower case, padding={padding.lower()!r} (Neural Tangents writes "
+            f"{padding!r})."
+            if nt
+            else "Use 'valid' (the default, as torch), 'same' or 'circular'."
         )
+        raise HyperparameterError(describe(layer, f"padding={padding!r}", fix))
 
 
 def out_size(size: int, window: int, stride: int, dilation: int, padding: str) -> int:

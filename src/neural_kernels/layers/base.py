@@ -17,6 +17,8 @@ networks are in :mod:`neural_kernels.layers.combinators`.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import inspect
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, ClassVar, Union
@@ -38,7 +40,7 @@ from ..core.protocol import (
     Spatial,
     Variances,
 )
-from ..errors import LayerCompatibilityError, describe
+from ..errors import HyperparameterError, LayerCompatibilityError, describe
 from ..kernel import Kernel
 
 __all__ = ["Facts", "Layer", "ModuleContext", "Requirements", "one_block", "one_facts"]
@@ -46,6 +48,23 @@ __all__ = ["Facts", "Layer", "ModuleContext", "Requirements", "one_block", "one_
 Get = Union[str, Sequence[str]]  # noqa: UP007 (runtime alias, Python 3.10)
 Progress = Callable[[int, int], None]
 
+#: Neural Tangents' spellings of layer arguments, and this library's.
+_NT_SPELLINGS = {
+    "W_std": "w_std",
+    "W_key_std": "w_key_std",
+    "W_value_std": "w_value_std",
+    "W_query_std": "w_query_std",
+    "W_out_std": "w_out_std",
+    "W_pos_emb_std": "w_pos_emb_std",
+    "parameterization": "parametrization",
+    "filter_shape": "kernel_size",
+    "window_shape": "kernel_size",
+    "strides": "stride",
+    "out_dim": "out_features",
+    "out_chan": "out_channels",
+    "rate": "p (the drop probability, 1 - rate)",
+    "dimension_numbers": "the channels-first layout (N, C, *spatial) of torch",
+}
 #: Class attributes of earlier versions, now fields of ``Requirements``.
 _LEGACY = {
     "input_channel_axis": lambda v: {"channel_axis": v},
@@ -69,8 +88,25 @@ class Layer:
     #: Leaf, or a serial or parallel combination of :meth:`children`.
     composition: ClassVar[Composition] = Composition.LEAF
 
+    def __new__(cls, *args: Any, **kwargs: Any) -> Layer:
+        """Refuse Neural Tangents' argument names with the name to use instead."""
+        if kwargs:
+            accepted = _parameters(cls)
+            for name in kwargs:
+                if name in _NT_SPELLINGS and name not in accepted:
+                    raise HyperparameterError(
+                        describe(
+                            f"{cls.__name__}(...)",
+                            f"got the keyword {name!r} (Neural Tangents' spelling)",
+                            f"Use {_NT_SPELLINGS[name]} instead; see "
+                            "docs/migrating_from_neural_tangents.md.",
+                        )
+                    )
+        return super().__new__(cls)
+
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
+        _inherit_docstrings(cls)
         legacy = {name: cls.__dict__[name] for name in _LEGACY if name in cls.__dict__}
         if legacy:
             warnings.warn(
@@ -289,6 +325,33 @@ class Layer:
 
     def _holds_width(self) -> bool:
         return holds_width(self)
+
+
+@functools.cache
+def _parameters(cls: type) -> frozenset[str]:
+    """Names ``cls(...)`` accepts (its ``__init__`` parameters)."""
+    try:
+        params = inspect.signature(cls).parameters
+    except (TypeError, ValueError):  # pragma: no cover (builtins without a signature)
+        return frozenset()
+    return frozenset(params)
+
+
+#: Methods whose overrides take the base class's docstring when they have none.
+_DOCUMENTED = ("transform", "make_module", "infer_facts", "fn", "dual", "dual_var", "dual_kernels")
+
+
+def _inherit_docstrings(cls: type) -> None:
+    """Give overriding protocol methods without a docstring their base's (for ``help``)."""
+    for name in _DOCUMENTED:
+        method = cls.__dict__.get(name)
+        if method is None or getattr(method, "__doc__", None):
+            continue
+        for base in cls.__mro__[1:]:
+            doc = getattr(base.__dict__.get(name), "__doc__", None)
+            if doc:
+                method.__doc__ = doc
+                break
 
 
 def one_block(layer: object, k: Flow) -> KernelBlock:

@@ -20,6 +20,7 @@ In the diagonal layout only same-position entries are kept and the window is a b
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -75,7 +76,28 @@ def check_channels_first(layer: Layer, facts: Facts, min_spatial: int = 1) -> tu
                 "has no spatial axes left.",
             )
         )
+    if facts.raw:
+        _warn_if_channels_last(layer, facts.shape)
     return spatial
+
+
+def _warn_if_channels_last(layer: Layer, shape: tuple[int, ...]) -> None:
+    """Warn when raw images look channels-last (NHWC, as Neural Tangents and TensorFlow)."""
+    channels, *spatial = shape
+    if len(spatial) >= 2 and spatial[-1] <= 4 and channels >= 8 and channels >= max(spatial[:-1]):
+        perm = ", ".join(["0", str(len(shape))] + [str(i) for i in range(1, len(shape))])
+        warnings.warn(
+            describe(
+                layer,
+                f"the raw inputs have feature shape {shape}: {channels} channels on "
+                f"{tuple(spatial)} positions, the last axis only {spatial[-1]} wide, which "
+                "looks like channels-last images (N, H, W, C)",
+                f"Layers read channels first (N, C, H, W) as torch does: pass "
+                f"x.permute({perm}) if these are channels-last.",
+            ),
+            UserWarning,
+            stacklevel=2,
+        )
 
 
 @dataclass(frozen=True)
@@ -86,8 +108,9 @@ class Conv(Layer):
         out_channels: channels of the output (the width of the finite twin).
         kernel_size: filter size, an int (same on every axis) or a tuple per axis.
         stride: stride, an int or a tuple.
-        padding: ``"same"`` (zero padding, output ``ceil(size / stride)``), ``"valid"``
-            (no padding) or ``"circular"`` (wrap-around, as ``same``).
+        padding: ``"valid"`` (default, no padding, as ``torch.nn.Conv2d`` and Neural
+            Tangents), ``"same"`` (zero padding, output ``ceil(size / stride)``) or
+            ``"circular"`` (wrap-around, as ``same``).
         dilation: spacing of the filter taps, an int or a tuple.
         w_std: weight standard deviation :math:`\sigma_w`.
         b_std: bias standard deviation :math:`\sigma_b` (``None``: no bias).
@@ -101,7 +124,7 @@ class Conv(Layer):
     out_channels: int
     kernel_size: int | tuple[int, ...] = 3
     stride: int | tuple[int, ...] = 1
-    padding: str = "same"
+    padding: str = "valid"
     dilation: int | tuple[int, ...] = 1
     w_std: Std = 1.0
     b_std: Std | None = 0.0
