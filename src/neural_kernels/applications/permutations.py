@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -62,6 +63,7 @@ __all__ = [
     "models_needed",
     "network",
     "permutation_task",
+    "recovery_curve",
     "recovery_probability",
     "train_ensemble",
 ]
@@ -278,6 +280,20 @@ def recovery_probability(
     """Probability that the average of ``n_models`` networks is exact on every test input."""
     m_z = _threshold_draws(mean, cov, targets, samples, generator)
     return float((m_z < n_models).double().mean())
+
+
+def recovery_curve(
+    mean: Tensor,
+    cov: Tensor,
+    targets: Tensor,
+    n_models: Sequence[int],
+    *,
+    samples: int = 4000,
+    generator: torch.Generator | None = None,
+) -> list[float]:
+    """:func:`recovery_probability` at each ensemble size, from the same joint draws."""
+    m_z = _threshold_draws(mean, cov, targets, samples, generator)
+    return [float((m_z < m).double().mean()) for m in n_models]
 
 
 def exact_fraction(outputs: Tensor, targets: Tensor) -> float:
