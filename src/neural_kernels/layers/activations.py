@@ -329,22 +329,45 @@ class GELU(Elementwise):
         return (inner / math.pi + 0.25) * q
 
 
+def _sinh_exp(x: Tensor, y: Tensor) -> Tensor:
+    r""":math:`\sinh(x)\,e^{-y}` for :math:`|x| \le y`, without cancellation or overflow.
+
+    Small :math:`|x|` takes ``sinh`` (exact near 0, where the difference of exponentials
+    cancels); larger :math:`|x|` the difference of two exponentials with exponents ``<= 0``.
+    """
+    small = torch.sinh(x.clamp(-1.0, 1.0)) * torch.exp(-y)
+    large = 0.5 * (torch.exp(x - y) - torch.exp(-x - y))
+    return torch.where(x.abs() < 1.0, small, large)
+
+
 def _sin_dual(
-    a: float, b: float, cos2c: float, k: Tensor, q1: Tensor, q2: Tensor, want_dot: bool
+    a: float, b: float, c: float, k: Tensor, q1: Tensor, q2: Tensor, want_dot: bool
 ) -> tuple[Tensor, Tensor | None]:
-    """Dual of ``a sin(b x + c)`` given ``cos(2c)``; both exponents are ``<= 0``."""
+    r"""Dual of :math:`a \sin(b x + c)`, as a sum of non-negative terms for :math:`K \ge 0`.
+
+    With :math:`x = b^2 K` and :math:`y = b^2 (q_1 + q_2)/2`:
+
+    .. math::
+        \mathbb E[\phi\phi] = a^2 \left(\sinh(x) e^{-y} + \sin^2(c)\, e^{-x-y}\right), \qquad
+        \mathbb E[\phi'\phi'] = a^2 b^2 \left(\sinh(x) e^{-y} + \cos^2(c)\, e^{-x-y}\right),
+
+    so small kernels keep their full relative precision (no cancellation).
+    """
     b2 = b * b
-    half = 0.5 * (q1 + q2)
-    plus = torch.exp((k - half) * b2)
-    minus = torch.exp((k + half) * -b2) * cos2c
-    h = 0.5 * a * a
-    nngp = (plus - minus) * h
-    dot = (plus + minus) * (h * b2) if want_dot else None
+    x = k * b2
+    y = (q1 + q2) * (0.5 * b2)
+    sh = _sinh_exp(x, y)
+    tail = torch.exp(-x - y)
+    a2 = a * a
+    nngp = (sh + tail * math.sin(c) ** 2) * a2
+    dot = (sh + tail * math.cos(c) ** 2) * (a2 * b2) if want_dot else None
     return nngp, dot
 
 
-def _sin_var(a: float, b: float, cos2c: float, q: Tensor) -> Tensor:
-    return (1.0 - torch.exp(q * (-2.0 * b * b)) * cos2c) * (0.5 * a * a)
+def _sin_var(a: float, b: float, c: float, q: Tensor) -> Tensor:
+    r""":math:`\mathbb E[\phi(u)^2] = a^2 ((1 - e^{-2 b^2 q})/2 + \sin^2(c) e^{-2 b^2 q})`."""
+    two_x = q * (-2.0 * b * b)
+    return (-0.5 * torch.expm1(two_x) + torch.exp(two_x) * math.sin(c) ** 2) * (a * a)
 
 
 @dataclass(frozen=True)
@@ -372,10 +395,10 @@ class Sin(Elementwise):
     def dual(
         self, k: Tensor, q1: Tensor, q2: Tensor, want_dot: bool
     ) -> tuple[Tensor, Tensor | None]:
-        return _sin_dual(self.a, self.b, math.cos(2.0 * self.c), k, q1, q2, want_dot)
+        return _sin_dual(self.a, self.b, self.c, k, q1, q2, want_dot)
 
     def dual_var(self, q: Tensor) -> Tensor:
-        return _sin_var(self.a, self.b, math.cos(2.0 * self.c), q)
+        return _sin_var(self.a, self.b, self.c, q)
 
 
 @dataclass(frozen=True)
@@ -403,10 +426,10 @@ class Cos(Elementwise):
     def dual(
         self, k: Tensor, q1: Tensor, q2: Tensor, want_dot: bool
     ) -> tuple[Tensor, Tensor | None]:
-        return _sin_dual(self.a, self.b, -math.cos(2.0 * self.c), k, q1, q2, want_dot)
+        return _sin_dual(self.a, self.b, self.c + 0.5 * math.pi, k, q1, q2, want_dot)
 
     def dual_var(self, q: Tensor) -> Tensor:
-        return _sin_var(self.a, self.b, -math.cos(2.0 * self.c), q)
+        return _sin_var(self.a, self.b, self.c + 0.5 * math.pi, q)
 
 
 @dataclass(frozen=True)
