@@ -20,7 +20,7 @@ def test_readme_python_blocks_run() -> None:
     namespace: dict[str, object] = {}
     torch.manual_seed(0)
     for block in blocks:
-        exec(compile(block, str(README), "exec"), namespace)  # noqa: S102
+        exec(compile(block, str(README), "exec"), namespace)
     k = namespace["k"]
     assert k.nngp.shape == (100, 20)  # type: ignore[attr-defined]
     theta = namespace["theta"]
