@@ -19,6 +19,7 @@ import neural_kernels as nk
 REQUIRED: dict[str, dict[str, Any]] = {
     "Dense": {"out_features": 3},
     "Conv": {"out_channels": 3},
+    "ConvLocal": {"out_channels": 3},
     "ConvTranspose": {"out_channels": 3},
     "FanOut": {"num": 2},
     "GlobalSelfAttention": {"n_chan_out": 4, "n_chan_key": 4, "n_chan_val": 4, "n_heads": 2},

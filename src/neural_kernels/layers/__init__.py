@@ -28,6 +28,7 @@ from .combinators import Residual as Residual
 from .combinators import Sequential as Sequential
 from .conv import Conv as Conv
 from .conv import Flatten as Flatten
+from .conv_local import ConvLocal as ConvLocal
 from .conv_transpose import ConvTranspose as ConvTranspose
 from .dense import Dense as Dense
 from .dropout import Dropout as Dropout
@@ -59,6 +60,7 @@ __all__ = [
     "Aggregate",
     "AvgPool",
     "Conv",
+    "ConvLocal",
     "ConvTranspose",
     "Cos",
     "Dense",
