@@ -262,9 +262,7 @@ class ConvLocalModule(AffineModule):
 
     def forward(self, x: Tensor) -> Tensor:
         """Map ``(n, C, *spatial)`` to ``(n, out_channels, *spatial_out)``."""
-        for i, (f, s, (before, after)) in enumerate(
-            zip(self.kernel_size, self.stride, self.pads, strict=True)
-        ):
+        for i, (before, after) in enumerate(self.pads):
             x = pad_axis(x, 2 + i, before, after, self.circular)
         for i, (f, s) in enumerate(zip(self.kernel_size, self.stride, strict=True)):
             x = x.unfold(2 + i, f, s)  # windows appended as trailing axes
