@@ -26,6 +26,8 @@ REQUIRED: dict[str, dict[str, Any]] = {
     "Activation": {"fn": torch.tanh},
     "Polynomial": {"coef": (1.0, 2.0)},
     "Hermite": {"degree": 2},
+    "ImageResize": {"size": 3},
+    "Index": {"idx": (slice(None),)},
     "Monomial": {"degree": 2},
     "RectifiedMonomial": {"degree": 1},
 }

@@ -34,6 +34,8 @@ from .dense import Dense as Dense
 from .dropout import Dropout as Dropout
 from .graph import Aggregate as Aggregate
 from .graph import graph_pattern as graph_pattern
+from .indexing import Index as Index
+from .indexing import Slice as Slice
 from .monomials import Hermite as Hermite
 from .monomials import Monomial as Monomial
 from .monomials import Polynomial as Polynomial
@@ -49,6 +51,7 @@ from .quadrature import Sigmoid as Sigmoid
 from .quadrature import SiLU as SiLU
 from .quadrature import Softplus as Softplus
 from .quadrature import Tanh as Tanh
+from .resize import ImageResize as ImageResize
 
 __all__ = [
     "ELU",
@@ -80,6 +83,8 @@ __all__ = [
     "GlobalSumPool",
     "Hermite",
     "Identity",
+    "ImageResize",
+    "Index",
     "Layer",
     "LayerNorm",
     "LeakyReLU",
@@ -96,6 +101,7 @@ __all__ = [
     "Sigmoid",
     "Sign",
     "Sin",
+    "Slice",
     "Softplus",
     "SumPool",
     "Tanh",
