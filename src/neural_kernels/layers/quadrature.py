@@ -74,6 +74,7 @@ from scipy.linalg import eigvalsh_tridiagonal
 from torch import Tensor, nn
 
 from .._validation import check_int_range, given
+from ..core.protocol import ModuleContext
 from ..errors import (
     HyperparameterError,
     InputTypeError,
@@ -81,7 +82,6 @@ from ..errors import (
     NonFiniteError,
     describe,
 )
-from ..core.protocol import ModuleContext
 from ._elementwise import Elementwise
 from ._nngp_fn import NngpFn, call_nngp_fn, derivative_dual
 from ._safe import safe_sqrt
