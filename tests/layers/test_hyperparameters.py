@@ -30,6 +30,7 @@ REQUIRED: dict[str, dict[str, Any]] = {
     "Index": {"idx": (slice(None),)},
     "Monomial": {"degree": 2},
     "RectifiedMonomial": {"degree": 1},
+    "Repeat": {"layer": nk.ReLU(), "n": 2},
 }
 #: Arguments that take callables or layers, not numbers.
 NOT_NUMBERS = {("Activation", "fn"), ("Activation", "dual")}

@@ -51,6 +51,8 @@ from .quadrature import Sigmoid as Sigmoid
 from .quadrature import SiLU as SiLU
 from .quadrature import Softplus as Softplus
 from .quadrature import Tanh as Tanh
+from .repeat import Repeat as Repeat
+from .repeat import repeat as repeat
 from .resize import ImageResize as ImageResize
 
 __all__ = [
@@ -95,6 +97,7 @@ __all__ = [
     "ReLU",
     "RectifiedMonomial",
     "Requirements",
+    "Repeat",
     "Residual",
     "Sequential",
     "SiLU",
@@ -106,4 +109,5 @@ __all__ = [
     "SumPool",
     "Tanh",
     "graph_pattern",
+    "repeat",
 ]
