@@ -16,7 +16,6 @@ Deep networks, e.g. the depth of a phase diagram::
 
 from __future__ import annotations
 
-import dataclasses
 import numbers
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -36,7 +35,7 @@ from ..core.protocol import (
     Variances,
 )
 from ..errors import HyperparameterError, LayerCompatibilityError, ShapeError, describe
-from .base import Layer, facts_of, shape_of
+from .base import Layer, facts_of, shape_of, with_shapes
 
 __all__ = ["Repeat", "repeat"]
 
@@ -189,9 +188,7 @@ class Repeat(Layer):
         return self._out_shape(in_shape, ctx, top=True)
 
     def _module_out_facts(self, facts: FactsFlow, ctx: ModuleContext, top: bool) -> FactsFlow:
-        out = self.infer(facts)
-        shape = self._out_shape(shape_of(facts), ctx, top)
-        return dataclasses.replace(out, shape=tuple(shape))  # type: ignore[arg-type]
+        return with_shapes(self.infer(facts), self._out_shape(shape_of(facts), ctx, top))
 
 
 def repeat(layer: Layer, n: int) -> Repeat:
