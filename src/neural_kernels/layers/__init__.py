@@ -14,6 +14,8 @@ from .activations import ReLU as ReLU
 from .activations import Sign as Sign
 from .activations import Sin as Sin
 from .attention import GlobalSelfAttention as GlobalSelfAttention
+from .channels import ChannelsFirst as ChannelsFirst
+from .channels import ChannelsLast as ChannelsLast
 from .base import Facts as Facts
 from .base import Layer as Layer
 from .base import ModuleContext as ModuleContext
@@ -64,6 +66,8 @@ __all__ = [
     "Activation",
     "Aggregate",
     "AvgPool",
+    "ChannelsFirst",
+    "ChannelsLast",
     "Conv",
     "ConvLocal",
     "ConvTranspose",
