@@ -14,12 +14,12 @@ from .activations import ReLU as ReLU
 from .activations import Sign as Sign
 from .activations import Sin as Sin
 from .attention import GlobalSelfAttention as GlobalSelfAttention
-from .channels import ChannelsFirst as ChannelsFirst
-from .channels import ChannelsLast as ChannelsLast
 from .base import Facts as Facts
 from .base import Layer as Layer
 from .base import ModuleContext as ModuleContext
 from .base import Requirements as Requirements
+from .channels import ChannelsFirst as ChannelsFirst
+from .channels import ChannelsLast as ChannelsLast
 from .combinators import FanInConcat as FanInConcat
 from .combinators import FanInProduct as FanInProduct
 from .combinators import FanInSum as FanInSum
