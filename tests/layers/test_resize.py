@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import neural_kernels as nk
+from neural_kernels.core.plan import plan_network
 from neural_kernels.layers.resize import resize_matrix
 
 from ..properties import assert_kernel_properties
@@ -72,3 +73,13 @@ def test_errors() -> None:
         nk.ImageResize(0)
     with pytest.raises(nk.HyperparameterError, match="2 spatial axes"):
         nk.Sequential(nk.Conv(2, 1), nk.ImageResize((3, 3, 3))).out_shape((1, 4, 4))
+
+
+def test_nearest_needs_no_covariance_between_positions() -> None:
+    body = nk.Sequential(nk.Conv(4, 2, padding="same", b_std=0.1), nk.ReLU())
+    net = nk.Sequential(body, nk.ImageResize((7, 2), "nearest"), nk.Conv(4, 2), nk.ReLU())
+    assert not plan_network(net, (2, 4, 5), lambda: "test").mixing
+    x = torch.randn(3, 2, 4, 5, dtype=torch.float64)
+    diagonal = nk.Sequential(net, nk.Flatten(), nk.Dense(1)).kernel(x)
+    full = nk.Sequential(net, nk.AvgPool(1), nk.Flatten(), nk.Dense(1)).kernel(x)
+    torch.testing.assert_close(diagonal.ntk, full.ntk, rtol=1e-12, atol=0)

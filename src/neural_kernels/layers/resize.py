@@ -15,13 +15,14 @@ Tangents' ``ImageResize``):
   :math:`(p + \tfrac12)\,\mathrm{in}/\mathrm{out} - \tfrac12`, widened by the
   downsampling factor when ``antialias`` (a low-pass filter), normalised to sum to one;
 * ``"nearest"``: the input at :math:`\lfloor (p + \tfrac12)\,\mathrm{in}/\mathrm{out}
-  \rfloor` (computed in float32, as JAX does).
+  \rfloor` (computed in float32, as JAX does). A selection of positions: same-position
+  outputs need same-position inputs only, so it runs in either layout.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 import torch
@@ -94,9 +95,13 @@ class ImageResize(Layer):
     size: int | tuple[int, ...]
     method: str = "linear"
     antialias: bool = True
-    requirements: ClassVar[Requirements] = Requirements(
-        channel_axis=0, spatial=Spatial.MIXING, variances=Variances.PAIRS
-    )
+
+    @property
+    def requirements(self) -> Requirements:  # type: ignore[override]
+        """Linear resizing mixes positions; nearest-neighbour resizing only selects them."""
+        if self.method == "nearest":
+            return Requirements(channel_axis=0, variances=Variances.EXACT)
+        return Requirements(channel_axis=0, spatial=Spatial.MIXING, variances=Variances.PAIRS)
 
     def __post_init__(self) -> None:
         sizes = self.size if isinstance(self.size, tuple) else (self.size,)
