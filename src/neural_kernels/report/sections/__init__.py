@@ -28,7 +28,7 @@ from typing import Any
 
 from ..model import Section
 from . import finite_vs_infinite, gaussian_picture, infinite_width, kernel_movement
-from . import more_layers
+from . import more_layers as more_layers
 from ._common import Context, Sizes, sizes_for
 
 __all__ = ["SECTIONS", "Context", "Sizes", "add_sections", "sizes_for"]
