@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import itertools
-import json
 import math
 import pickle
 from types import SimpleNamespace
@@ -40,11 +39,8 @@ F64 = torch.float64
 TIMES = ("0.5", "5.0", "inf")
 
 
-def _predict_cases() -> list[Any]:
-    path = ref.REFERENCE_DIR / "cases.json"
-    if not path.is_file():
-        return ref.absent_param()
-    return [c["name"] for c in json.loads(path.read_text()) if c.get("predict")]
+def _predict_cases() -> list[str]:
+    return ref.case_names(predict=True)
 
 
 def _assert_close(got: torch.Tensor, want: np.ndarray, rtol: float, what: str) -> float:
@@ -112,13 +108,6 @@ def test_reference_predictions_from_reference_kernels(name: str) -> None:
     _check_all(name, data, gd, lambda: post(k_test_train=k_td, k_test_test=k_tt), 1e-12, 1e-12)
 
 
-def _network_or_skip(case: dict) -> nk.Sequential:
-    try:
-        return ref.network(case["layers"])
-    except (KeyError, AttributeError) as err:
-        pytest.skip(f"needs Conv/Flatten layers (spatial issue): {err}")
-
-
 def _inputs(case: dict, x: np.ndarray) -> torch.Tensor:
     """Reference inputs are channels-last; a network starting with Conv takes NC..."""
     t = torch.from_numpy(x)
@@ -131,7 +120,7 @@ def _inputs(case: dict, x: np.ndarray) -> torch.Tensor:
 def test_reference_predictions_end_to_end(name: str) -> None:
     case = ref.cases()[name]
     data = ref.arrays(name)
-    net = _network_or_skip(case)
+    net = ref.network(case["layers"])
     x1, x2 = _inputs(case, data["x1"]), _inputs(case, data["x2"])
     y = torch.from_numpy(data["y"])
     predict_fn = P.gradient_descent_mse_ensemble(net, x1, y, learning_rate=1.0, diag_reg=1e-3)

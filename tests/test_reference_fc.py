@@ -1,4 +1,4 @@
-"""Every fully connected case of ``shared/reference`` to rtol 1e-9 (diagonal 1e-7).
+"""Every fully connected case of ``tests/data/reference`` to rtol 1e-9 (diagonal 1e-7).
 
 Inputs are used as stored (``[n, d]``, channels-last equals PyTorch for ``Dense``).
 Arrays the reference itself got non-finite (``manifest.json``) are skipped entry by
