@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from . import reference as ref
+from ._support import reference as ref
 
 #: Graph cases need adjacency patterns: tests/layers/test_graph.py checks them.
 NAMES = [

@@ -17,7 +17,7 @@ import torch
 
 import neural_kernels as nk
 
-from ..properties import assert_kernel_properties
+from .._support.properties import assert_kernel_properties
 
 
 @pytest.fixture(autouse=True)

@@ -19,7 +19,7 @@ import torch
 
 import neural_kernels as nk
 
-REFERENCE_DIR = Path(__file__).resolve().parent / "data" / "reference"
+REFERENCE_DIR = Path(__file__).resolve().parents[1] / "data" / "reference"
 
 #: Off-diagonal and diagonal tolerances of CONVENTIONS.md.
 RTOL_OFF = 1e-9
