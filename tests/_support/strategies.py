@@ -86,11 +86,14 @@ def _fc_block(draw: st.DrawFn, width: int) -> list[nk.Layer]:
         return [nk.Residual(_dense(width, draw), act)]
     fan_in = draw(st.sampled_from(["sum", "product", "concat"]))
     merge = {"sum": nk.FanInSum(), "product": nk.FanInProduct(), "concat": nk.FanInConcat()}
-    return [
+    branches = [
         nk.FanOut(2),
         nk.Parallel(_dense(width, draw), nk.Sequential(_dense(width, draw), act)),
         merge[fan_in],
     ]
+    if fan_in == "concat":  # back to the block width, so that a residual may follow
+        branches.append(_dense(width, draw))
+    return branches
 
 
 @st.composite
