@@ -16,7 +16,7 @@ import pytest
 hypothesis = pytest.importorskip("hypothesis", reason="needs the test extra (hypothesis)")
 
 import torch  # noqa: E402
-from hypothesis import given  # noqa: E402
+from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 import neural_kernels as nk  # noqa: E402
@@ -26,6 +26,10 @@ from ._support.strategies import Case, conv_networks, networks  # noqa: E402
 #: Near correlation one the arc-cosine's derivative makes diagonals good to ~1e-8 only.
 DIAG_RTOL = 1e-7
 RTOL = 1e-10
+#: The compiled and eager paths round differently; near correlation one the arc-cosine
+#: amplifies that through the layers (e.g. 2.7e-10 relative on an NTK entry at
+#: correlation 0.999 after four layers with |x| and ReLU), so they agree to 1e-8.
+NATIVE_RTOL = 1e-8
 PSD_TOL = 1e-9
 
 
@@ -39,9 +43,9 @@ def _close(
     assert err <= rtol * scale, f"{what}: max error {err:.3e} > {rtol:.1e} x {scale:.3e}"
 
 
-def _off_and_diag(a: torch.Tensor, b: torch.Tensor, what: str) -> None:
+def _off_and_diag(a: torch.Tensor, b: torch.Tensor, what: str, rtol: float = RTOL) -> None:
     off = ~torch.eye(a.shape[0], dtype=torch.bool)
-    _close(a[off], b[off], RTOL, f"{what} (off-diagonal)", float(b.abs().max()))
+    _close(a[off], b[off], rtol, f"{what} (off-diagonal)", float(b.abs().max()))
     _close(a.diagonal(), b.diagonal(), DIAG_RTOL, f"{what} (diagonal)")
 
 
@@ -91,9 +95,12 @@ def test_compiled_path_equals_eager(case: Case) -> None:
     finally:
         nk.set_native(previous)
     for name in ("nngp", "ntk"):
-        _close(getattr(compiled, name), getattr(eager, name), RTOL, f"{name} compiled vs eager")
+        _close(getattr(compiled, name), getattr(eager, name), NATIVE_RTOL, f"{name} compiled/eager")
         _off_and_diag(
-            getattr(compiled_sym, name), getattr(eager_sym, name), f"{name}(x1) compiled vs eager"
+            getattr(compiled_sym, name),
+            getattr(eager_sym, name),
+            f"{name}(x1) compiled vs eager",
+            NATIVE_RTOL,
         )
 
 
@@ -108,6 +115,7 @@ def test_kernel_diag_is_the_diagonal(case: Case) -> None:
     _close(k12.cov1, diag.nngp, DIAG_RTOL, "cov1 of (x1, x2) vs kernel_diag")
 
 
+@settings(max_examples=15)  # building twins and their Jacobians costs most here
 @given(networks(), st.integers(1, 5), st.integers(0, 2**16))
 def test_finite_twin_shapes(case: Case, width: int, seed: int) -> None:
     out_shape = case.net.out_shape(case.in_shape)

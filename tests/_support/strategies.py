@@ -62,11 +62,15 @@ def _dense(width: int, draw: st.DrawFn) -> nk.Layer:
     )
 
 
-def _conv(channels: int, draw: st.DrawFn, padding: str, k: int) -> nk.Layer:
+def _conv(channels: int, draw: st.DrawFn, padding: str, k: int, size: int) -> nk.Layer:
+    """A ``Conv`` whose dilated window fits ``size`` positions under ``valid`` padding."""
+    dilation = draw(st.sampled_from([1, 2])) if 2 * (k - 1) + 1 <= size else 1
     return nk.Conv(
         channels,
         k,
+        stride=draw(st.sampled_from([1, 1, 2])),
         padding=padding,
+        dilation=dilation,
         w_std=draw(STDS),
         b_std=draw(BIAS_STDS),
         parametrization=draw(PARAMETRIZATIONS),
@@ -97,19 +101,28 @@ def _fc_block(draw: st.DrawFn, width: int) -> list[nk.Layer]:
 
 
 @st.composite
-def _conv_block(draw: st.DrawFn, channels: int, size: int) -> tuple[list[nk.Layer], int]:
-    """One hidden block of a convolutional network and the spatial size after it."""
+def _conv_block(draw: st.DrawFn, channels: int, size: int, first: bool) -> list[nk.Layer]:
+    """One hidden block of a convolutional network on ``size`` positions per axis (no
+    pooling)."""
+    kinds = ["plain", "plain", "layernorm"] + ([] if first else ["residual"])
+    kind = draw(st.sampled_from(kinds))
+    act = draw(activations())
+    if kind == "residual":  # same padding and stride 1 keep the shape (channels too)
+        conv = nk.Conv(channels, draw(st.sampled_from([1, 3])), padding="same")
+        return [nk.Residual(conv, act)]
     padding = draw(st.sampled_from(["same", "circular", "valid"] if size >= 3 else ["same"]))
     k = draw(st.sampled_from([1, 2, 3]))
-    conv = _conv(channels, draw, padding, k)
-    if padding == "valid":
-        size = size - k + 1
-    layers = [conv, draw(activations())]
-    if draw(st.booleans()) and size >= 2:
-        pool = draw(st.sampled_from([nk.AvgPool, nk.SumPool]))
-        layers.append(pool(2))
-        size //= 2
-    return layers, size
+    layers = [_conv(channels, draw, padding, k, size)]
+    if kind == "layernorm":
+        layers.append(nk.LayerNorm(axis=1))
+    layers.append(act)
+    return layers
+
+
+def _pooling(draw: st.DrawFn) -> nk.Layer:
+    pool = draw(st.sampled_from([nk.AvgPool, nk.SumPool]))
+    pad = draw(st.sampled_from(["valid", "same"]))
+    return pool(2, padding=pad, normalize_edges=pad == "same" and draw(st.booleans()))
 
 
 def _inputs(draw: st.DrawFn, shape: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -140,16 +153,21 @@ def conv_networks(draw: st.DrawFn, max_depth: int = 2) -> Case:
     """Convolutional networks on ``(n, C, H)`` or ``(n, C, H, W)`` inputs (channels first)."""
     ndim = draw(st.sampled_from([1, 2]))
     chans, size0 = draw(st.integers(1, 2)), draw(st.integers(3, 5))
-    width, size = draw(WIDTHS), size0
+    width, shape = draw(WIDTHS), (chans, *([size0] * ndim))
     layers: list[nk.Layer] = []
     for _ in range(draw(st.integers(1, max_depth))):
-        block, size = draw(_conv_block(width, size))
-        layers += block
+        layers += draw(_conv_block(width, _size(layers, shape), not layers))
+        if _size(layers, shape) >= 2 and draw(st.booleans()):
+            layers.append(_pooling(draw))
     layers.append(draw(st.sampled_from([nk.Flatten(), nk.GlobalAvgPool()])))
     layers.append(_dense(1, draw))
-    shape = (chans, *([size0] * ndim))
     x1, x2 = _inputs(draw, shape)
     return Case(nk.Sequential(*layers), shape, x1, x2)
+
+
+def _size(layers: list[nk.Layer], shape: tuple[int, ...]) -> int:
+    """The smallest spatial size after ``layers`` on inputs of feature shape ``shape``."""
+    return min(nk.Sequential(*layers).out_shape(shape)[1:]) if layers else min(shape[1:])
 
 
 def networks() -> st.SearchStrategy[Case]:
