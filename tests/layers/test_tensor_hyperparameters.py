@@ -9,7 +9,7 @@ import torch
 
 import neural_kernels as nk
 
-from ._nt16 import assert_twin_agrees
+from .._support.nt16 import assert_twin_agrees
 
 MAKERS: dict[str, tuple[Callable[[object], nk.Layer], float]] = {
     "RBF.gamma": (lambda t: nk.RBF(gamma=t), 0.7),
