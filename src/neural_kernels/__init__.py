@@ -11,6 +11,7 @@ Write an architecture once and get its NNGP and NTK kernels in closed form, its 
 """
 
 from . import predict as predict
+from . import theory as theory
 from ._native import native_status as native_status
 from ._native import set_native as set_native
 from .empirical import KernelSnapshot as KernelSnapshot
@@ -70,6 +71,7 @@ __all__ = [
     "taylor_expand",
     "width_sweep",
     "predict",
+    "theory",
     "monte_carlo_kernel",
     "native_status",
     "set_native",
