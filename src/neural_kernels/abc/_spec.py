@@ -50,8 +50,9 @@ ONE = Fraction(1)
 def exponent(value: Any, what: str, where: object, allow_none: bool = False) -> Exponent:
     """``value`` as an exact :class:`~fractions.Fraction`.
 
-    Accepts integers, fractions, strings such as ``"1/2"`` and floats that are short
-    binary fractions (``0.5``, ``-0.25``). ``None`` only where ``allow_none``.
+    Accepts integers, fractions, strings such as ``"1/2"``, and floats that are the
+    nearest double to a fraction with denominator at most 4096 (``0.5``, ``1/3``), read
+    as that fraction. ``None`` only where ``allow_none``.
 
     Raises:
         ParametrizationError: ``value`` is not a finite rational number.
@@ -133,7 +134,7 @@ class ABC:
         name: a label for reprs and reports.
 
     Exponents are exact rationals: ints, :class:`~fractions.Fraction`, strings such as
-    ``"1/2"`` or short binary floats (``0.5``). A ``None`` hidden entry means the
+    ``"1/2"`` or floats of short fractions (``0.5``). A ``None`` hidden entry means the
     parametrization is defined for one hidden layer only (mean field).
 
     Biases of width-``n`` layers follow the input group's exponents (a bias is an input

@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from .._validation import check_positive_int
-from ..errors import HyperparameterError, ModelError, describe
+from ..errors import HyperparameterError, ModelError, ParametrizationError, describe
 from ..layers.conv import ConvModule
 from ..layers.dense import DenseModule
 from ._spec import ABC, as_abc
@@ -150,11 +150,14 @@ def build_twin(
                 "Give a width >= base_width (the twin equals the standard one at base_width).",
             )
         )
-    model = layer.module(in_shape, width, "standard", generator, dtype=dtype, device=device)
+    try:
+        model = layer.module(in_shape, width, "standard", generator, dtype=dtype, device=device)
+    except ParametrizationError:  # a layer without a standard twin: refused below by name
+        model = layer.module(in_shape, width, None, generator, dtype=dtype, device=device)
     if spec is None:  # the layers' own parametrization, when they agree
         names = set(_declared(layer))
         spec = as_abc(names.pop() if len(names) == 1 else "standard", where)
-    probe = layer.module(in_shape, width + 1, "standard", dtype=dtype, device="meta")
+    probe = layer.module(in_shape, width + 1, None, dtype=dtype, device="meta")
 
     found: list[tuple[nn.Module, str]] = []
     for (name, mod), twin in zip(model.named_modules(), probe.modules(), strict=True):
