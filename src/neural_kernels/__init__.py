@@ -10,6 +10,7 @@ Write an architecture once and get its NNGP and NTK kernels in closed form, its 
     model = net.module(in_shape=x1.shape[1:], parametrization="ntk")
 """
 
+from . import abc as abc
 from . import predict as predict
 from . import theory as theory
 from ._native import native_status as native_status
@@ -72,6 +73,7 @@ __all__ = [
     "width_sweep",
     "predict",
     "theory",
+    "abc",
     "monte_carlo_kernel",
     "native_status",
     "set_native",
