@@ -10,6 +10,7 @@ Write an architecture once and get its NNGP and NTK kernels in closed form, its 
     model = net.module(in_shape=x1.shape[1:], parametrization="ntk")
 """
 
+from . import dkm as dkm
 from . import predict as predict
 from ._native import native_status as native_status
 from ._native import set_native as set_native
@@ -70,6 +71,7 @@ __all__ = [
     "taylor_expand",
     "width_sweep",
     "predict",
+    "dkm",
     "monte_carlo_kernel",
     "native_status",
     "set_native",
