@@ -11,6 +11,7 @@ Write an architecture once and get its NNGP and NTK kernels in closed form, its 
 """
 
 from . import abc as abc
+from . import dkm as dkm
 from . import predict as predict
 from . import theory as theory
 from ._native import native_status as native_status
@@ -74,6 +75,7 @@ __all__ = [
     "predict",
     "theory",
     "abc",
+    "dkm",
     "monte_carlo_kernel",
     "native_status",
     "set_native",
