@@ -81,3 +81,14 @@ __all__ = [
     "set_native",
     *_layer_names,
 ]
+
+#: Modules of optional extras, imported on first use (``nk.gpytorch``, ``nk.sklearn``, ...).
+_LAZY_MODULES = ("gpytorch", "sklearn", "applications")
+
+
+def __getattr__(name: str) -> object:
+    if name in _LAZY_MODULES:
+        import importlib
+
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
