@@ -15,16 +15,17 @@ def test_pytorch_names_and_defaults() -> None:
     assert nk.SumPool((2, 3), stride=1).out_shape((4, 6, 6)) == (4, 5, 4)
 
 
-def test_neural_tangents_names_are_refused_with_pytorchs() -> None:
-    with pytest.raises(nk.HyperparameterError, match="kernel_size"):
-        nk.AvgPool(window_shape=(2, 2), padding="same")
-    with pytest.raises(nk.HyperparameterError, match="stride"):
-        nk.SumPool(2, strides=1)
+def test_neural_tangents_names_are_deprecated_but_work() -> None:
+    with pytest.warns(DeprecationWarning, match="kernel_size"):
+        old = nk.AvgPool(window_shape=(2, 2), padding="same")
+    with pytest.warns(DeprecationWarning, match="stride"):
+        old_stride = nk.AvgPool(2, strides=1)
+    assert old == nk.AvgPool((2, 2), padding="same")
+    assert old_stride == nk.AvgPool(2, stride=1)
+    with pytest.warns(DeprecationWarning):
+        assert old.window_shape == (2, 2)
     with pytest.raises(nk.HyperparameterError, match="kernel_size"):
         nk.AvgPool(filter_shape=2)  # type: ignore[call-arg]
-    with pytest.raises(TypeError, match="size"):
-        nk.AvgPool(size=2)  # type: ignore[call-arg]
-    assert not hasattr(nk.AvgPool(2), "window_shape")
 
 
 @pytest.mark.parametrize("cls", [nk.AvgPool, nk.SumPool])

@@ -87,13 +87,15 @@ class Layer:
     requirements: ClassVar[Requirements] = Requirements()
     #: Leaf, or a serial or parallel combination of :meth:`children`.
     composition: ClassVar[Composition] = Composition.LEAF
+    #: Former names of this library's own arguments, still accepted with a warning.
+    deprecated_names: ClassVar[frozenset[str]] = frozenset()
 
     def __new__(cls, *args: Any, **kwargs: Any) -> Layer:
         """Refuse Neural Tangents' argument names with the name to use instead."""
         if kwargs:
             accepted = _parameters(cls)
             for name in kwargs:
-                if name in _NT_SPELLINGS and name not in accepted:
+                if name in _NT_SPELLINGS and name not in accepted | cls.deprecated_names:
                     raise HyperparameterError(
                         describe(
                             f"{cls.__name__}(...)",

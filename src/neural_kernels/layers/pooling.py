@@ -14,6 +14,7 @@ drops the division. Global pooling averages (or sums) over all pairs of position
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -46,6 +47,10 @@ def _counts(size: int, window: int, stride: int, padding: str, t: Tensor) -> Ten
     return window_sum(ones, [0], window, stride, 1, padding)
 
 
+#: Neural Tangents' spellings of the pooling arguments, and PyTorch's that replace them.
+_RENAMED = {"window_shape": "kernel_size", "strides": "stride"}
+
+
 @dataclass(frozen=True, init=False)
 class _Pool(Layer):
     kernel_size: int | tuple[int, ...] = 2
@@ -56,6 +61,7 @@ class _Pool(Layer):
         channel_axis=0, spatial=Spatial.MIXING, variances=Variances.PAIRS
     )
     average: ClassVar[bool] = True
+    deprecated_names: ClassVar[frozenset[str]] = frozenset(_RENAMED)
 
     def __init__(
         self,
@@ -63,8 +69,21 @@ class _Pool(Layer):
         stride: int | tuple[int, ...] | None = None,
         padding: str = "valid",
         normalize_edges: bool = False,
+        **renamed: Any,
     ) -> None:
         values: dict[str, Any] = {"kernel_size": kernel_size, "stride": stride}
+        for old, value in renamed.items():
+            if old not in _RENAMED:
+                raise TypeError(
+                    f"{type(self).__name__}() got an unexpected keyword argument {old!r}"
+                )
+            warnings.warn(
+                f"{type(self).__name__}({old}=...) is deprecated: use {_RENAMED[old]}=... "
+                "(PyTorch's name).",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            values[_RENAMED[old]] = value
         fields = {**values, "padding": padding, "normalize_edges": normalize_edges}
         for name, value in fields.items():  # as given, so that messages can show them
             object.__setattr__(self, name, value)
@@ -76,6 +95,20 @@ class _Pool(Layer):
         for name, value in values.items():
             checked = None if value is None else geometry_value(self, name, value)
             object.__setattr__(self, name, checked)
+
+    @property
+    def window_shape(self) -> int | tuple[int, ...]:
+        """Deprecated name of :attr:`kernel_size`."""
+        warnings.warn(
+            "window_shape is deprecated: use kernel_size.", DeprecationWarning, stacklevel=2
+        )
+        return self.kernel_size
+
+    @property
+    def strides(self) -> int | tuple[int, ...] | None:
+        """Deprecated name of :attr:`stride`."""
+        warnings.warn("strides is deprecated: use stride.", DeprecationWarning, stacklevel=2)
+        return self.stride
 
     def _geometry(self, ndim: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
         window = expand(self.kernel_size, ndim)
