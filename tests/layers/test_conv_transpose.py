@@ -7,8 +7,8 @@ import torch
 
 import neural_kernels as nk
 
-from .._support.properties import assert_kernel_properties
 from .._support.nt16 import assert_matches, assert_twin_agrees, channels_first, load
+from .._support.properties import assert_kernel_properties
 
 
 def test_matches_neural_tangents_2d() -> None:

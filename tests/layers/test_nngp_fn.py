@@ -10,8 +10,8 @@ from torch import Tensor
 
 import neural_kernels as nk
 
-from .._support.properties import assert_kernel_properties
 from .._support.nt16 import assert_matches, assert_twin_agrees, load
+from .._support.properties import assert_kernel_properties
 
 
 def erf_nngp(k: Tensor, q1: Tensor, q2: Tensor) -> Tensor:

@@ -8,8 +8,8 @@ import torch
 import neural_kernels as nk
 from neural_kernels.core.plan import plan_network
 
-from .._support.properties import assert_kernel_properties
 from .._support.nt16 import assert_matches, assert_twin_agrees, channels_first, load
+from .._support.properties import assert_kernel_properties
 
 BLOCK = nk.Sequential(
     nk.Conv(8, 2, padding="same", w_std=1.4, b_std=0.1),

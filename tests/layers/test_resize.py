@@ -9,8 +9,8 @@ import neural_kernels as nk
 from neural_kernels.core.plan import plan_network
 from neural_kernels.layers.resize import resize_matrix
 
-from .._support.properties import assert_kernel_properties
 from .._support.nt16 import assert_matches, assert_twin_agrees, channels_first, load
+from .._support.properties import assert_kernel_properties
 
 
 def test_matches_neural_tangents() -> None:
