@@ -28,7 +28,14 @@ from collections.abc import Callable
 from typing import Any
 
 from ..model import Section
-from . import applications, finite_vs_infinite, gaussian_picture, infinite_width, kernel_movement
+from . import (
+    applications,
+    finite_vs_infinite,
+    gaussian_picture,
+    infinite_width,
+    kernel_movement,
+    more_layers,
+)
 from ._common import Context, Sizes, sizes_for
 
 __all__ = ["SECTIONS", "Context", "Sizes", "add_sections", "sizes_for"]
@@ -39,6 +46,7 @@ SECTIONS: tuple[tuple[str, Callable[[Context], Section]], ...] = (
     ("finite_vs_infinite", finite_vs_infinite.build),
     ("gaussian_picture", gaussian_picture.build),
     ("kernel_movement", kernel_movement.build),
+    ("more_layers", more_layers.build),
     ("applications", applications.build),
 )
 

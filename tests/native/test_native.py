@@ -24,7 +24,7 @@ from neural_kernels import _native
 from neural_kernels.core import KernelBlock
 from neural_kernels.core.plan import plan_network
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 HAS_CC = any(shutil.which(c) for c in (os.environ.get("CC") or "cc", "gcc", "clang"))
 
 

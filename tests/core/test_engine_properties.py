@@ -3,7 +3,7 @@ import torch
 
 import neural_kernels as nk
 
-from .properties import assert_kernel_properties
+from .._support.properties import assert_kernel_properties
 
 NETWORKS = {
     "dense": nk.Sequential(nk.Dense(8, w_std=1.3, b_std=0.2)),

@@ -1,16 +1,16 @@
-"""Empirical kernels of any nn.Module, linearisation, Taylor expansion and diagnostics.
+"""Empirical kernels of any nn.Module (``neural_kernels.empirical.ntk``).
 
-Every strategy of ``nk.empirical_ntk`` is checked against a naive reference built in
-this file (a loop over examples and outputs with ``torch.autograd.grad``), in float64 to
-1e-10, for an MLP, a CNN, a residual block with LayerNorm, a model with several outputs,
-convolutions with stride/dilation/padding modes, shared weights, sequence inputs and our
-own finite twins (whose biases are scaled inside the module).
+Every strategy of ``nk.empirical_ntk`` is checked against a naive reference
+(``tests/_support/empirical.py``: a loop over examples and outputs with
+``torch.autograd.grad``), in float64 to 1e-10, for an MLP, a CNN, a residual block with
+LayerNorm, a model with several outputs, convolutions with stride/dilation/padding modes,
+shared weights, sequence inputs and our own finite twins (whose biases are scaled inside
+the module).
 """
 
 from __future__ import annotations
 
 import json
-import math
 
 import pytest
 import torch
@@ -20,56 +20,12 @@ from torch import nn
 import neural_kernels as nk
 from neural_kernels import empirical
 
-F64 = torch.float64
+from .._support.empirical import F64, naive_ntk, rel_err, traced
+
 STRATEGIES = ("jacobian", "ntvp", "structured", "auto")
+
+
 TRACES = ("mean", "sum", "full")
-
-
-# ----------------------------------------------------------------------------------------
-# The naive reference
-# ----------------------------------------------------------------------------------------
-
-
-def naive_jacobian(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """(n, k, P): one example and one output at a time, with torch.autograd.grad."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    rows = []
-    for i in range(x.shape[0]):
-        out = model(x[i : i + 1]).reshape(-1)
-        per_output = []
-        for o in range(out.shape[0]):
-            grads = torch.autograd.grad(out[o], params, retain_graph=True, allow_unused=True)
-            flat = [
-                (g if g is not None else torch.zeros_like(p)).reshape(-1)
-                for g, p in zip(grads, params, strict=True)
-            ]
-            per_output.append(torch.cat(flat))
-        rows.append(torch.stack(per_output))
-    return torch.stack(rows)
-
-
-def naive_ntk(model: nn.Module, x1: torch.Tensor, x2: torch.Tensor | None = None) -> torch.Tensor:
-    """(n1, n2, k, k)."""
-    j1 = naive_jacobian(model, x1)
-    j2 = j1 if x2 is None else naive_jacobian(model, x2)
-    return torch.einsum("iop,jqp->ijoq", j1, j2)
-
-
-def traced(full: torch.Tensor, trace: str) -> torch.Tensor:
-    """The reference reduced over outputs: ``"mean"``, ``"sum"`` or ``"full"``."""
-    if trace == "full":
-        return full
-    diag = full.diagonal(dim1=2, dim2=3)
-    return diag.sum(-1) if trace == "sum" else diag.mean(-1)
-
-
-def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float((a - b).abs().max() / b.abs().max())
-
-
-# ----------------------------------------------------------------------------------------
-# Models
-# ----------------------------------------------------------------------------------------
 
 
 class ResBlock(nn.Module):
@@ -389,11 +345,6 @@ def test_default_empirical_ntk_drives_the_predictor_like_training():
     assert gap(*summed) > 0.5
 
 
-# ----------------------------------------------------------------------------------------
-# Empirical NNGP
-# ----------------------------------------------------------------------------------------
-
-
 def test_empirical_nngp(cases):
     model, x1, x2, *_ = cases["several_outputs"]
     with torch.no_grad():
@@ -409,11 +360,6 @@ def test_empirical_nngp(cases):
     assert torch.equal(nk.empirical_nngp(model, x1, x2, trace_outputs=False), full)
     # no parameters needed for the output covariance
     assert nk.empirical_nngp(nn.Tanh(), x1).shape == (5, 5)
-
-
-# ----------------------------------------------------------------------------------------
-# Finite twins converge to the closed form
-# ----------------------------------------------------------------------------------------
 
 
 def test_twins_converge_to_the_analytic_ntk():
@@ -435,220 +381,9 @@ def test_twins_converge_to_the_analytic_ntk():
     assert errors[2] < 0.05
 
 
-def test_width_sweep():
-    net = nk.Sequential(nk.Dense(64, w_std=1.4, b_std=0.1), nk.ReLU(), nk.Dense(1, b_std=0.1))
-    x = torch.randn(6, 3, dtype=F64)
-    sweep = nk.width_sweep(net, x, widths=(512, 16), n_seeds=3, train_steps=5)
-    assert [(r.parametrization, r.width) for r in sweep.rows] == [
-        ("ntk", 16),
-        ("ntk", 512),
-        ("standard", 16),
-        ("standard", 512),
-    ]
-    for p in ("ntk", "standard"):
-        small, big = sweep.select(p)
-        assert small.ntk_error > big.ntk_error
-        assert small.kernel_change > big.kernel_change > 0
-        assert big.train_loss < big.initial_loss
-        assert big.n_params == 512 * 3 + 512 + 512 + 1
-    data = sweep.to_dict()
-    json.dumps(data["rows"])
-    assert set(data["summary"]) == {"ntk", "standard"}
-    assert sweep.slope("ntk_error", "ntk") < 0
-    assert sweep.width_at("ntk_error", 10.0, "ntk") == 16.0
-    assert sweep.width_at("ntk_error", 1e-9, "ntk") is None
-    # a function (width, parametrization) -> network works too
-    again = nk.width_sweep(
-        lambda w, p: net, x, widths=(8,), parametrizations="ntk", n_seeds=1, train_steps=0
-    )
-    assert math.isnan(again.rows[0].kernel_change)
-
-
-def test_train_mse_takes_exact_gradient_steps():
-    """On a linear model the steps are the kernel steps f <- f - lr/N K (f - y), exactly."""
-    gen = torch.Generator().manual_seed(2)
-    model = nn.Linear(4, 3, bias=False).double()
-    x = torch.randn(7, 4, generator=gen, dtype=F64)
-    y = torch.randn(7, 3, generator=gen, dtype=F64)
-    with torch.no_grad():
-        f = model(x)
-    k = nk.empirical_ntk(model, x)  # the per-output kernel, shared by the 3 outputs
-    lr, steps = 0.3, 25
-    losses = nk.empirical.train_mse(model, x, y, learning_rate=lr, steps=steps)
-    expected = [0.5 * float(((f - y) ** 2).mean())]
-    for _ in range(steps):
-        f = f - lr / y.numel() * k @ (f - y)
-        expected.append(0.5 * float(((f - y) ** 2).mean()))
-    assert losses.shape == (steps + 1,) and not losses.requires_grad
-    torch.testing.assert_close(losses, torch.tensor(expected, dtype=F64), rtol=1e-12, atol=0)
-    with torch.no_grad():
-        torch.testing.assert_close(model(x), f, rtol=1e-12, atol=1e-13)
-    with pytest.raises(nk.ShapeError, match="shape"):
-        nk.empirical.train_mse(model, x, y[:, :2], learning_rate=lr, steps=1)
-    with pytest.raises(nk.HyperparameterError, match="learning_rate"):
-        nk.empirical.train_mse(model, x, y, learning_rate=-1.0, steps=1)
-    with pytest.raises(nk.HyperparameterError, match="steps"):
-        nk.empirical.train_mse(model, x, y, learning_rate=lr, steps=1.5)
-    with pytest.raises(nk.ModelError, match="no trainable"):
-        nk.empirical.train_mse(model.requires_grad_(False), x, y, learning_rate=lr, steps=1)
-
-
-# ----------------------------------------------------------------------------------------
-# Linearisation and Taylor expansion
-# ----------------------------------------------------------------------------------------
-
-
 def _mlp(seed: int = 0) -> nn.Module:
     torch.manual_seed(seed)
     return nn.Sequential(nn.Linear(3, 32), nn.Tanh(), nn.Linear(32, 1)).double()
-
-
-def test_linearized_training_matches_closed_form_kernel_prediction():
-    model = _mlp()
-    gen = torch.Generator().manual_seed(1)
-    x, x_test = (
-        torch.randn(8, 3, generator=gen, dtype=F64),
-        torch.randn(4, 3, generator=gen, dtype=F64),
-    )
-    y = torch.randn(8, 1, generator=gen, dtype=F64)
-    f_lin = nk.linearize(model)
-    k_dd = nk.empirical_ntk(model, x)
-    k_td = nk.empirical_ntk(model, x_test, x)
-    with torch.no_grad():
-        f0, f0_test = model(x), model(x_test)
-    n = y.numel()
-    lam_max = float(torch.linalg.eigvalsh(k_dd)[-1])
-    lr, steps = 1e-2 * n / lam_max, 100  # t * lr * lam_max / N = 1
-    opt = torch.optim.SGD(f_lin.parameters(), lr=lr)
-    for _ in range(steps):
-        opt.zero_grad()
-        (0.5 * ((f_lin(x) - y) ** 2).mean()).backward()  # 1/(2N) sum (f - y)^2
-        opt.step()
-    with torch.no_grad():
-        train, test = f_lin(x), f_lin(x_test)
-    # exactly the discrete kernel dynamics f <- f - lr/N K (f - y)
-    lam, v = torch.linalg.eigh(k_dd)
-    decay = v @ torch.diag((1 - lr * lam / n) ** steps) @ v.T
-    assert rel_err(train, y + decay @ (f0 - y)) < 1e-9
-    gain = v @ torch.diag((1 - (1 - lr * lam / n) ** steps) / lam) @ v.T
-    assert rel_err(test, f0_test + k_td @ gain @ (y - f0)) < 1e-9
-    # and the closed-form gradient flow at t = steps (time tau = lr * t) up to discretisation
-    predict_fn = nk.predict.gradient_descent_mse(k_dd, y, learning_rate=lr)
-    pred = predict_fn(t=steps, k_test_train=k_td, fx_train_0=f0, fx_test_0=f0_test)
-    assert (
-        rel_err(test, pred.mean) < 1e-2
-        and rel_err(train, predict_fn(t=steps, fx_train_0=f0).mean) < 1e-2
-    )
-    slow = lr / 4  # the gap shrinks with the step size (first order in lr)
-    f_lin2 = nk.linearize(model)
-    opt = torch.optim.SGD(f_lin2.parameters(), lr=slow)
-    for _ in range(steps):
-        opt.zero_grad()
-        (0.5 * ((f_lin2(x) - y) ** 2).mean()).backward()
-        opt.step()
-    predict_slow = nk.predict.gradient_descent_mse(k_dd, y, learning_rate=slow)
-    pred2 = predict_slow(t=steps, k_test_train=k_td, fx_train_0=f0, fx_test_0=f0_test)
-    with torch.no_grad():
-        ratio = rel_err(f_lin2(x_test), pred2.mean) / rel_err(test, pred.mean)
-    assert 0.15 < ratio < 0.35
-
-
-def test_linearize_equals_taylor_order_one_and_model_at_init():
-    model = _mlp()
-    x = torch.randn(5, 3, dtype=F64)
-    lin, tay = nk.linearize(model), nk.taylor_expand(model, 1)
-    with torch.no_grad():
-        assert torch.allclose(lin(x), model(x), rtol=1e-14, atol=1e-14)
-        for a, b in zip(lin.parameters(), tay.parameters(), strict=True):
-            delta = 0.1 * torch.randn_like(a)
-            a.add_(delta)
-            b.add_(delta)
-    assert torch.allclose(lin(x), tay(x), rtol=1e-13, atol=1e-14)
-    ga = torch.autograd.grad(lin(x).sum(), list(lin.parameters()))
-    gb = torch.autograd.grad(tay(x).sum(), list(tay.parameters()))
-    for a, b in zip(ga, gb, strict=True):
-        assert torch.allclose(a, b, rtol=1e-13, atol=1e-14)
-    # the gradient of the linearisation is the Jacobian at theta_0, whatever theta
-    j0 = torch.autograd.grad(model(x).sum(), list(model.parameters()))
-    for a, b in zip(ga, j0, strict=True):
-        assert torch.allclose(a, b, rtol=1e-13, atol=1e-14)
-    assert "order=1" in repr(lin)
-
-
-def test_taylor_expansion_is_exact_at_the_degree_of_the_model():
-    torch.manual_seed(0)
-    deep_linear = nn.Sequential(nn.Linear(3, 4, bias=False), nn.Linear(4, 2, bias=False)).double()
-    x = torch.randn(5, 3, dtype=F64)
-    exp0, exp1, exp2, exp3 = (nk.taylor_expand(deep_linear, m) for m in range(4))
-    with torch.no_grad():
-        for e in (exp0, exp1, exp2, exp3):
-            e.model[0].weight.add_(0.3)
-            e.model[1].weight.sub_(0.2)
-        target = exp2.model(x)  # the model itself at the new parameters
-        at_init = deep_linear(x)
-    with torch.no_grad():
-        assert torch.allclose(exp0(x), at_init, rtol=1e-13)  # order 0: the constant f(theta_0)
-        assert not torch.allclose(exp1(x), target, rtol=1e-6)  # bilinear: order 1 misses a term
-        assert torch.allclose(exp2(x), target, rtol=1e-12, atol=1e-13)  # order 2 is exact
-        assert torch.allclose(exp3(x), target, rtol=1e-12, atol=1e-13)
-
-
-def test_expansion_keeps_the_inner_mode_and_refuses_training_batch_norm():
-    model = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.Linear(4, 1)).double()
-    with pytest.raises(nk.ModelError, match=r"eval\(\)"):
-        nk.linearize(model)
-    lin = nk.linearize(model.eval())
-    lin.train()
-    assert lin.training and not lin.model.training
-
-
-# ----------------------------------------------------------------------------------------
-# Diagnostics
-# ----------------------------------------------------------------------------------------
-
-
-def test_kernel_comparisons():
-    a = torch.randn(6, 6, dtype=F64)
-    k = a @ a.T
-    assert nk.kernel_distance(k, k) == 0.0
-    assert nk.kernel_distance(k, 3 * k) == pytest.approx(2.0)
-    assert nk.kernel_cosine_distance(k, 3 * k) == pytest.approx(0.0, abs=1e-12)
-    assert nk.centered_kernel_alignment(k, 3 * k + 5) == pytest.approx(1.0)
-    b = torch.randn(6, 6, dtype=F64)
-    assert nk.centered_kernel_alignment(k, b @ b.T) < 1.0
-    full = torch.randn(4, 4, 2, 2, dtype=F64)
-    assert nk.kernel_distance(full, full * 2) == pytest.approx(1.0)
-    with pytest.raises(nk.ShapeError):
-        nk.kernel_distance(k, k[:3])
-    with pytest.raises(nk.NeuralKernelsError, match="zero"):
-        nk.kernel_distance(torch.zeros(3, 3), k[:3, :3])
-
-
-def test_kernel_tracker_during_training():
-    model = nn.Sequential(nn.Linear(3, 64), nn.Tanh(), nn.Dropout(0.1), nn.Linear(64, 1)).double()
-    x = torch.randn(16, 3, dtype=F64)
-    y = torch.sin(x.sum(1, keepdim=True))
-    tracker = nk.KernelTracker(model, x[:6])  # dropout in training mode: evaluated in eval mode
-    first = tracker.record(0)
-    assert first.kernel_distance == 0.0 and first.linearization_gap == 0.0 and first.cka == 1.0
-    opt = torch.optim.SGD(model.parameters(), lr=0.2)
-    for step in range(1, 21):
-        opt.zero_grad()
-        ((model(x) - y) ** 2).mean().backward()
-        opt.step()
-        if step % 10 == 0:
-            tracker.record(step)
-    assert model.training  # the tracker restored the mode
-    hist = tracker.as_dict()
-    assert hist["step"] == [0, 10, 20]
-    assert 0 < hist["kernel_distance"][1] < hist["kernel_distance"][2] < 1
-    assert 0 < hist["relative_linearization_gap"][2] < 1 and hist["cka"][2] < 1
-    json.dumps(hist)
-
-
-# ----------------------------------------------------------------------------------------
-# Bad inputs
-# ----------------------------------------------------------------------------------------
 
 
 def test_bad_inputs():

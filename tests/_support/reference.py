@@ -1,9 +1,9 @@
-"""Access to the Neural Tangents reference kernels in ``../shared/reference``.
+"""Access to the Neural Tangents reference kernels in ``tests/data/reference``.
 
 ``case(name)`` returns the case description and its arrays; ``network(layers)``
 builds our network from the reference's layer list (Neural Tangents' names).
-Tests that need the files call ``require_reference()``, which skips with a clear
-reason when the folder is absent.
+The files are part of the repository (see ``tests/data/reference/README.md``): a
+missing one is an error that fails the tests, never a skip.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import torch
 
 import neural_kernels as nk
 
-REFERENCE_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "reference"
+REFERENCE_DIR = Path(__file__).resolve().parents[1] / "data" / "reference"
 
 #: Off-diagonal and diagonal tolerances of CONVENTIONS.md.
 RTOL_OFF = 1e-9
@@ -35,41 +35,42 @@ _NUMERICAL_FNS = {
 }
 
 
-def require_reference() -> Path:
-    if not (REFERENCE_DIR / "cases.json").is_file():
-        pytest.skip(ABSENT)
-    return REFERENCE_DIR
+def reference_file(name: str) -> Path:
+    """The path of one reference file; a clear error when it is missing."""
+    path = REFERENCE_DIR / name
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"reference file {path} is missing: the reference kernels are part of the "
+            "repository (tests/data/reference); restore it from version control"
+        )
+    return path
 
 
 @cache
 def cases() -> dict[str, dict[str, Any]]:
-    path = require_reference()
-    return {c["name"]: c for c in json.loads((path / "cases.json").read_text())}
+    text = reference_file("cases.json").read_text()
+    return {c["name"]: c for c in json.loads(text)}
 
 
 @cache
 def manifest() -> dict[str, Any]:
-    return json.loads((require_reference() / "manifest.json").read_text())["cases"]
+    return json.loads(reference_file("manifest.json").read_text())["cases"]
 
 
-ABSENT = f"reference kernels not found at {REFERENCE_DIR} (shared/reference is absent)"
-
-
-def absent_param() -> list[Any]:
-    """One skipped parameter saying why, for parametrized tests when the folder is absent."""
-    return [pytest.param("absent", marks=pytest.mark.skip(reason=ABSENT))]
-
-
-def case_names(prefix: str = "") -> list[Any]:
-    """Names of the reference cases starting with ``prefix`` (a skipped one if absent)."""
-    path = REFERENCE_DIR / "cases.json"
-    if not path.is_file():
-        return absent_param()
-    return [c["name"] for c in json.loads(path.read_text()) if c["name"].startswith(prefix)]
+def case_names(prefix: str = "", *, predict: bool | None = None) -> list[str]:
+    """Names of the reference cases starting with ``prefix`` (only prediction cases
+    with ``predict=True``)."""
+    return [
+        name
+        for name, case in cases().items()
+        if name.startswith(prefix) and (predict is None or bool(case.get("predict")) == predict)
+    ]
 
 
 def arrays(name: str) -> dict[str, np.ndarray]:
-    with np.load(require_reference() / f"{name}.npz") as data:
+    if name not in cases():
+        pytest.fail(f"{name!r} is not a case of {REFERENCE_DIR / 'cases.json'}")
+    with np.load(reference_file(f"{name}.npz")) as data:
         return {k: data[k] for k in data.files}
 
 
