@@ -7,6 +7,8 @@ Also ``python -m neural_kernels``. Commands (one module each, listed in :data:`C
     :mod:`neural_kernels.report` (see :mod:`.demo`).
 ``bo``
     Bayesian optimisation with infinite-width surrogates against Matern (see :mod:`.bo`).
+``permutations``
+    Exact permutation learning by ensembles of wide networks (see :mod:`.permutations`).
 
 Options come from the command line and, optionally, a TOML file (``--config``): a key
 ``n_train`` (or ``n-train``) is the flag ``--n-train``; keys may sit at the top level or
@@ -34,7 +36,7 @@ from typing import Any
 
 from ..errors import NeuralKernelsError
 from ..report import Plot, Report, Section
-from . import bo, demo
+from . import bo, demo, permutations
 from ._command import Command, RunError, UsageError
 from .demo import DemoConfig
 
@@ -43,7 +45,7 @@ __all__ = ["COMMANDS", "Command", "DemoConfig", "Plot", "Report", "Section", "ma
 PROG = "neural-kernels"
 
 #: The sub-commands, by name, in the order of ``--help``.
-COMMANDS: dict[str, Command] = {c.name: c for c in (demo.COMMAND, bo.COMMAND)}
+COMMANDS: dict[str, Command] = {c.name: c for c in (demo.COMMAND, bo.COMMAND, permutations.COMMAND)}
 
 
 class _Parser(argparse.ArgumentParser):
