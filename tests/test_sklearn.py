@@ -104,3 +104,14 @@ def test_gaussian_process_and_kernel_ridge_use_the_kernel() -> None:
     assert not np.allclose(gp.kernel_.k1.theta, kern.k1.theta)
     ridge = KernelRidge(alpha=1e-2, kernel=NeuralKernel(net())).fit(x, y)
     assert ridge.score(x, y) > 0.9
+
+
+def test_short_names_are_the_estimators() -> None:
+    x = np.random.default_rng(0).standard_normal((12, 3))
+    y = x[:, 0]
+    reg = nk.sklearn.KernelRegressor(net(), get="nngp").fit(x, y)
+    assert isinstance(reg, NeuralKernelRegressor)
+    np.testing.assert_allclose(
+        reg.predict(x), NeuralKernelRegressor(net(), get="nngp").fit(x, y).predict(x)
+    )
+    assert nk.sklearn.KernelClassifier is NeuralKernelClassifier

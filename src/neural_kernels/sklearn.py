@@ -50,7 +50,14 @@ except ImportError as exc:  # pragma: no cover (exercised without the extra)
         "neural_kernels.sklearn needs scikit-learn: pip install 'neural-kernels[sklearn]'"
     ) from exc
 
-__all__ = ["NeuralKernel", "NeuralKernelClassifier", "NeuralKernelRegressor", "default_network"]
+__all__ = [
+    "KernelClassifier",
+    "KernelRegressor",
+    "NeuralKernel",
+    "NeuralKernelClassifier",
+    "NeuralKernelRegressor",
+    "default_network",
+]
 
 _GETS = ("nngp", "ntk")
 
@@ -236,6 +243,11 @@ class NeuralKernelClassifier(ClassifierMixin, _KernelEstimator):
         z = z - z.max(axis=1, keepdims=True)
         e = np.exp(z)
         return e / e.sum(axis=1, keepdims=True)
+
+
+#: Shorter names of the two estimators.
+KernelRegressor = NeuralKernelRegressor
+KernelClassifier = NeuralKernelClassifier
 
 
 class NeuralKernel(_SkKernel):
