@@ -22,10 +22,21 @@ DIAGONALS = ("nngp_diag1", "nngp_diag2", "nngp_diag1_persample", "ntk_diag1_pers
 def test_every_case_has_its_file_and_nothing_else_is_there() -> None:
     names = set(ref.cases())
     assert len(names) == len(ref.cases()) == 41
-    files = {p.stem for p in ref.REFERENCE_DIR.glob("*.npz")}
+    files = {p.stem for p in ref.REFERENCE_DIR.glob("*.npz") if not p.stem.startswith("nt16_")}
     assert names - files == set(), f"cases without a file: {sorted(names - files)}"
     assert files - names == set(), f"files without a case: {sorted(files - names)}"
     assert set(ref.manifest()) == names
+
+
+def test_every_layer_reference_is_loaded_by_a_layer_test() -> None:
+    """The ``nt16_*.npz`` files pin the later layers; each is read by ``tests/layers``."""
+    stems = {p.stem.removeprefix("nt16_") for p in ref.REFERENCE_DIR.glob("nt16_*.npz")}
+    assert len(stems) >= 11
+    sources = "".join(p.read_text() for p in (ref.REFERENCE_DIR.parents[1] / "layers").glob("*.py"))
+    unused = {s for s in stems if f'load("{s}")' not in sources}
+    assert unused == set(), f"layer references no test loads: {sorted(unused)}"
+    readme = (ref.REFERENCE_DIR / "README.md").read_text()
+    assert all(f"nt16_{s}.npz" in readme for s in stems)
 
 
 def test_a_missing_file_is_an_error_not_a_skip(monkeypatch, tmp_path) -> None:

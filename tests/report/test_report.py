@@ -14,7 +14,13 @@ from neural_kernels.cli import main
 pytest.importorskip("matplotlib")
 pytest.importorskip("sklearn")
 
-SECTIONS = ("infinite_width", "finite_vs_infinite", "gaussian_picture", "kernel_movement")
+SECTIONS = (
+    "infinite_width",
+    "finite_vs_infinite",
+    "gaussian_picture",
+    "kernel_movement",
+    "applications",
+)
 
 
 @pytest.fixture(scope="module")

@@ -23,8 +23,9 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.func import functional_call, jvp
+from torch.func import jvp
 
+from .._functional import functional_call
 from .._validation import as_tensor
 from ..errors import ShapeError, SingularKernelError, describe
 from ._model import DEFAULT_TRACE, forward_ad_ready
