@@ -187,3 +187,27 @@ def test_get_given_a_tensor_is_named_briefly() -> None:
         MLP.kernel(X, get=torch.zeros(50, 50))
     message = str(info.value)
     assert "Tensor of shape (50, 50)" in message and len(message) < 300, message
+
+
+def test_every_exception_class_in_the_package_is_a_neural_kernels_error() -> None:
+    # The CLI's usage and run errors included: one hierarchy, all exported.
+    import importlib
+    import inspect
+    import pkgutil
+
+    found = []
+    for info in pkgutil.walk_packages(nk.__path__, "neural_kernels."):
+        if info.name.rsplit(".", 1)[-1] in {"gpytorch", "sklearn"}:
+            continue  # optional extras, checked by their own tests
+        module = importlib.import_module(info.name)
+        found += [
+            obj
+            for obj in vars(module).values()
+            if inspect.isclass(obj)
+            and issubclass(obj, BaseException)
+            and obj.__module__ == info.name
+        ]
+    assert nk.UsageError in found and nk.RunError in found
+    for cls in found:
+        assert issubclass(cls, nk.NeuralKernelsError), cls
+        assert getattr(nk, cls.__name__) is cls, cls

@@ -36,9 +36,11 @@ from .errors import ModelError as ModelError
 from .errors import NeuralKernelsError as NeuralKernelsError
 from .errors import NonFiniteError as NonFiniteError
 from .errors import ParametrizationError as ParametrizationError
+from .errors import RunError as RunError
 from .errors import ShapeError as ShapeError
 from .errors import SingularKernelError as SingularKernelError
 from .errors import SolverError as SolverError
+from .errors import UsageError as UsageError
 from .kernel import Kernel as Kernel
 from .layers import *  # noqa: F403
 from .layers import __all__ as _layer_names
@@ -61,6 +63,8 @@ __all__ = [
     "ShapeError",
     "SingularKernelError",
     "SolverError",
+    "RunError",
+    "UsageError",
     "TaylorExpansion",
     "WidthSweep",
     "WidthSweepRow",

@@ -55,6 +55,14 @@ class ModelError(NeuralKernelsError, ValueError):
     """
 
 
+class UsageError(NeuralKernelsError, ValueError):
+    """Bad input to the command line (flags, config file, data): exit status 2."""
+
+
+class RunError(NeuralKernelsError, RuntimeError):
+    """A command-line run failed on a valid configuration: exit status 1."""
+
+
 def describe(where: object, got: str, fix: str) -> str:
     """Format an error message as ``'<where>: <got>. <fix>'``.
 

@@ -30,7 +30,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from ..errors import NeuralKernelsError
+from ..errors import NeuralKernelsError, SolverError
 from ..report import Plot, Report, Section
 from . import demo
 from ._command import Command, RunError, UsageError
@@ -81,10 +81,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = _parser().parse_args(argv)
         return int(args.run(args))
+    except (RunError, SolverError, OSError) as err:  # before NeuralKernelsError, their base
+        return _fail(err, 1)
     except (UsageError, NeuralKernelsError) as err:
         return _fail(err, 2)
-    except (RunError, OSError) as err:
-        return _fail(err, 1)
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
