@@ -133,6 +133,21 @@ CASES: dict[str, tuple[Callable[[], object], type[Exception], tuple[str, ...]]] 
         nk.InputTypeError,
         ("dtype", "float64"),
     ),
+    "monte carlo bad generator": (
+        lambda: nk.monte_carlo_kernel(MLP, X, n_samples=2, width=4, generator=0),
+        nk.InputTypeError,
+        ("monte_carlo_kernel", "generator has type int", "torch.Generator"),
+    ),
+    "monte carlo integer dtype": (
+        lambda: nk.monte_carlo_kernel(MLP, X, n_samples=2, width=4, dtype=torch.int64),
+        nk.InputTypeError,
+        ("monte_carlo_kernel", "dtype=torch.int64", "float64"),
+    ),
+    "empirical ntk integer dtype": (
+        lambda: nk.empirical_ntk(torch.nn.Linear(3, 1), X, dtype=torch.int64),
+        nk.InputTypeError,
+        ("empirical_ntk", "dtype=torch.int64", "float64"),
+    ),
     "w_std tensor not scalar": (
         lambda: nk.Dense(3, w_std=torch.ones(2)),
         nk.HyperparameterError,
