@@ -226,3 +226,28 @@ def test_every_exception_class_in_the_package_is_a_neural_kernels_error() -> Non
     for cls in found:
         assert issubclass(cls, nk.NeuralKernelsError), cls
         assert getattr(nk, cls.__name__) is cls, cls
+
+
+def test_messages_are_built_only_when_raised(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A valid call never formats the network: its repr is paid for only by an error.
+    calls: list[str] = []
+    net = nk.Sequential(nk.Conv(4, (3, 3)), nk.ReLU(), nk.GlobalAvgPool(), nk.Dense(1))
+    for cls in {type(layer) for layer in (net, *net.layers)}:
+        original = cls.__repr__
+
+        def counting(self: object, original: Callable[[object], str] = original) -> str:
+            calls.append(type(self).__name__)
+            return original(self)
+
+        monkeypatch.setattr(cls, "__repr__", counting)
+    img = torch.randn(2, 3, 5, 5, dtype=torch.float64)
+    net.kernel(img)
+    net.kernel(img, img[:1], get="nngp")
+    net.kernel_diag(img)
+    model = net.module((3, 5, 5), width=4)
+    model(img.float())
+    nk.monte_carlo_kernel(net, img, n_samples=2, width=4, get="nngp")
+    assert calls == []
+    with pytest.raises(nk.ShapeError):
+        net.kernel(torch.randn(2, 5, dtype=torch.float64))
+    assert calls  # the error names the network
