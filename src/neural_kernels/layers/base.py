@@ -415,3 +415,25 @@ def with_shapes(facts: FactsFlow, shape: Any) -> FactsFlow:
             dataclasses.replace(f, shape=tuple(s)) for f, s in zip(facts, shape, strict=True)
         )
     return dataclasses.replace(facts, shape=tuple(shape))
+
+
+#: Combinators that lived in this module before ``layers/combinators.py``.
+_MOVED = frozenset(
+    {"FanInConcat", "FanInProduct", "FanInSum", "FanOut", "Identity", "Parallel", "Residual"}
+    | {"Sequential"}
+)
+
+
+def __getattr__(name: str) -> Any:
+    """The combinators' former home: still importable from here, with a warning."""
+    if name in _MOVED:
+        from . import combinators
+
+        warnings.warn(
+            f"neural_kernels.layers.base.{name} is deprecated: import it from "
+            f"neural_kernels (nk.{name}) or neural_kernels.layers.combinators.",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return getattr(combinators, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
