@@ -63,3 +63,13 @@ def test_every_public_module_has_an_api_page_in_the_navigation() -> None:
     )
     assert {"index.md", "examples.md", "migrating_from_neural_tangents.md"} <= set(pages)
     assert (ROOT / "docs" / "migrating_from_neural_tangents.md").is_file()
+
+
+def test_the_readme_describes_every_package_folder() -> None:
+    # The development section has one paragraph a folder; a new package adds its own.
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## Development") :]
+    package = ROOT / "src" / "neural_kernels"
+    folders = sorted(p.name for p in package.iterdir() if (p / "__init__.py").is_file())
+    missing = [f for f in folders if f"{f}/`" not in section]
+    assert not missing, f"README.md's Development section does not describe {missing}"
