@@ -93,7 +93,7 @@ class Layer:
     def __new__(cls, *args: Any, **kwargs: Any) -> Layer:
         """Refuse Neural Tangents' argument names with the name to use instead."""
         if kwargs:
-            accepted = _parameters(cls)
+            accepted = _parameters(cls)  # type: ignore[arg-type]  # a class is hashable
             for name in kwargs:
                 if name in _NT_SPELLINGS and name not in accepted | cls.deprecated_names:
                     raise HyperparameterError(
@@ -295,8 +295,10 @@ class Layer:
         if base_width is not None or parametrization not in (None, "ntk", "standard"):
             from ..abc._twin import build_twin  # abc-parametrizations: muP, mean field, ABC
 
-            kw = {"dtype": dtype, "device": device}
-            return build_twin(self, in_shape, width, parametrization, base_width, generator, **kw)
+            return build_twin(
+                self, in_shape, width, parametrization, base_width, generator,
+                dtype=dtype, device=device,
+            )  # fmt: skip
         shape = (int(in_shape),) if isinstance(in_shape, int) else tuple(int(s) for s in in_shape)
         plan = plan_network(self, shape, lambda: repr(self))  # checks the network first
         ctx = check_module_options(
