@@ -34,6 +34,7 @@ from .conv_local import ConvLocal as ConvLocal
 from .conv_transpose import ConvTranspose as ConvTranspose
 from .dense import Dense as Dense
 from .dropout import Dropout as Dropout
+from .exp_normalized import ExpNormalized as ExpNormalized
 from .graph import Aggregate as Aggregate
 from .graph import graph_pattern as graph_pattern
 from .indexing import Index as Index
@@ -77,6 +78,7 @@ __all__ = [
     "Elementwise",
     "Erf",
     "Exp",
+    "ExpNormalized",
     "Facts",
     "FanInConcat",
     "FanInProduct",
