@@ -33,6 +33,7 @@ from .conv import Flatten as Flatten
 from .conv_local import ConvLocal as ConvLocal
 from .conv_transpose import ConvTranspose as ConvTranspose
 from .dense import Dense as Dense
+from .dot_general import DotGeneral as DotGeneral
 from .dropout import Dropout as Dropout
 from .exp_normalized import ExpNormalized as ExpNormalized
 from .graph import Aggregate as Aggregate
@@ -74,6 +75,7 @@ __all__ = [
     "ConvTranspose",
     "Cos",
     "Dense",
+    "DotGeneral",
     "Dropout",
     "Elementwise",
     "Erf",
