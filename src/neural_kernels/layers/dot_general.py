@@ -72,6 +72,36 @@ def _parse_dims(layer: object, dims: Any) -> Dims:
     return ((p[0], p[1]), (p[2], p[3]))
 
 
+def _letters(
+    x_ndim: int, other_ndim: int, is_lhs: bool, dims: Dims, channel_dim: int | None
+) -> tuple[list[str], list[str], list[str]]:
+    """Einsum letters of ``x``, of the constant and of the output (batch axis first)."""
+    (lc, rc), (lb, rb) = dims
+    if is_lhs:
+        other_c, x_c, other_b, x_b = lc, rc, lb, rb
+    else:
+        x_c, other_c, x_b, other_b = lc, rc, lb, rb
+    x_c = tuple(a % x_ndim for a in x_c)
+    x_b = tuple(a % x_ndim for a in x_b)
+    other_c = tuple(a % max(other_ndim, 1) for a in other_c)
+    other_b = tuple(a % max(other_ndim, 1) for a in other_b)
+    letters = iter(string.ascii_letters)
+    x_l = [next(letters) for _ in range(x_ndim)]
+    o_l = [next(letters) for _ in range(other_ndim)]
+    for xa, oa in zip(x_c + x_b, other_c + other_b, strict=True):
+        o_l[oa] = x_l[xa]
+    batch = [x_l[a] for a in x_b]
+    x_free = [x_l[a] for a in range(x_ndim) if a not in x_c + x_b]
+    o_free = [o_l[a] for a in range(other_ndim) if a not in other_c + other_b]
+    out = batch + (o_free + x_free if is_lhs else x_free + o_free)
+    rest = [c for c in out if c != x_l[0]]
+    if channel_dim is not None:
+        ch = x_l[channel_dim % x_ndim]
+        rest.remove(ch)
+        rest = [ch, *rest] if channel_dim % x_ndim == 1 and x_ndim > 2 else [*rest, ch]
+    return x_l, o_l, [x_l[0], *rest]
+
+
 def dot_general(
     x: Tensor, other: Tensor, is_lhs: bool, dims: Dims, channel_dim: int | None
 ) -> Tensor:
@@ -81,31 +111,32 @@ def dot_general(
     the output (``None``: no channel axis). Axis numbers in ``dims`` count ``x``'s axes,
     negative ones from the end.
     """
-    (lc, rc), (lb, rb) = dims
-    if is_lhs:
-        other_c, x_c, other_b, x_b = lc, rc, lb, rb
-    else:
-        x_c, other_c, x_b, other_b = lc, rc, lb, rb
-    x_c = tuple(a % x.ndim for a in x_c)
-    x_b = tuple(a % x.ndim for a in x_b)
-    other_c = tuple(a % max(other.ndim, 1) for a in other_c)
-    other_b = tuple(a % max(other.ndim, 1) for a in other_b)
-    letters = iter(string.ascii_letters)
-    x_l = [next(letters) for _ in range(x.ndim)]
-    o_l = [next(letters) for _ in range(other.ndim)]
-    for xa, oa in zip(x_c + x_b, other_c + other_b, strict=True):
-        o_l[oa] = x_l[xa]
-    batch = [x_l[a] for a in x_b]
-    x_free = [x_l[a] for a in range(x.ndim) if a not in x_c + x_b]
-    o_free = [o_l[a] for a in range(other.ndim) if a not in other_c + other_b]
-    out = batch + (o_free + x_free if is_lhs else x_free + o_free)
-    rest = [c for c in out if c != x_l[0]]
-    if channel_dim is not None:
-        ch = x_l[channel_dim % x.ndim]
-        rest.remove(ch)
-        rest = [ch, *rest] if channel_dim % x.ndim == 1 and x.ndim > 2 else [*rest, ch]
-    eq = "".join(x_l) + "," + "".join(o_l) + "->" + x_l[0] + "".join(rest)
+    x_l, o_l, out = _letters(x.ndim, other.ndim, is_lhs, dims, channel_dim)
+    eq = "".join(x_l) + "," + "".join(o_l) + "->" + "".join(out)
     return torch.einsum(eq, x, other.to(dtype=x.dtype, device=x.device))
+
+
+def kernel_equation(
+    shape: tuple[int, ...], other_ndim: int, is_lhs: bool, dims: Dims, channel_dim: int, lead: int
+) -> str:
+    """The einsum of ``K' = M K M^T`` on a full-layout kernel with ``lead`` example axes.
+
+    Operands: the kernel ``(*lead, P1, P1', P2, P2', ...)``, the constant on the first
+    position of each pair, the constant on the second.
+    """
+    x_l, o_l, out = _letters(1 + len(shape), other_ndim, is_lhs, dims, channel_dim)
+    skip = {x_l[0], x_l[channel_dim]}
+    pool = iter(string.ascii_letters)
+    head = "".join(next(pool) for _ in range(lead))
+    first = {c: next(pool) for c in dict.fromkeys(x_l + o_l) if c not in skip}
+    second = {c: next(pool) for c in first}
+
+    def pairs(ls: list[str]) -> str:
+        return "".join(first[c] + second[c] for c in ls if c not in skip)
+
+    o1 = "".join(first[c] for c in o_l)
+    o2 = "".join(second[c] for c in o_l)
+    return f"{head}{pairs(x_l)},{o1},{o2}->{head}{pairs(out)}"
 
 
 @dataclass(frozen=True, init=False, repr=False)
@@ -201,7 +232,7 @@ class DotGeneral(Layer):
         """Feature axis holding the channels."""
         return len(shape) - 1 if channel_axis == -1 or len(shape) == 1 else 0
 
-    def _check(self, shape: tuple[int, ...], channel_axis: int | None) -> int | None:
+    def _check(self, shape: tuple[int, ...], channel_axis: int | None) -> int:
         """Check the axes against inputs of feature shape ``shape``; the channel dim of x."""
         assert self.other is not None
         (lc, rc), (lb, rb) = self.dimension_numbers
@@ -270,18 +301,6 @@ class DotGeneral(Layer):
             return -1
         return 0 if self._channel((0, 0), channel_axis) == 0 else -1
 
-    def matrix(self, shape: tuple[int, ...], channel_axis: int | None) -> Tensor:
-        """The map ``M`` of the flattened positions, ``(S_out, S_in)`` (float64)."""
-        assert self.other is not None
-        cdim = self._check(shape, channel_axis)
-        c = self._channel(shape, channel_axis)
-        spatial = [s for i, s in enumerate(shape) if i != c] if len(shape) > 1 else []
-        s_in = prod(spatial)
-        basis = torch.eye(s_in, dtype=torch.float64).reshape(s_in, *spatial)
-        basis = basis.unsqueeze(1 + c) if len(shape) > 1 else basis.reshape(s_in, 1)
-        out = dot_general(basis, self.other.double(), self.is_lhs, self.dimension_numbers, cdim)
-        return out.reshape(s_in, -1).T
-
     # -- layer protocol ---------------------------------------------------------------
     def infer_facts(self, facts: FactsFlow) -> FactsFlow:
         facts = one_facts(self, facts)
@@ -300,33 +319,30 @@ class DotGeneral(Layer):
         k = one_block(self, k)
         if self.other is None:
             return k
-        m = self.matrix(k.shape1, k.channel_axis).to(dtype=k.dtype, device=k.device)
+        other = self.other.to(dtype=k.dtype, device=k.device)
+        cdim = self._check(k.shape1, k.channel_axis)
         out1 = self._out_shape(k.shape1, k.channel_axis)
         out2 = self._out_shape(k.shape2, k.channel_axis)
-        c = self._channel(out1, self._out_channel_axis(out1, k.channel_axis))
-        sp_out = [s for i, s in enumerate(out1) if i != c] if len(out1) > 1 else []
-        full = k.layout == "full" and len(sp_out) > 0
+        full = k.layout == "full" or k.spatial_ndim == 0
 
         def run(t: Tensor, which: str) -> Tensor:
             groups = pair_axes(k, which)
-            lead = t.ndim - sum(len(g) for g in groups)
-            if groups and len(groups[0]) == 1 and k.spatial_ndim > 0:
+            if groups and len(groups[0]) == 1:
                 raise LayerCompatibilityError(  # pragma: no cover - the plan gives full
-                    describe(repr(self), "a same-position kernel", "Compute it with layout='full'.")
+                    describe(repr(self), "a same-position kernel", "Use layout='full'.")
                 )
-            firsts = [g[0] for g in groups]
-            seconds = [g[1] for g in groups] if groups else []
-            t = t.permute(*range(lead), *firsts, *seconds)
-            head = t.shape[:lead]
-            s_in = m.shape[1]
-            t = t.reshape(*head, s_in, s_in)
-            t = m @ t @ m.T
-            if not full:
-                return t.reshape(*head)
-            t = t.reshape(*head, *sp_out, *sp_out)
-            r = len(sp_out)
-            order = [i for j in range(r) for i in (lead + j, lead + r + j)]
-            return t.permute(*range(lead), *order)
+            if other.ndim == 0:
+                return t * (other * other)
+            lead = t.ndim - sum(len(g) for g in groups)
+            eq = kernel_equation(
+                k.shape1,
+                other.ndim,
+                self.is_lhs,
+                self.dimension_numbers,
+                cdim % (1 + len(k.shape1)),
+                lead,
+            )
+            return torch.einsum(eq, t, other, other)
 
         cov1 = run(k.cov1, "cov")
         return k.replace(
@@ -337,7 +353,7 @@ class DotGeneral(Layer):
             shape1=out1,
             shape2=out2,
             channel_axis=self._out_channel_axis(out1, k.channel_axis),
-            layout="full" if full else k.layout,
+            layout="full" if full else k.layout,  # a flat input may gain positions
             cov_variance=False,
         )
 
