@@ -137,3 +137,10 @@ def test_bad_arguments_are_refused_at_construction() -> None:
         nk.DotGeneral(rhs=torch.tensor([1.0, float("nan")]))
     big = nk.DotGeneral(rhs=torch.ones(100, 100))
     assert "tensor (100, 100)" in repr(big)  # never prints the whole constant
+
+
+def test_neural_tangents_axis_keywords_name_the_spelling_to_use() -> None:
+    with pytest.raises(nk.HyperparameterError, match="ChannelsLast"):
+        nk.DotGeneral(rhs=2.0, channel_axis=2)  # type: ignore[call-arg]
+    with pytest.raises(nk.HyperparameterError, match="batch axis"):
+        nk.DotGeneral(rhs=2.0, batch_axis=1)  # type: ignore[call-arg]

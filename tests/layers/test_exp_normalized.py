@@ -101,6 +101,8 @@ def test_tensor_gamma_has_a_gradient() -> None:
 
 
 def test_errors() -> None:
+    with pytest.raises(nk.HyperparameterError, match="always clipped"):
+        nk.ExpNormalized(do_clip=True)  # type: ignore[call-arg]
     with pytest.raises(nk.HyperparameterError, match="gamma"):
         nk.ExpNormalized(gamma=-1.0)
     with pytest.raises(nk.LayerCompatibilityError):

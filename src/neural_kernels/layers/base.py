@@ -64,6 +64,10 @@ _NT_SPELLINGS = {
     "out_chan": "out_channels",
     "rate": "p (the drop probability, 1 - rate)",
     "dimension_numbers": "the channels-first layout (N, C, *spatial) of torch",
+    "batch_axis": "nothing: the batch axis is always the first",
+    "channel_axis": "ChannelsLast() / ChannelsFirst() to move the channel axis",
+    "do_clip": "nothing: the correlation is always clipped to [-1, 1]",
+    "precision": "the inputs' dtype (float64 recommended)",
 }
 #: Class attributes of earlier versions, now fields of ``Requirements``.
 _LEGACY = {
