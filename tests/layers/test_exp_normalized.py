@@ -60,7 +60,7 @@ def test_twin_activation_has_the_exponential_dual() -> None:
     n, c = 400_000, 0.3
     u = torch.randn(n, generator=g, dtype=torch.float64)
     v = c * u + (1 - c * c) ** 0.5 * torch.randn(n, generator=g, dtype=torch.float64)
-    prod = layer.fn(u) * layer.fn(v)
+    prod = layer.unit_fn(u) * layer.unit_fn(v)
     est, err = float(prod.mean()), float(prod.std() / n**0.5)
     want = float(torch.exp(torch.tensor(0.8 * (c - 1.0))))
     assert abs(est - want) < 5 * err, (est, want, err)
@@ -101,6 +101,8 @@ def test_tensor_gamma_has_a_gradient() -> None:
 
 
 def test_errors() -> None:
+    with pytest.raises(nk.LayerCompatibilityError, match="not elementwise"):
+        nk.ExpNormalized().fn(torch.zeros(2))
     with pytest.raises(nk.HyperparameterError, match="always clipped"):
         nk.ExpNormalized(do_clip=True)  # type: ignore[call-arg]
     with pytest.raises(nk.HyperparameterError, match="gamma"):

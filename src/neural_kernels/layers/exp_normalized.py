@@ -31,6 +31,7 @@ from torch import Tensor, nn
 
 from .._validation import check_real
 from ..core.protocol import ModuleContext
+from ..errors import LayerCompatibilityError, describe
 from ._elementwise import Elementwise
 from ._safe import correlation
 
@@ -66,7 +67,19 @@ class ExpNormalized(Elementwise):
         check_real(self, "shift", self.shift, allow_tensor=True)
 
     def fn(self, x: Tensor) -> Tensor:
-        r""":math:`\phi_0` on unit-variance inputs (the twin normalises first)."""
+        """Refused: the layer is not elementwise (its twin divides by each position's RMS)."""
+        raise LayerCompatibilityError(
+            describe(
+                repr(self),
+                "a call of fn, the elementwise function",
+                "ExpNormalized is not elementwise: its finite twin normalises each position "
+                "by the root mean square of its channels (net.module(...) builds it); "
+                "unit_fn is the function applied to the normalised values.",
+            )
+        )
+
+    def unit_fn(self, x: Tensor) -> Tensor:
+        r""":math:`\phi_0`, applied to unit-variance (normalised) inputs by the twin."""
         g = self.gamma
         root = g**0.5 if isinstance(g, Tensor) else math.sqrt(g)
         return torch.exp(root * x + 0.5 * g * (self.shift - 1.0))
@@ -99,7 +112,7 @@ class ExpNormalizedModule(nn.Module):
         """Apply the twin to ``x`` of shape ``(n, *features)``."""
         rms = x.square().mean(dim=self.channel_dim, keepdim=True).sqrt()
         rms = rms.clamp_min(torch.finfo(x.dtype).tiny)
-        return rms * self.layer.fn(x / rms)
+        return rms * self.layer.unit_fn(x / rms)
 
     def extra_repr(self) -> str:
         return f"{self.layer!r}, channel dim {self.channel_dim}"
