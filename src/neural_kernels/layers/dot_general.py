@@ -292,9 +292,12 @@ class DotGeneral(Layer):
     def _out_shape(self, shape: tuple[int, ...], channel_axis: int | None) -> tuple[int, ...]:
         assert self.other is not None
         cdim = self._check(shape, channel_axis)
-        probe = torch.empty((1, *shape), device="meta")
-        out = dot_general(probe, self.other.to("meta"), self.is_lhs, self.dimension_numbers, cdim)
-        return tuple(out.shape[1:])
+        x_l, o_l, out = _letters(
+            1 + len(shape), self.other.ndim, self.is_lhs, self.dimension_numbers, cdim
+        )
+        sizes = dict(zip(x_l, (1, *shape), strict=True))
+        sizes.update(zip(o_l, self.other.shape, strict=True))
+        return tuple(int(sizes[c]) for c in out[1:])
 
     def _out_channel_axis(self, out: tuple[int, ...], channel_axis: int | None) -> int:
         if len(out) <= 1:
