@@ -64,6 +64,10 @@ _NT_SPELLINGS = {
     "out_chan": "out_channels",
     "rate": "p (the drop probability, 1 - rate)",
     "dimension_numbers": "the channels-first layout (N, C, *spatial) of torch",
+    "batch_axis": "nothing: the batch axis is always the first",
+    "channel_axis": "ChannelsLast() / ChannelsFirst() to move the channel axis",
+    "do_clip": "nothing: the correlation is always clipped to [-1, 1]",
+    "precision": "the inputs' dtype (float64 recommended)",
 }
 #: Class attributes of earlier versions, now fields of ``Requirements``.
 _LEGACY = {
@@ -193,6 +197,7 @@ class Layer:
         progress: Progress | None = None,
         pattern: Any = None,
         layout: str | None = None,
+        mask_constant: Any = None,
     ) -> Kernel:
         """NNGP and NTK of the infinitely wide network between ``x1`` and ``x2``.
 
@@ -213,6 +218,8 @@ class Layer:
                 ``"diagonal"`` only same-position covariances ``(n1, n2, H, W)``;
                 ``None`` (default) computes the cheapest exact layout (full only when
                 a layer needs it, such as pooling or attention).
+            mask_constant: Neural Tangents' input masking; not supported (anything but
+                ``None`` raises :class:`LayerCompatibilityError`).
 
         Returns:
             A :class:`~neural_kernels.kernel.Kernel` with ``nngp`` and ``ntk`` of shape
@@ -226,6 +233,7 @@ class Layer:
                 layer (the message names the layer and what to change).
 
         """
+        _refuse_mask(self, mask_constant)
         return engine.compute_kernel(
             self,
             x1,
@@ -245,6 +253,7 @@ class Layer:
         *,
         pattern: Any = None,
         layout: str | None = None,
+        mask_constant: Any = None,
     ) -> Kernel:
         """The kernels ``k(x_i, x_i)`` without building the ``n x n`` matrix.
 
@@ -253,12 +262,14 @@ class Layer:
             get: ``"nngp"``, ``"ntk"`` or both.
             pattern: graph adjacency ``(n, L, L)`` for ``Aggregate`` layers.
             layout: as in :meth:`kernel`.
+            mask_constant: not supported, as in :meth:`kernel`.
 
         Returns:
             A :class:`~neural_kernels.kernel.Kernel` with ``self_pairs=True`` whose
             ``nngp`` and ``ntk`` have shape ``(n,)`` (plus axis pairs for spatial outputs).
 
         """
+        _refuse_mask(self, mask_constant)
         return engine.compute_kernel_diag(self, x, get, pattern, layout)
 
     def module(
@@ -366,6 +377,21 @@ def _inherit_docstrings(cls: type) -> None:
             if doc:
                 method.__doc__ = doc
                 break
+
+
+def _refuse_mask(layer: object, mask_constant: Any) -> None:
+    """Input masking (Neural Tangents' ``mask_constant``) is not implemented: refuse it."""
+    if mask_constant is None:
+        return
+    raise LayerCompatibilityError(
+        describe(
+            repr(layer),
+            f"mask_constant={mask_constant!r} (input masking)",
+            "Masking is not supported: positions equal to the constant would be kept as "
+            "ordinary inputs. Compute the kernels of unpadded inputs of each length "
+            "separately, or crop the padding with nk.Index.",
+        )
+    )
 
 
 def one_block(layer: object, k: Flow) -> KernelBlock:
