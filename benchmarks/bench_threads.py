@@ -34,6 +34,11 @@ thread count:
 ``nt_seconds`` / ``ratio_to_nt``
     Neural Tangents 0.6.5 on this machine kind, measured side by side in one sitting
     (issue table; it uses every core).
+``native_fraction`` / ``amdahl_bound``
+    (convolutional workloads, one thread) the share of the time spent inside the
+    compiled kernels, which run without the GIL, and ``2 / (2 - native_fraction)``:
+    the most two threads can gain over one while everything else holds the GIL (an
+    upper bound; it needs no idle machine, as both times come from one run).
 ``peak_mb``
     ``VmHWM`` after all rounds, above the post-setup baseline (one value per workload).
 
@@ -159,6 +164,40 @@ def _workload(name: str, n: int) -> tuple[Callable[[], Any], Callable[[], dict[s
     return lambda: net.kernel(xs, get=("nngp", "ntk")), floor_conv
 
 
+def native_fraction(run: Callable[[], Any]) -> float | None:
+    """Share of one single-threaded ``run()`` spent inside the compiled kernels (``None``: off)."""
+    import neural_kernels as nk
+    from neural_kernels import _native
+
+    if not nk.native_status()["available"]:
+        return None
+    inside = [0.0]
+    names = ("conv_abrelu", "conv_pairs", "abrelu_dual")
+    saved = {name: getattr(_native, name) for name in names}
+
+    def timed(fn: Callable[..., Any]) -> Callable[..., Any]:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            start = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                inside[0] += time.perf_counter() - start
+
+        return wrapper
+
+    torch.set_num_threads(1)
+    for name in names:
+        setattr(_native, name, timed(saved[name]))
+    try:
+        start = time.perf_counter()
+        run()
+        total = time.perf_counter() - start
+    finally:
+        for name in names:
+            setattr(_native, name, saved[name])
+    return inside[0] / total
+
+
 def _median(fn: Callable[[], Any], repeats: int) -> float:
     fn()
     runs = []
@@ -185,6 +224,7 @@ def measure(name: str, n: int, rounds: int) -> list[dict[str, Any]]:
             run()
             runs[t].append(time.perf_counter() - start)
     peak = maxrss_mb()
+    native = None if name.startswith(("empirical", "fc")) else native_fraction(run)
     floors = {}
     for t in THREADS:
         torch.set_num_threads(t)
@@ -209,6 +249,9 @@ def measure(name: str, n: int, rounds: int) -> list[dict[str, Any]]:
         record["speedup_over_one"] = one / seconds
         record["nt_seconds"] = nt
         record["ratio_to_nt"] = None if nt is None else seconds / nt
+        if native is not None:
+            record["native_fraction"] = native
+            record["amdahl_bound"] = 2.0 / (2.0 - native)
         record["runs"] = runs[t]
         record["loadavg_1min"] = [load, os.getloadavg()[0]]
         records.append(record)
