@@ -36,9 +36,10 @@ thread count:
     (issue table; it uses every core).
 ``native_fraction`` / ``amdahl_bound``
     (convolutional workloads, one thread) the share of the time spent inside the
-    compiled kernels, which run without the GIL, and ``2 / (2 - native_fraction)``:
-    the most two threads can gain over one while everything else holds the GIL (an
-    upper bound; it needs no idle machine, as both times come from one run).
+    compiled kernels, which run without the GIL, and ``2 / (2 - native_fraction)``: what
+    two threads can gain over one if everything else held the GIL. Torch operations
+    release it too, so the real bound lies between this and 2; both times come from one
+    run, so the share needs no idle machine.
 ``peak_mb``
     ``VmHWM`` after all rounds, above the post-setup baseline (one value per workload).
 
