@@ -84,7 +84,7 @@ NT_SECONDS = {
 }
 
 
-def _gemm_rate(rows: int, inner: int, cols: int, dtype: torch.dtype) -> float:
+def gemm_rate(rows: int, inner: int, cols: int, dtype: torch.dtype) -> float:
     """Multiply-adds per second of one ``(rows, inner) x (inner, cols)`` product (best of 5)."""
     a = torch.randn(rows, inner, dtype=dtype)
     b = torch.randn(inner, cols, dtype=dtype)
@@ -127,7 +127,7 @@ def _workload(name: str, n: int) -> tuple[Callable[[], Any], Callable[[], dict[s
         macs, square = empirical_macs(n, (D, WIDTH, WIDTH, OUTPUTS), OUTPUTS, full)
 
         def floor_emp() -> dict[str, Any]:
-            rate = _gemm_rate(OUTPUTS * n, WIDTH, WIDTH, torch.float32)
+            rate = gemm_rate(OUTPUTS * n, WIDTH, WIDTH, torch.float32)
             return {"floor_seconds": macs / rate, "macs": macs, "macs_square": square,
                     "gemm_macs_per_s": rate}  # fmt: skip
 
