@@ -34,12 +34,12 @@ thread count:
 ``nt_seconds`` / ``ratio_to_nt``
     Neural Tangents 0.6.5 on this machine kind, measured side by side in one sitting
     (issue table; it uses every core).
-``native_fraction`` / ``amdahl_bound``
-    (convolutional workloads, one thread) the share of the time spent inside the
-    compiled kernels, which run without the GIL, and ``2 / (2 - native_fraction)``: what
-    two threads can gain over one if everything else held the GIL. Torch operations
-    release it too, so the real bound lies between this and 2; both times come from one
-    run, so the share needs no idle machine.
+``native_fraction`` / ``torch_op_fraction`` / ``amdahl_bound``
+    (convolutional workloads, one more single-threaded run) the shares of the time spent
+    inside the compiled kernels and inside the other torch calls, both of which run
+    without the GIL, and ``2 / (1 + rest)``: the most two threads can gain over one while
+    the ``rest`` holds the GIL (see :func:`gil_shares`). All three come from one run, so
+    they need no idle machine.
 ``peak_mb``
     ``VmHWM`` after all rounds, above the post-setup baseline (one value per workload).
 
@@ -62,6 +62,7 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+from torch.overrides import TorchFunctionMode
 
 from ._common import maxrss_mb, run_case
 
@@ -165,8 +166,29 @@ def _workload(name: str, n: int) -> tuple[Callable[[], Any], Callable[[], dict[s
     return lambda: net.kernel(xs, get=("nngp", "ntk")), floor_conv
 
 
-def native_fraction(run: Callable[[], Any]) -> float | None:
-    """Share of one single-threaded ``run()`` spent inside the compiled kernels (``None``: off)."""
+class _OpTimer(TorchFunctionMode):
+    """Adds up the wall time of every torch call made under it (each releases the GIL)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seconds = 0.0
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+        start = time.perf_counter()
+        try:
+            return func(*args, **(kwargs or {}))
+        finally:
+            self.seconds += time.perf_counter() - start
+
+
+def gil_shares(run: Callable[[], Any]) -> dict[str, float] | None:
+    """Shares of one single-threaded ``run()`` spent outside the GIL (``None``: not compiled).
+
+    ``native_fraction``: inside the compiled kernels (their wrappers' own torch calls
+    included); ``torch_op_fraction``: inside the other torch calls (timed by a torch
+    function mode, whose own cost counts as GIL time); the rest holds the GIL, and
+    ``amdahl_bound = 2 / (1 + rest)`` is the most two threads can gain over one.
+    """
     import neural_kernels as nk
     from neural_kernels import _native
 
@@ -180,23 +202,32 @@ def native_fraction(run: Callable[[], Any]) -> float | None:
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             start = time.perf_counter()
             try:
-                return fn(*args, **kwargs)
+                with torch._C.DisableTorchFunction():
+                    return fn(*args, **kwargs)
             finally:
                 inside[0] += time.perf_counter() - start
 
         return wrapper
 
     torch.set_num_threads(1)
+    ops = _OpTimer()
     for name in names:
         setattr(_native, name, timed(saved[name]))
     try:
         start = time.perf_counter()
-        run()
+        with ops:
+            run()
         total = time.perf_counter() - start
     finally:
         for name in names:
             setattr(_native, name, saved[name])
-    return inside[0] / total
+    native, torch_ops = inside[0] / total, ops.seconds / total
+    rest = max(0.0, 1.0 - native - torch_ops)
+    return {
+        "native_fraction": native,
+        "torch_op_fraction": torch_ops,
+        "amdahl_bound": 2.0 / (1.0 + rest),
+    }
 
 
 def _median(fn: Callable[[], Any], repeats: int) -> float:
@@ -225,7 +256,7 @@ def measure(name: str, n: int, rounds: int) -> list[dict[str, Any]]:
             run()
             runs[t].append(time.perf_counter() - start)
     peak = maxrss_mb()
-    native = None if name.startswith(("empirical", "fc")) else native_fraction(run)
+    shares = None if name.startswith(("empirical", "fc")) else gil_shares(run)
     floors = {}
     for t in THREADS:
         torch.set_num_threads(t)
@@ -250,9 +281,7 @@ def measure(name: str, n: int, rounds: int) -> list[dict[str, Any]]:
         record["speedup_over_one"] = one / seconds
         record["nt_seconds"] = nt
         record["ratio_to_nt"] = None if nt is None else seconds / nt
-        if native is not None:
-            record["native_fraction"] = native
-            record["amdahl_bound"] = 2.0 / (2.0 - native)
+        record.update(shares or {})
         record["runs"] = runs[t]
         record["loadavg_1min"] = [load, os.getloadavg()[0]]
         records.append(record)
