@@ -32,8 +32,8 @@ thread count:
     (on the two-thread line) the one-thread median over the two-thread one (target
     ``>= 1.7`` on CNN-GAP).
 ``nt_seconds`` / ``ratio_to_nt``
-    Neural Tangents 0.6.5 on this machine kind, measured side by side in one sitting
-    (issue table; it uses every core).
+    Neural Tangents 0.6.5 (JAX 0.5.3, XLA on CPU) on this machine kind, measured side by
+    side with this library in one sitting (it uses every core).
 ``native_fraction`` / ``torch_op_fraction`` / ``amdahl_bound``
     (convolutional workloads, one more single-threaded run) the shares of the time spent
     inside the compiled kernels and inside the other torch calls, both of which run
