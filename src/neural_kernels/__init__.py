@@ -39,6 +39,8 @@ from .errors import ParametrizationError as ParametrizationError
 from .errors import ShapeError as ShapeError
 from .errors import SingularKernelError as SingularKernelError
 from .errors import SolverError as SolverError
+from .errors import StoreError as StoreError
+from .errors import StoreMismatchError as StoreMismatchError
 from .kernel import Kernel as Kernel
 from .layers import *  # noqa: F403
 from .layers import __all__ as _layer_names
@@ -61,6 +63,8 @@ __all__ = [
     "ShapeError",
     "SingularKernelError",
     "SolverError",
+    "StoreError",
+    "StoreMismatchError",
     "TaylorExpansion",
     "WidthSweep",
     "WidthSweepRow",
@@ -91,4 +95,8 @@ def __getattr__(name: str) -> object:
         import importlib
 
         return importlib.import_module(f"{__name__}.{name}")
+    if name in ("open_kernel", "StoredKernel"):  # the scale extra: zarr on first use
+        from . import store
+
+        return getattr(store, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -193,7 +193,10 @@ class Layer:
         progress: Progress | None = None,
         pattern: Any = None,
         layout: str | None = None,
-    ) -> Kernel:
+        store: Any = None,
+        client: Any = None,
+        scheduler: Any = None,
+    ) -> Any:
         """NNGP and NTK of the infinitely wide network between ``x1`` and ``x2``.
 
         Args:
@@ -213,6 +216,12 @@ class Layer:
                 ``"diagonal"`` only same-position covariances ``(n1, n2, H, W)``;
                 ``None`` (default) computes the cheapest exact layout (full only when
                 a layer needs it, such as pooling or attention).
+            store: a folder path: compute the kernel block by block into a zarr store
+                there (resuming a previous run) and return a
+                :class:`~neural_kernels.store.StoredKernel` (needs the ``scale`` extra;
+                see :mod:`neural_kernels.store`; ``pattern`` is not supported).
+            client: with ``store``, a ``dask.distributed.Client`` running the blocks.
+            scheduler: with ``store``, ``"local"`` (a ``LocalCluster``) or an address.
 
         Returns:
             A :class:`~neural_kernels.kernel.Kernel` with ``nngp`` and ``ntk`` of shape
@@ -226,6 +235,25 @@ class Layer:
                 layer (the message names the layer and what to change).
 
         """
+        if store is not None or client is not None or scheduler is not None:
+            from .._optional import require_scale
+
+            require_scale("kernel(store=...)", store, pattern)
+            from ..store import compute_stored
+
+            return compute_stored(
+                self,
+                x1,
+                x2,
+                get,
+                store,
+                memory_budget=memory_budget,
+                block_size=block_size,
+                progress=progress,
+                layout=layout,
+                client=client,
+                scheduler=scheduler,
+            )
         return engine.compute_kernel(
             self,
             x1,
