@@ -25,6 +25,7 @@ import errno
 import os
 import shutil
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import Any
 
 import torch
@@ -95,11 +96,16 @@ def compute_block(
 
     i0, i1, j0, j1 = block
     get = names if len(names) > 1 else names[0]
-    if x2 is None and i0 == j0:
-        k = layer.kernel(x1[i0:i1], None, get, layout=layout)
-    else:
-        other = x1 if x2 is None else x2
-        k = layer.kernel(x1[i0:i1], other[j0:j1], get, layout=layout)
+    # fresh (aligned) copies of the slices and one thread: BLAS results depend on the
+    # alignment of the data and on threads, and must not depend on the process
+    # (a Dask worker, a resumed run)
+    a = x1[i0:i1].clone()
+    with torch.no_grad(), tiling.single_threaded():
+        if x2 is None and i0 == j0:
+            k = layer.kernel(a, None, get, layout=layout)
+        else:
+            b = (x1 if x2 is None else x2)[j0:j1].clone()
+            k = layer.kernel(a, b, get, layout=layout)
     try:
         group = zarr.open_group(path, mode="r+", zarr_format=3)
         for name in names:
@@ -267,11 +273,22 @@ def compute_stored(
             client, scheduler, layer, a, b, names, layout, path, todo, done, total, progress
         )
     else:
-        with torch.no_grad():
-            for block in todo:
-                done += compute_block(layer, a, b, names, layout, path, block)
-                if progress is not None:
-                    progress(done, total)
+        # blocks run one thread each, as many at once as torch has threads
+        workers = max(1, min(torch.get_num_threads(), len(todo)))
+        with ThreadPoolExecutor(workers) as pool:
+            futures = [
+                pool.submit(compute_block, layer, a, b, names, layout, path, block)
+                for block in todo
+            ]
+            try:
+                for future in as_completed(futures):
+                    done += future.result()
+                    if progress is not None:
+                        progress(done, total)
+            except BaseException:
+                for future in futures:
+                    future.cancel()
+                raise
     missing = pending_blocks(path, blocks)
     if missing:  # pragma: no cover (a worker that lost its writes)
         raise StoreError(
