@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Iterable, Mapping
-from typing import Any, Union
+from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
 import torch
@@ -21,6 +21,9 @@ from ..errors import (
 )
 from ..kernel import Kernel
 
+if TYPE_CHECKING:
+    from ..store.stored import StoredKernel
+
 #: Names of the predictions of gradient-descent training.
 GD_NAMES = ("nngp", "ntk")
 #: Names of the posteriors of :func:`~neural_kernels.predict.gp_inference`.
@@ -28,7 +31,7 @@ GP_NAMES = ("nngp", "ntk", "ntkgp")
 #: Internal name of a kernel passed as one bare tensor (it is its own prior covariance).
 BARE = "kernel"
 
-KernelLike = Union[Kernel, Mapping[str, Any], Tensor, np.ndarray]  # noqa: UP007
+KernelLike = Union[Kernel, "StoredKernel", Mapping[str, Any], Tensor, np.ndarray]
 Get = Union[str, Iterable[str], None]  # noqa: UP007
 
 
