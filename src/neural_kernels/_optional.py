@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 from typing import Any
 
 from .errors import HyperparameterError, InputTypeError, describe
@@ -10,8 +11,8 @@ from .errors import HyperparameterError, InputTypeError, describe
 __all__ = ["require_scale"]
 
 
-def require_scale(where: str, store: Any, pattern: Any = None) -> None:
-    """The ``scale`` extra (zarr, dask) is installed and the store call is well formed."""
+def require_scale(where: str, store: Any, pattern: Any = None) -> str | os.PathLike[str]:
+    """The store path, once the ``scale`` extra is installed and the call well formed."""
     missing = [m for m in ("zarr",) if importlib.util.find_spec(m) is None]
     if missing:
         raise InputTypeError(
@@ -37,3 +38,8 @@ def require_scale(where: str, store: Any, pattern: Any = None) -> None:
                 "Compute kernels of Aggregate networks in memory (without store=).",
             )
         )
+    if not isinstance(store, (str, os.PathLike)):
+        raise InputTypeError(
+            describe(where, f"store={store!r}", "Give a folder path (a str or a Path).")
+        )
+    return store

@@ -19,15 +19,19 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
+import os
 import warnings
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, ClassVar, Union
+from typing import TYPE_CHECKING, Any, ClassVar, Union, overload
 
 import torch
 from torch import Tensor, nn
 
 from .._validation import check_module_options
 from ..core import engine
+
+if TYPE_CHECKING:
+    from ..store.stored import StoredKernel
 from ..core.block import KernelBlock
 from ..core.plan import fold, holds_width, plan_network
 from ..core.protocol import (
@@ -182,6 +186,7 @@ class Layer:
             raise LayerCompatibilityError(describe(repr(self), "branches", "End them."))
         return plan.out.shape
 
+    @overload
     def kernel(
         self,
         x1: Any,
@@ -193,10 +198,43 @@ class Layer:
         progress: Progress | None = None,
         pattern: Any = None,
         layout: str | None = None,
-        store: Any = None,
+        store: None = None,
+        client: None = None,
+        scheduler: None = None,
+    ) -> Kernel: ...
+
+    @overload
+    def kernel(
+        self,
+        x1: Any,
+        x2: Any = None,
+        get: Get = ("nngp", "ntk"),
+        *,
+        memory_budget: int | None = None,
+        block_size: int | tuple[int, int] | None = None,
+        progress: Progress | None = None,
+        pattern: Any = None,
+        layout: str | None = None,
+        store: str | os.PathLike[str],
         client: Any = None,
         scheduler: Any = None,
-    ) -> Any:
+    ) -> StoredKernel: ...
+
+    def kernel(
+        self,
+        x1: Any,
+        x2: Any = None,
+        get: Get = ("nngp", "ntk"),
+        *,
+        memory_budget: int | None = None,
+        block_size: int | tuple[int, int] | None = None,
+        progress: Progress | None = None,
+        pattern: Any = None,
+        layout: str | None = None,
+        store: str | os.PathLike[str] | None = None,
+        client: Any = None,
+        scheduler: Any = None,
+    ) -> Kernel | StoredKernel:
         """NNGP and NTK of the infinitely wide network between ``x1`` and ``x2``.
 
         Args:
@@ -238,7 +276,7 @@ class Layer:
         if store is not None or client is not None or scheduler is not None:
             from .._optional import require_scale
 
-            require_scale("kernel(store=...)", store, pattern)
+            path = require_scale("kernel(store=...)", store, pattern)
             from ..store import compute_stored
 
             return compute_stored(
@@ -246,7 +284,7 @@ class Layer:
                 x1,
                 x2,
                 get,
-                store,
+                path,
                 memory_budget=memory_budget,
                 block_size=block_size,
                 progress=progress,
