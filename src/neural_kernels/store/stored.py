@@ -111,12 +111,12 @@ class StoredMatrix:
             if not self.symmetric:
                 out[i0:i1] = self._raw(i0, i1, 0, n2).to(out.dtype) @ v
                 continue
-            for j0 in range(i0, n2, self.cols):
-                j1 = min(n2, j0 + self.cols)
-                block = self._raw(i0, i1, j0, j1).to(out.dtype)
-                out[i0:i1] += block @ v[j0:j1]
-                if j0 != i0:
-                    out[j0:j1] += block.mT @ v[i0:i1]
+            # one read per block row (zarr fetches its chunks concurrently): the blocks
+            # on and right of the diagonal, each used as itself and as its mirror
+            panel = self._raw(i0, i1, i0, n2).to(out.dtype)
+            out[i0:i1] += panel @ v[i0:]
+            if i1 < n2:
+                out[i1:] += panel[:, i1 - i0 :].mT @ v[i0:i1]
         return out
 
     __matmul__ = matmul

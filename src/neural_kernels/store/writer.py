@@ -145,6 +145,7 @@ def _create(path: str, manifest: dict[str, Any], cov1: Tensor, cov2: Tensor | No
                 chunks=(rows, cols, *trailing),
                 dtype=manifest["dtype"],
                 fill_value=0,
+                compressors=None,  # kernels' float bits barely compress; reads stay cheap
             )
         for name, cov in (("cov1", cov1), ("cov2", cov2)):
             if cov is not None:
