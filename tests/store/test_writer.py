@@ -50,7 +50,10 @@ def test_cross_store_and_float32(tmp_path: Path) -> None:
     net, x1, x2 = _net(), _x(30, dtype=torch.float32), _x(17, dtype=torch.float32) + 1
     stored = net.kernel(x1, x2, "ntk", store=tmp_path / "c.zarr", block_size=(8, 6))
     k = net.kernel(x1, x2, "ntk")
-    assert stored.ntk.dtype == torch.float32 and stored.nngp.shape == (30, 17)
+    assert stored.ntk.dtype == torch.float32 and stored.ntk.shape == (30, 17)
+    assert stored.nngp is None and not (tmp_path / "c.zarr" / "nngp").exists()
+    with pytest.raises(StoreError, match="holds no NNGP"):
+        stored.load()
     torch.testing.assert_close(stored.ntk.to_tensor(), k.ntk)
 
 

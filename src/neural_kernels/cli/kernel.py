@@ -153,7 +153,7 @@ def run(args: argparse.Namespace) -> int:
     rows, cols = stored.manifest["block"]
     data = {
         "store": os.path.abspath(cfg.out),
-        "shape": list(stored.nngp.shape),
+        "shape": [int(v) for v in stored.manifest["shape"]],
         "kernels": stored.manifest["get"],
         "block": [rows, cols],
         "symmetric": stored.manifest["symmetric"],
@@ -167,7 +167,7 @@ def run(args: argparse.Namespace) -> int:
             "kernel",
             data,
             summary=[
-                f"kernel {tuple(stored.nngp.shape)} into {cfg.out} in {seconds:.1f} s "
+                f"kernel {tuple(data['shape'])} into {cfg.out} in {seconds:.1f} s "
                 f"({data['disk_bytes'] / 2**20:.1f} MiB on disk)"
             ],
         )

@@ -128,7 +128,8 @@ class StoredKernel:
 
     Attributes:
         path: the store's folder.
-        nngp: the NNGP kernel, a :class:`StoredMatrix` of shape ``(n1, n2, *pairs)``.
+        nngp: the NNGP kernel, a :class:`StoredMatrix` of shape ``(n1, n2, *pairs)``, or
+            ``None`` when it was not asked for.
         ntk: the NTK, or ``None`` when it was not asked for.
         cov1: the first inputs' variances ``(n1, *pairs)``, in memory.
         cov2: the second inputs' variances ``(n2, *pairs)``.
@@ -137,7 +138,7 @@ class StoredKernel:
     """
 
     path: str
-    nngp: StoredMatrix
+    nngp: StoredMatrix | None
     ntk: StoredMatrix | None
     cov1: Tensor
     cov2: Tensor
@@ -152,6 +153,15 @@ class StoredKernel:
         from ..kernel import Kernel
 
         facts = self.manifest["facts"]
+        if self.nngp is None:
+            raise StoreError(
+                describe(
+                    "StoredKernel.load",
+                    f"the store {self.path!r} holds no NNGP",
+                    "Read the NTK alone with .ntk.to_tensor(), or compute the store with "
+                    "get=('nngp', 'ntk').",
+                )
+            )
         return Kernel(
             self.nngp.to_tensor(),
             None if self.ntk is None else self.ntk.to_tensor(),
@@ -213,4 +223,5 @@ def open_kernel(path: str | os.PathLike[str], *, allow_partial: bool = False) ->
     arrays: Any = group
     cov1 = torch.from_numpy(arrays["cov1"][...]).to(dtype)
     cov2 = cov1 if manifest["symmetric"] else torch.from_numpy(arrays["cov2"][...]).to(dtype)
-    return StoredKernel(path, StoredMatrix(group["nngp"], manifest), ntk, cov1, cov2, manifest)
+    nngp = StoredMatrix(group["nngp"], manifest) if "nngp" in manifest["get"] else None
+    return StoredKernel(path, nngp, ntk, cov1, cov2, manifest)

@@ -177,7 +177,7 @@ def compute_stored(
         layer: the network.
         x1: inputs ``(n1, *features)``.
         x2: inputs ``(n2, *features)``, or ``None`` (the symmetric kernel, stored once).
-        get: ``"nngp"``, ``"ntk"`` or both (the NNGP is always stored).
+        get: ``"nngp"``, ``"ntk"`` or both (only those are stored).
         memory_budget: sets the block size as in ``net.kernel``.
         block_size: rows (or ``(rows, cols)``) of a block, overriding ``memory_budget``.
         layout: as in ``net.kernel``.
@@ -198,7 +198,7 @@ def compute_stored(
 
     """
     path = os.fspath(store)
-    names = tuple(dict.fromkeys(("nngp", *parse_get(get, WHERE))))
+    names = tuple(n for n in ("nngp", "ntk") if n in parse_get(get, WHERE))
     a = _as_input(x1, "x1")
     symmetric = x2 is None
     b = None if symmetric else _as_input(x2, "x2")
