@@ -22,6 +22,8 @@ __all__ = ["DONE_DIR", "StoredKernel", "StoredMatrix", "open_kernel", "torch_dty
 
 #: Folder of a store holding one empty marker file per finished chunk.
 DONE_DIR = "_nk_done"
+#: Largest slab of rows that a streamed product reads at once.
+SLAB_BYTES = 128 * 2**20
 
 
 def torch_dtype(name: str) -> torch.dtype:
@@ -106,17 +108,24 @@ class StoredMatrix:
         n1, n2 = self.shape
         out = torch.zeros(n1, v.shape[1], dtype=torch.promote_types(self.dtype, v.dtype))
         v = v.to(out.dtype)
-        for i0 in range(0, n1, self.rows):
-            i1 = min(n1, i0 + self.rows)
+        # one read per slab of block rows (zarr fetches its chunks concurrently; each
+        # call costs a round trip through its event loop), each slab <= SLAB_BYTES
+        per_row = n2 * out.element_size()
+        step = self.rows * max(1, SLAB_BYTES // max(1, per_row * self.rows))
+        for i0 in range(0, n1, step):
+            i1 = min(n1, i0 + step)
             if not self.symmetric:
                 out[i0:i1] = self._raw(i0, i1, 0, n2).to(out.dtype) @ v
                 continue
-            # one read per block row (zarr fetches its chunks concurrently): the blocks
-            # on and right of the diagonal, each used as itself and as its mirror
-            panel = self._raw(i0, i1, i0, n2).to(out.dtype)
-            out[i0:i1] += panel @ v[i0:]
-            if i1 < n2:
-                out[i1:] += panel[:, i1 - i0 :].mT @ v[i0:i1]
+            slab = self._raw(i0, i1, i0, n2).to(out.dtype)
+            for r0 in range(i0, i1, self.rows):
+                # the blocks on and right of the diagonal, each used as itself and as
+                # its mirror
+                r1 = min(i1, r0 + self.rows)
+                part = slab[r0 - i0 : r1 - i0, r0 - i0 :]
+                out[r0:r1] += part @ v[r0:]
+                if r1 < n2:
+                    out[r1:] += part[:, r1 - r0 :].mT @ v[r0:r1]
         return out
 
     __matmul__ = matmul
