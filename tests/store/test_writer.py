@@ -174,3 +174,26 @@ def test_target_that_cannot_be_a_store(tmp_path: Path) -> None:
     assert a_file.read_text() == "keep me" and (other / "notes.txt").read_text() == "keep me"
     with pytest.raises(StoreError, match="not a kernel store"):
         open_kernel(other)
+
+
+def test_read_only_store_gives_a_clear_error_and_stays_intact(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    net, x, path = _net(), _x(16), tmp_path / "k.zarr"
+    before = net.kernel(x, store=path, block_size=8).ntk.to_tensor()
+    for m in os.listdir(path / DONE_DIR)[:1]:  # one chunk left to redo
+        os.remove(path / DONE_DIR / m)
+    real = zarr.open_group
+
+    def read_only(*args, **kwargs):  # type: ignore[no-untyped-def]
+        if kwargs.get("mode") != "r":
+            raise PermissionError(13, "Read-only file system", str(path))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(zarr, "open_group", read_only)
+    with pytest.raises(StoreError, match="cannot write the store .*writable folder"):
+        net.kernel(x, store=path, block_size=8)
+    monkeypatch.undo()
+    partial = open_kernel(path, allow_partial=True)
+    assert partial.manifest["complete"] is True  # untouched: the manifest was never rewritten
+    assert torch.equal(net.kernel(x, store=path, block_size=8).ntk.to_tensor(), before)
