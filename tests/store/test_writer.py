@@ -191,7 +191,7 @@ def test_read_only_store_gives_a_clear_error_and_stays_intact(
         return real(*args, **kwargs)
 
     monkeypatch.setattr(zarr, "open_group", read_only)
-    with pytest.raises(StoreError, match="cannot write the store .*writable folder"):
+    with pytest.raises(StoreError, match=r"cannot write the store .*writable folder"):
         net.kernel(x, store=path, block_size=8)
     monkeypatch.undo()
     partial = open_kernel(path, allow_partial=True)
