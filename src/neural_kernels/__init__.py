@@ -41,6 +41,8 @@ from .errors import ShapeError as ShapeError
 from .errors import SingularKernelError as SingularKernelError
 from .errors import SolverError as SolverError
 from .errors import UsageError as UsageError
+from .errors import StoreError as StoreError
+from .errors import StoreMismatchError as StoreMismatchError
 from .kernel import Kernel as Kernel
 from .layers import *  # noqa: F403
 from .layers import __all__ as _layer_names
@@ -65,6 +67,8 @@ __all__ = [
     "SolverError",
     "RunError",
     "UsageError",
+    "StoreError",
+    "StoreMismatchError",
     "TaylorExpansion",
     "WidthSweep",
     "WidthSweepRow",
@@ -95,4 +99,8 @@ def __getattr__(name: str) -> object:
         import importlib
 
         return importlib.import_module(f"{__name__}.{name}")
+    if name in ("open_kernel", "StoredKernel"):  # the scale extra: zarr on first use
+        from . import store
+
+        return getattr(store, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

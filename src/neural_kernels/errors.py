@@ -47,6 +47,14 @@ class SolverError(NeuralKernelsError, RuntimeError):
     """A numerical solver failed on valid input (e.g. the ODE solver of a prediction)."""
 
 
+class StoreError(NeuralKernelsError, RuntimeError):
+    """A kernel store cannot be created, written, resumed or read."""
+
+
+class StoreMismatchError(StoreError, ValueError):
+    """A kernel store was made for another network, other inputs or another dtype."""
+
+
 class ModelError(NeuralKernelsError, ValueError):
     """A ``torch.nn.Module`` cannot be used as asked.
 

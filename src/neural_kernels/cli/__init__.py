@@ -6,6 +6,13 @@ Also ``python -m neural_kernels``. Commands (one module each, listed in :data:`C
     Infinite-width kernel regression on a small data set and the report of
     :mod:`neural_kernels.report` (see :mod:`.demo`).
 
+``kernel``
+    Compute a kernel block by block into a zarr store, resumable, optionally on Dask
+    workers (see :mod:`.kernel`).
+
+``predict``
+    Kernel regression from stored kernels by conjugate gradients (see :mod:`.predict`).
+
 Options come from the command line and, optionally, a TOML file (``--config``): a key
 ``n_train`` (or ``n-train``) is the flag ``--n-train``; keys may sit at the top level or
 in the command's table (``[demo]``). Flags given on the command line win over the file,
@@ -33,6 +40,8 @@ from typing import Any
 from ..errors import NeuralKernelsError, SolverError
 from ..report import Plot, Report, Section
 from . import demo
+from . import kernel as kernel_command
+from . import predict as predict_command
 from ._command import Command, RunError, UsageError
 from .demo import DemoConfig
 
@@ -42,6 +51,8 @@ PROG = "neural-kernels"
 
 #: The sub-commands, by name, in the order of ``--help``.
 COMMANDS: dict[str, Command] = {c.name: c for c in (demo.COMMAND,)}
+COMMANDS[kernel_command.COMMAND.name] = kernel_command.COMMAND
+COMMANDS[predict_command.COMMAND.name] = predict_command.COMMAND
 
 
 class _Parser(argparse.ArgumentParser):

@@ -19,15 +19,19 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
+import os
 import warnings
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, ClassVar, Union
+from typing import TYPE_CHECKING, Any, ClassVar, Union, overload
 
 import torch
 from torch import Tensor, nn
 
 from .._validation import check_module_options
 from ..core import engine
+
+if TYPE_CHECKING:
+    from ..store.stored import StoredKernel
 from ..core.block import KernelBlock
 from ..core.plan import fold, holds_width, plan_network
 from ..core.protocol import (
@@ -186,6 +190,7 @@ class Layer:
             raise LayerCompatibilityError(describe(repr(self), "branches", "End them."))
         return plan.out.shape
 
+    @overload
     def kernel(
         self,
         x1: Any,
@@ -198,7 +203,45 @@ class Layer:
         pattern: Any = None,
         layout: str | None = None,
         mask_constant: Any = None,
-    ) -> Kernel:
+        store: None = None,
+        client: None = None,
+        scheduler: None = None,
+    ) -> Kernel: ...
+
+    @overload
+    def kernel(
+        self,
+        x1: Any,
+        x2: Any = None,
+        get: Get = ("nngp", "ntk"),
+        *,
+        memory_budget: int | None = None,
+        block_size: int | tuple[int, int] | None = None,
+        progress: Progress | None = None,
+        pattern: Any = None,
+        layout: str | None = None,
+        mask_constant: Any = None,
+        store: str | os.PathLike[str],
+        client: Any = None,
+        scheduler: Any = None,
+    ) -> StoredKernel: ...
+
+    def kernel(
+        self,
+        x1: Any,
+        x2: Any = None,
+        get: Get = ("nngp", "ntk"),
+        *,
+        memory_budget: int | None = None,
+        block_size: int | tuple[int, int] | None = None,
+        progress: Progress | None = None,
+        pattern: Any = None,
+        layout: str | None = None,
+        mask_constant: Any = None,
+        store: str | os.PathLike[str] | None = None,
+        client: Any = None,
+        scheduler: Any = None,
+    ) -> Kernel | StoredKernel:
         """NNGP and NTK of the infinitely wide network between ``x1`` and ``x2``.
 
         Args:
@@ -220,6 +263,12 @@ class Layer:
                 a layer needs it, such as pooling or attention).
             mask_constant: Neural Tangents' input masking; not supported (anything but
                 ``None`` raises :class:`LayerCompatibilityError`).
+            store: a folder path: compute the kernel block by block into a zarr store
+                there (resuming a previous run) and return a
+                :class:`~neural_kernels.store.StoredKernel` (needs the ``scale`` extra;
+                see :mod:`neural_kernels.store`; ``pattern`` is not supported).
+            client: with ``store``, a ``dask.distributed.Client`` running the blocks.
+            scheduler: with ``store``, ``"local"`` (a ``LocalCluster``) or an address.
 
         Returns:
             A :class:`~neural_kernels.kernel.Kernel` with ``nngp`` and ``ntk`` of shape
@@ -234,6 +283,25 @@ class Layer:
 
         """
         _refuse_mask(self, mask_constant)
+        if store is not None or client is not None or scheduler is not None:
+            from .._optional import require_scale
+
+            path = require_scale("kernel(store=...)", store, pattern)
+            from ..store import compute_stored
+
+            return compute_stored(
+                self,
+                x1,
+                x2,
+                get,
+                path,
+                memory_budget=memory_budget,
+                block_size=block_size,
+                progress=progress,
+                layout=layout,
+                client=client,
+                scheduler=scheduler,
+            )
         return engine.compute_kernel(
             self,
             x1,
