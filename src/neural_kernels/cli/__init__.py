@@ -5,6 +5,10 @@ Also ``python -m neural_kernels``. Commands (one module each, listed in :data:`C
 ``demo``
     Infinite-width kernel regression on a small data set and the report of
     :mod:`neural_kernels.report` (see :mod:`.demo`).
+``bo``
+    Bayesian optimisation with infinite-width surrogates against Matern (see :mod:`.bo`).
+``permutations``
+    Exact permutation learning by ensembles of wide networks (see :mod:`.permutations`).
 
 ``kernel``
     Compute a kernel block by block into a zarr store, resumable, optionally on Dask
@@ -39,7 +43,7 @@ from typing import Any
 
 from ..errors import NeuralKernelsError, SolverError
 from ..report import Plot, Report, Section
-from . import demo
+from . import bo, demo, permutations
 from . import kernel as kernel_command
 from . import predict as predict_command
 from ._command import Command, RunError, UsageError
@@ -50,7 +54,9 @@ __all__ = ["COMMANDS", "Command", "DemoConfig", "Plot", "Report", "Section", "ma
 PROG = "neural-kernels"
 
 #: The sub-commands, by name, in the order of ``--help``.
-COMMANDS: dict[str, Command] = {c.name: c for c in (demo.COMMAND,)}
+COMMANDS: dict[str, Command] = {
+    c.name: c for c in (demo.COMMAND, bo.COMMAND, permutations.COMMAND)
+}
 COMMANDS[kernel_command.COMMAND.name] = kernel_command.COMMAND
 COMMANDS[predict_command.COMMAND.name] = predict_command.COMMAND
 
