@@ -5,6 +5,21 @@ from __future__ import annotations
 import pytest
 import torch
 
+try:  # property-based tests (tests/test_properties_hypothesis.py): reproducible and quick
+    from hypothesis import HealthCheck, settings
+except ImportError:  # pragma: no cover (hypothesis is in the test extra)
+    pass
+else:
+    settings.register_profile(
+        "neural_kernels",
+        deadline=None,
+        derandomize=True,
+        database=None,
+        max_examples=30,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    )
+    settings.load_profile("neural_kernels")
+
 
 @pytest.fixture(autouse=True)
 def _seed() -> None:

@@ -10,8 +10,10 @@ Write an architecture once and get its NNGP and NTK kernels in closed form, its 
     model = net.module(in_shape=x1.shape[1:], parametrization="ntk")
 """
 
+from . import abc as abc
 from . import dkm as dkm
 from . import predict as predict
+from . import theory as theory
 from ._native import native_status as native_status
 from ._native import set_native as set_native
 from .empirical import KernelSnapshot as KernelSnapshot
@@ -71,9 +73,22 @@ __all__ = [
     "taylor_expand",
     "width_sweep",
     "predict",
+    "theory",
+    "abc",
     "dkm",
     "monte_carlo_kernel",
     "native_status",
     "set_native",
     *_layer_names,
 ]
+
+#: Modules of optional extras, imported on first use (``nk.gpytorch``, ``nk.sklearn``, ...).
+_LAZY_MODULES = ("gpytorch", "sklearn", "applications")
+
+
+def __getattr__(name: str) -> object:
+    if name in _LAZY_MODULES:
+        import importlib
+
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -227,8 +227,28 @@ def check_std(layer: object, name: str, value: Any, allow_none: bool = False) ->
         )
 
 
-def check_real(layer: object, name: str, value: Any, *, minimum: float | None = None) -> None:
-    """``value`` must be a finite real number (``>= minimum`` when given)."""
+def check_real(
+    layer: object,
+    name: str,
+    value: Any,
+    *,
+    minimum: float | None = None,
+    allow_tensor: bool = False,
+) -> None:
+    """``value`` must be a finite real number (``>= minimum`` when given).
+
+    ``allow_tensor``: a one-element floating tensor (which may require grad) is accepted.
+    """
+    if allow_tensor and isinstance(value, Tensor):
+        if value.numel() != 1 or not value.is_floating_point():
+            raise HyperparameterError(
+                describe(
+                    _where(layer),
+                    f"{name} is a {value.dtype} tensor of shape {tuple(value.shape)}",
+                    f"Pass {name} as a number or a 0-d floating tensor.",
+                )
+            )
+        value = float(value.detach())
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise HyperparameterError(
             describe(

@@ -33,8 +33,9 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.func import functional_call, jacrev, vmap
+from torch.func import jacrev, vmap
 
+from ._functional import functional_call
 from ._validation import (
     as_tensor,
     check_batch,

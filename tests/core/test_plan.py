@@ -73,7 +73,7 @@ def test_raw_inputs_take_the_first_layers_channel_axis() -> None:
 def test_an_activation_on_raw_inputs_says_so() -> None:
     with pytest.raises(nk.LayerCompatibilityError, match="raw inputs"):
         nk.Sequential(nk.ReLU(), nk.Dense(1)).kernel(torch.randn(2, 3))
-    with pytest.raises(nk.LayerCompatibilityError, match="another nonlinearity"):
+    with pytest.raises(nk.LayerCompatibilityError, match="follows a nonlinearity"):
         nk.Sequential(nk.Dense(3), nk.ReLU(), nk.Erf()).kernel(torch.randn(2, 3))
 
 

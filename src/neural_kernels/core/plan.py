@@ -121,7 +121,8 @@ def _check_leaf(layer: KernelLayer, req: Requirements, facts: FactsFlow) -> None
         got = (
             "it acts on the raw inputs, which are not Gaussian"
             if facts.raw
-            else "its input is not Gaussian (it follows another nonlinearity)"
+            else "its input is not Gaussian (it follows a nonlinearity, a FanInProduct or a "
+            "FanInConcat of several branches)"
         )
         raise LayerCompatibilityError(
             describe(

@@ -19,8 +19,8 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.func import functional_call
 
+from .._functional import functional_call
 from .._validation import as_tensor, check_pair
 from ..errors import (
     HyperparameterError,

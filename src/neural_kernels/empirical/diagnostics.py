@@ -23,8 +23,9 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.func import functional_call, jvp
+from torch.func import jvp
 
+from .._functional import functional_call
 from .._validation import as_tensor
 from ..errors import ShapeError, SingularKernelError, describe
 from ._model import DEFAULT_TRACE, forward_ad_ready
@@ -159,7 +160,7 @@ class KernelTracker:
     training loop; it evaluates the model **in eval mode** (restoring every submodule's
     mode afterwards), so that dropout and batch norm use their inference behaviour.
 
-    Example:
+    Examples:
         >>> import torch, neural_kernels as nk
         >>> from torch import nn
         >>> model = nn.Sequential(nn.Linear(3, 64), nn.Tanh(), nn.Linear(64, 1))

@@ -55,6 +55,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .._functional import locks_model
 from ..errors import HyperparameterError, InputTypeError, ModelError, describe
 from ._features import assemble, block_size
 from ._jacobian import jacobian_kernel
@@ -79,6 +80,7 @@ __all__ = ["STRATEGIES", "empirical_nngp", "empirical_ntk", "ntk_strategy"]
 STRATEGIES = ("auto", "jacobian", "ntvp", "structured")
 
 
+@locks_model
 def empirical_ntk(
     model: Any,
     x1: Any,
@@ -261,6 +263,7 @@ def _compute(
     )
 
 
+@locks_model
 def empirical_nngp(
     model: Any,
     x1: Any,

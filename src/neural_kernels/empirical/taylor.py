@@ -21,8 +21,9 @@ from collections.abc import Callable
 from typing import Any
 
 from torch import Tensor, nn
-from torch.func import functional_call, jvp
+from torch.func import jvp
 
+from .._functional import functional_call
 from ..errors import HyperparameterError, InputTypeError, ModelError, describe
 from ._model import check_modules, forward_ad_ready
 

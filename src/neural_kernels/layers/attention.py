@@ -281,7 +281,8 @@ class GlobalSelfAttention(Layer):
                     repr(self),
                     f"its input has channels first, feature shape {facts.shape} (after a Conv)",
                     "Attention takes channels-last inputs (n, L, C), as nn.MultiheadAttention "
-                    "with batch_first=True: start the network with Dense or attention.",
+                    "with batch_first=True: put nk.ChannelsLast() before it, or start the "
+                    "network with Dense or attention.",
                 )
             )
         channels = facts.shape[-1]

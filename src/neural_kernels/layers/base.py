@@ -87,13 +87,15 @@ class Layer:
     requirements: ClassVar[Requirements] = Requirements()
     #: Leaf, or a serial or parallel combination of :meth:`children`.
     composition: ClassVar[Composition] = Composition.LEAF
+    #: Former names of this library's own arguments, still accepted with a warning.
+    deprecated_names: ClassVar[frozenset[str]] = frozenset()
 
     def __new__(cls, *args: Any, **kwargs: Any) -> Layer:
         """Refuse Neural Tangents' argument names with the name to use instead."""
         if kwargs:
             accepted = _parameters(cls)
             for name in kwargs:
-                if name in _NT_SPELLINGS and name not in accepted:
+                if name in _NT_SPELLINGS and name not in accepted | cls.deprecated_names:
                     raise HyperparameterError(
                         describe(
                             f"{cls.__name__}(...)",
@@ -263,11 +265,12 @@ class Layer:
         self,
         in_shape: Sequence[int] | int,
         width: int | None = None,
-        parametrization: str | None = None,
+        parametrization: Any = None,
         generator: torch.Generator | None = None,
         *,
         dtype: torch.dtype | None = None,
         device: torch.device | str | None = None,
+        base_width: int | None = None,
     ) -> nn.Module:
         """The finite twin: a ``torch.nn.Module`` initialised as the parametrization says.
 
@@ -276,15 +279,24 @@ class Layer:
             width: overrides every hidden width; the readout (the last ``Dense``) keeps
                 its own.
             parametrization: ``"ntk"`` or ``"standard"`` for every layer; ``None`` keeps
-                each layer's own.
+                each layer's own. ``"mup"``, ``"mean_field"`` or an ``nk.abc.ABC`` build
+                an abc-parametrized twin (see :mod:`neural_kernels.abc`).
             generator: random generator for the initialisation (reproducible twins).
             dtype: dtype of the parameters (default: torch's default dtype).
             device: device of the parameters.
+            base_width: the width at which an abc-parametrized twin equals the standard
+                one (as ``mup``'s base shapes); given, the twin is built by
+                :mod:`neural_kernels.abc` whatever the parametrization.
 
         Returns:
             A module mapping ``(n, *in_shape)`` to ``(n, *out_shape(in_shape))``.
 
         """
+        if base_width is not None or parametrization not in (None, "ntk", "standard"):
+            from ..abc._twin import build_twin  # abc-parametrizations: muP, mean field, ABC
+
+            kw = {"dtype": dtype, "device": device}
+            return build_twin(self, in_shape, width, parametrization, base_width, generator, **kw)
         shape = (int(in_shape),) if isinstance(in_shape, int) else tuple(int(s) for s in in_shape)
         plan = plan_network(self, shape, lambda: repr(self))  # checks the network first
         ctx = check_module_options(

@@ -36,12 +36,25 @@ def _cnn(n_classes: int) -> Any:
     )
 
 
+def _as_float64(k: Any) -> Any:
+    if isinstance(k, dict):
+        return {name: v.to(torch.float64) for name, v in k.items()}
+    return k.to(torch.float64)
+
+
 def _kernel_curves(
     k_train: Any, k_test: Any, ctx: Context, targets: Tensor, targets_test: Tensor, y: Tensor
 ) -> dict[str, Any]:
-    """Spectra, posteriors and gradient-descent predictions of both kernels."""
+    """Spectra, posteriors and gradient-descent predictions of both kernels.
+
+    Solved in float64 whatever the kernels' dtype (as the demo's kernel ridge): float32
+    kernels of a thousand digits are singular at rounding level at ``diag_reg = 1e-4``.
+    """
     import neural_kernels as nk
 
+    f64 = torch.float64
+    k_train, k_test = _as_float64(k_train), _as_float64(k_test)
+    targets, targets_test = targets.to(f64), targets_test.to(f64)
     out: dict[str, Any] = {}
     n_total = targets.numel()
     post = nk.predict.gp_inference(k_train, targets, diag_reg=ctx.diag_reg)
