@@ -236,3 +236,45 @@ def test_progress_callback_sees_every_step(data) -> None:
         x, y, steps=4, progress=lambda step, steps, value: seen.append((step, steps))
     )
     assert seen == [(1, 4), (2, 4), (3, 4), (4, 4)]
+
+
+@pytest.mark.parametrize("nu", [0.0, -1.0, math.nan, [1.0, -2.0], "big", True])
+def test_bad_nu_is_refused(nu: object) -> None:
+    with pytest.raises(nk.HyperparameterError, match="nu must be positive"):
+        nk.dkm.DKM(relu_net(), nu=nu)  # type: ignore[arg-type]
+
+
+def test_one_nu_per_layer_must_match_the_layers() -> None:
+    with pytest.raises(nk.HyperparameterError, match="3 values for 2 learned Gram"):
+        nk.dkm.DKM(relu_net(), nu=[1.0, 2.0, 3.0])
+
+
+def test_bad_inducing_points_are_refused(data) -> None:
+    x, y = data
+    with pytest.raises(nk.ShapeError, match=r"inducing inputs of shape \(4, 3\).*5 features"):
+        nk.dkm.DKM(relu_net(), inducing=torch.zeros(4, 3, dtype=x.dtype)).initialize(x, y)
+    with pytest.raises(nk.HyperparameterError, match="at most 24 inducing points"):
+        nk.dkm.DKM(relu_net(), inducing=torch.zeros(30, 5, dtype=x.dtype)).initialize(x, y)
+    with pytest.raises(nk.HyperparameterError, match="at most 24 inducing points"):
+        nk.dkm.DKM(relu_net(), inducing=25).initialize(x, y)
+    with pytest.raises(nk.HyperparameterError, match="inducing=0"):
+        nk.dkm.DKM(relu_net(), inducing=0)
+
+
+def test_bad_fit_options_and_calls_are_refused(data, x_test) -> None:
+    x, y = data
+    dkm = nk.dkm.DKM(relu_net())
+    with pytest.raises(nk.HyperparameterError, match="fit.*first"):
+        dkm.predict(x_test)
+    with pytest.raises(nk.HyperparameterError, match="optimizer='sgd'"):
+        dkm.fit(x, y, optimizer="sgd")
+    with pytest.raises(nk.HyperparameterError, match="minibatch for the full DKM"):
+        dkm.fit(x, y, batch_size=4)
+    with pytest.raises(nk.HyperparameterError, match="L-BFGS needs the full-batch"):
+        nk.dkm.DKM(relu_net(), inducing=5).fit(x, y, optimizer="lbfgs", batch_size=4)
+    with pytest.raises(nk.ShapeError, match="x_test has 3 features"):
+        dkm.fit(x, y, steps=0).predict(x_test[:, :3])
+    with pytest.raises(nk.ShapeError, match="flat inputs"):
+        dkm.predict(x_test[:, :, None])
+    with pytest.raises(nk.HyperparameterError, match="predict_proba"):
+        dkm.predict_proba(x_test)
