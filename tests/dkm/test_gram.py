@@ -54,7 +54,7 @@ def test_kl_is_zero_at_the_prior_and_quadratic_near_it() -> None:
 
 def test_cholesky_of_a_singular_prior_names_the_fix() -> None:
     k = torch.ones(3, 3, dtype=torch.float64)
-    with pytest.raises(nk.SingularKernelError, match="not positive definite.*jitter"):
+    with pytest.raises(nk.SingularKernelError, match=r"not positive definite.*jitter"):
         cholesky(k, 0.0, "the prior")
     factor = cholesky(k, 1e-6, "the prior")
     assert bool(torch.isfinite(factor).all())

@@ -264,7 +264,7 @@ def test_bad_inducing_points_are_refused(data) -> None:
 def test_bad_fit_options_and_calls_are_refused(data, x_test) -> None:
     x, y = data
     dkm = nk.dkm.DKM(relu_net())
-    with pytest.raises(nk.HyperparameterError, match="fit.*first"):
+    with pytest.raises(nk.HyperparameterError, match=r"fit.*first"):
         dkm.predict(x_test)
     with pytest.raises(nk.HyperparameterError, match="optimizer='sgd'"):
         dkm.fit(x, y, optimizer="sgd")
