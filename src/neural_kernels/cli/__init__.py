@@ -6,6 +6,9 @@ Also ``python -m neural_kernels``. Commands (one module each, listed in :data:`C
     Infinite-width kernel regression on a small data set and the report of
     :mod:`neural_kernels.report` (see :mod:`.demo`).
 
+``dkm``
+    Deep kernel machines against the NNGP on the digits (see :mod:`.dkm`).
+
 Options come from the command line and, optionally, a TOML file (``--config``): a key
 ``n_train`` (or ``n-train``) is the flag ``--n-train``; keys may sit at the top level or
 in the command's table (``[demo]``). Flags given on the command line win over the file,
@@ -33,6 +36,7 @@ from typing import Any
 from ..errors import NeuralKernelsError
 from ..report import Plot, Report, Section
 from . import demo
+from . import dkm as dkm_command
 from ._command import Command, RunError, UsageError
 from .demo import DemoConfig
 
@@ -41,7 +45,7 @@ __all__ = ["COMMANDS", "Command", "DemoConfig", "Plot", "Report", "Section", "ma
 PROG = "neural-kernels"
 
 #: The sub-commands, by name, in the order of ``--help``.
-COMMANDS: dict[str, Command] = {c.name: c for c in (demo.COMMAND,)}
+COMMANDS: dict[str, Command] = {c.name: c for c in (demo.COMMAND, dkm_command.COMMAND)}
 
 
 class _Parser(argparse.ArgumentParser):
