@@ -39,8 +39,9 @@ WHERE = "nk.dkm.experiment"
 def stratified_split(labels: Tensor, n_train: int, n_test: int, seed: int) -> tuple[Tensor, Tensor]:
     """Training and test indices: ``n_train`` points spread evenly over the classes.
 
-    Each class gives ``n_train // classes`` training points (the remainder from the
-    largest classes first, at random), the test points are ``n_test`` of the others.
+    The classes take turns (in a random order within each class) until ``n_train`` points
+    are chosen, so class counts differ by at most one where every class has enough
+    points; the test points are ``n_test`` of the others, at random.
     Deterministic in ``seed``.
 
     Raises:
@@ -59,16 +60,15 @@ def stratified_split(labels: Tensor, n_train: int, n_test: int, seed: int) -> tu
     gen = torch.Generator().manual_seed(seed)
     perm = torch.randperm(n, generator=gen)
     shuffled = labels[perm]
-    classes = torch.unique(labels)
-    per = n_train // len(classes)
-    chosen = [perm[shuffled == c][:per] for c in classes]
-    taken = torch.cat(chosen)
+    rank = torch.zeros(n, dtype=torch.long)  # rank of each shuffled point within its class
+    for c in torch.unique(labels):
+        members = (shuffled == c).nonzero().reshape(-1)
+        rank[members] = torch.arange(members.shape[0])
+    order = torch.argsort(rank * n + torch.arange(n))  # round robin over the classes
+    train = perm[order[:n_train]].sort().values
     mask = torch.ones(n, dtype=torch.bool)
-    mask[taken] = False
-    rest = perm[mask[perm]]
-    extra = n_train - taken.shape[0]
-    train = torch.cat([taken, rest[:extra]]).sort().values
-    test = rest[extra : extra + n_test]
+    mask[train] = False
+    test = perm[mask[perm]][:n_test]
     return train, test
 
 
