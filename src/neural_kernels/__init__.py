@@ -40,9 +40,9 @@ from .errors import RunError as RunError
 from .errors import ShapeError as ShapeError
 from .errors import SingularKernelError as SingularKernelError
 from .errors import SolverError as SolverError
-from .errors import UsageError as UsageError
 from .errors import StoreError as StoreError
 from .errors import StoreMismatchError as StoreMismatchError
+from .errors import UsageError as UsageError
 from .kernel import Kernel as Kernel
 from .layers import *  # noqa: F403
 from .layers import __all__ as _layer_names

@@ -17,6 +17,9 @@ Also ``python -m neural_kernels``. Commands (one module each, listed in :data:`C
 ``predict``
     Kernel regression from stored kernels by conjugate gradients (see :mod:`.predict`).
 
+``dkm``
+    Deep kernel machines against the NNGP on the digits (see :mod:`.dkm`).
+
 Options come from the command line and, optionally, a TOML file (``--config``): a key
 ``n_train`` (or ``n-train``) is the flag ``--n-train``; keys may sit at the top level or
 in the command's table (``[demo]``). Flags given on the command line win over the file,
@@ -44,6 +47,7 @@ from typing import Any
 from ..errors import NeuralKernelsError, SolverError
 from ..report import Plot, Report, Section
 from . import bo, demo, permutations
+from . import dkm as dkm_command
 from . import kernel as kernel_command
 from . import predict as predict_command
 from ._command import Command, RunError, UsageError
@@ -54,11 +58,10 @@ __all__ = ["COMMANDS", "Command", "DemoConfig", "Plot", "Report", "Section", "ma
 PROG = "neural-kernels"
 
 #: The sub-commands, by name, in the order of ``--help``.
-COMMANDS: dict[str, Command] = {
-    c.name: c for c in (demo.COMMAND, bo.COMMAND, permutations.COMMAND)
-}
+COMMANDS: dict[str, Command] = {c.name: c for c in (demo.COMMAND, bo.COMMAND, permutations.COMMAND)}
 COMMANDS[kernel_command.COMMAND.name] = kernel_command.COMMAND
 COMMANDS[predict_command.COMMAND.name] = predict_command.COMMAND
+COMMANDS[dkm_command.COMMAND.name] = dkm_command.COMMAND
 
 
 class _Parser(argparse.ArgumentParser):
