@@ -11,9 +11,10 @@ from __future__ import annotations
 import ast
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from mkdocs.structure.files import File, Files
+if TYPE_CHECKING:
+    from mkdocs.structure.files import Files
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "src" / "neural_kernels"
@@ -84,6 +85,8 @@ def on_config(config: Any) -> Any:
 
 def on_files(files: Files, config: Any) -> Files:
     """Add the generated pages (nothing is written to ``docs/``)."""
+    from mkdocs.structure.files import File  # imported here: the tests read this file bare
+
     files.append(File.generated(config, "index.md", content=_guide()))
     files.append(File.generated(config, "examples.md", content=_examples()))
     for name in public_modules():

@@ -21,6 +21,13 @@ else:
     settings.load_profile("neural_kernels")
 
 
+# The tests run many tiny tensor operations. On a shared machine intra-op threads stall on
+# their barriers whenever another process holds a core (one Monte Carlo check: 26 s with two
+# threads at load 12 on two cores, 0.7 s with one). Tests of threaded paths set threads
+# themselves (tests/core/test_tiling.py).
+torch.set_num_threads(1)
+
+
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     torch.manual_seed(0)

@@ -36,9 +36,13 @@ from .errors import ModelError as ModelError
 from .errors import NeuralKernelsError as NeuralKernelsError
 from .errors import NonFiniteError as NonFiniteError
 from .errors import ParametrizationError as ParametrizationError
+from .errors import RunError as RunError
 from .errors import ShapeError as ShapeError
 from .errors import SingularKernelError as SingularKernelError
 from .errors import SolverError as SolverError
+from .errors import StoreError as StoreError
+from .errors import StoreMismatchError as StoreMismatchError
+from .errors import UsageError as UsageError
 from .kernel import Kernel as Kernel
 from .layers import *  # noqa: F403
 from .layers import __all__ as _layer_names
@@ -61,6 +65,10 @@ __all__ = [
     "ShapeError",
     "SingularKernelError",
     "SolverError",
+    "RunError",
+    "UsageError",
+    "StoreError",
+    "StoreMismatchError",
     "TaylorExpansion",
     "WidthSweep",
     "WidthSweepRow",
@@ -91,4 +99,8 @@ def __getattr__(name: str) -> object:
         import importlib
 
         return importlib.import_module(f"{__name__}.{name}")
+    if name in ("open_kernel", "StoredKernel"):  # the scale extra: zarr on first use
+        from . import store
+
+        return getattr(store, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

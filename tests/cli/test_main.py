@@ -89,3 +89,21 @@ def test_toml_config_and_flag_precedence(tmp_path):
     cfg = res["config"]
     assert (cfg["depth"], cfg["n_train"], cfg["seed"], cfg["quiet"]) == (1, 40, 6, True)
     assert cfg["data"] == str(tmp_path / "blobs.npz")  # relative to the config file
+
+
+@pytest.mark.parametrize(
+    ("error", "status"),
+    [("RunError", 1), ("SolverError", 1), ("UsageError", 2), ("ShapeError", 2)],
+)
+def test_run_errors_exit_1_and_bad_input_exits_2(error, status, monkeypatch, capsys):
+    # RunError is a NeuralKernelsError too; it must still mean "failed while running".
+    import neural_kernels as nk
+    import neural_kernels.cli as cli
+
+    def run(args):
+        raise getattr(nk, error)("boom")
+
+    fake = cli.Command("fake", "raises", lambda parser: None, run)
+    monkeypatch.setitem(cli.COMMANDS, "fake", fake)
+    assert main(["fake"]) == status
+    assert capsys.readouterr().err.strip() == "neural-kernels: error: boom"

@@ -16,12 +16,6 @@ import pytest
 import torch
 
 import neural_kernels as nk
-from neural_kernels.errors import (
-    HyperparameterError,
-    InputTypeError,
-    NonFiniteError,
-    ShapeError,
-)
 from neural_kernels.layers.dense import DenseModule
 
 from .._support.predict import F64, NET, assert_psd, raises
@@ -316,18 +310,18 @@ def test_bad_inputs(problem: dict) -> None:
     kdd, ktd, ktt, y = problem["kdd"], problem["ktd"], problem["ktt"], problem["y"]
     gd, gp = P.gradient_descent_mse, P.gp_inference
     # Targets: wrong rows, NaN, wrong rank.
-    msg = raises(ShapeError, "y_train has 11 rows", gd(kdd, y[:11]), 1.0)
+    msg = raises(nk.ShapeError, "y_train has 11 rows", gd(kdd, y[:11]), 1.0)
     assert "(12, 12)" in msg
-    raises(NonFiniteError, "NaN", gd, kdd, torch.full((12, 2), math.nan))
-    raises(NonFiniteError, "NaN", gp, kdd, torch.full((12, 2), math.nan))
-    raises(ShapeError, "y_train has shape", gd, kdd, y[:, :, None])
+    raises(nk.NonFiniteError, "NaN", gd, kdd, torch.full((12, 2), math.nan))
+    raises(nk.NonFiniteError, "NaN", gp, kdd, torch.full((12, 2), math.nan))
+    raises(nk.ShapeError, "y_train has shape", gd, kdd, y[:, :, None])
     # Test kernel with the wrong column count, and one passed train-test.
     fn = gd(kdd, y, diag_reg=1e-3)
-    raises(ShapeError, "12 training points", fn, 1.0, k_test_train=ktd.ntk[:, :5], get="ntk")
-    msg = raises(ShapeError, "transpose", fn, 1.0, k_test_train=ktd.ntk.T, get="ntk")
+    raises(nk.ShapeError, "12 training points", fn, 1.0, k_test_train=ktd.ntk[:, :5], get="ntk")
+    msg = raises(nk.ShapeError, "transpose", fn, 1.0, k_test_train=ktd.ntk.T, get="ntk")
     assert "net.kernel(x_test, x_train)" in msg
     raises(
-        ShapeError,
+        nk.ShapeError,
         "k_test_test",
         fn,
         1.0,
@@ -335,24 +329,24 @@ def test_bad_inputs(problem: dict) -> None:
         k_test_test=ktt.nngp[:3, :3],
         get="nngp",
     )
-    raises(HyperparameterError, "k_test_test", fn, 1.0, k_test_train=ktd, compute_cov=True)
+    raises(nk.HyperparameterError, "k_test_test", fn, 1.0, k_test_train=ktd, compute_cov=True)
     # Negative and NaN times.
-    raises(HyperparameterError, "negative", fn, -1.0)
-    raises(HyperparameterError, "negative", fn, torch.tensor([1.0, -2.0]))
-    raises(NonFiniteError, "NaN", fn, math.nan)
+    raises(nk.HyperparameterError, "negative", fn, -1.0)
+    raises(nk.HyperparameterError, "negative", fn, torch.tensor([1.0, -2.0]))
+    raises(nk.NonFiniteError, "NaN", fn, math.nan)
     # Unknown get.
-    msg = raises(HyperparameterError, "get='ntkgp'", fn, 1.0, get="ntkgp")
+    msg = raises(nk.HyperparameterError, "get='ntkgp'", fn, 1.0, get="ntkgp")
     assert "'nngp'" in msg
-    raises(HyperparameterError, "get=", gp(kdd, y), "nngpp", ktd)
-    raises(HyperparameterError, "get=", fn, 1.0, get=())
+    raises(nk.HyperparameterError, "get=", gp(kdd, y), "nngpp", ktd)
+    raises(nk.HyperparameterError, "get=", fn, 1.0, get=())
     # A kernel computed without the NTK.
     nngp_only = NET.kernel(problem["x"], get="nngp")
-    msg = raises(HyperparameterError, "no NTK", gd(nngp_only, y), 1.0, get="ntk")
+    msg = raises(nk.HyperparameterError, "no NTK", gd(nngp_only, y), 1.0, get="ntk")
     assert 'get=("nngp", "ntk")' in msg
     # Bad hyperparameters.
-    raises(HyperparameterError, "diag_reg", gd, kdd, y, diag_reg=-1.0)
-    raises(HyperparameterError, "learning_rate", gd, kdd, y, learning_rate=0.0)
-    raises(InputTypeError, "has type", gd, "kernel", y)
+    raises(nk.HyperparameterError, "diag_reg", gd, kdd, y, diag_reg=-1.0)
+    raises(nk.HyperparameterError, "learning_rate", gd, kdd, y, learning_rate=0.0)
+    raises(nk.InputTypeError, "has type", gd, "kernel", y)
 
 
 def test_max_learning_rate(problem: dict) -> None:
@@ -377,10 +371,10 @@ def test_positional_arguments_after_t_are_refused(problem: dict) -> None:
     ode = P.gradient_descent("mse", kdd, y)
     for predict_fn in (fn, ode):
         # Neural Tangents' order (t, fx_train_0, fx_test_0, k_test_train) ...
-        msg = raises(InputTypeError, "positional", predict_fn, 1.0, fx0, ft0, ktd)
+        msg = raises(nk.InputTypeError, "positional", predict_fn, 1.0, fx0, ft0, ktd)
         assert "k_test_train=" in msg and "fx_train_0=" in msg and "transpose" not in msg
         # ... and this library's earlier order (t, k_test_train) alike.
-        raises(InputTypeError, "by keyword", predict_fn, 1.0, ktd)
+        raises(nk.InputTypeError, "by keyword", predict_fn, 1.0, ktd)
     # By keyword, in any order, the same numbers.
     a = fn(1.0, k_test_train=ktd, get="ntk", fx_train_0=fx0, fx_test_0=ft0)
     b = fn(1.0, fx_test_0=ft0, fx_train_0=fx0, get="ntk", k_test_train=ktd)
@@ -402,15 +396,15 @@ def test_transpose_hint_only_for_a_transposed_kernel(problem: dict) -> None:
     ode = P.gradient_descent("mse", problem["kdd"], y)
     # A Kernel whose rows are the training points: it is the transpose.
     for predict_fn in (fn, ode):
-        msg = raises(ShapeError, "transpose", predict_fn, 1.0, k_test_train=NET.kernel(x, xt))
+        msg = raises(nk.ShapeError, "transpose", predict_fn, 1.0, k_test_train=NET.kernel(x, xt))
         assert "its rows are the training points" in msg
     # A Kernel of the right size whose rows are other points: no transpose hint.
     other = torch.randn(12, 5, dtype=F64)
-    msg = raises(ShapeError, "12 training points", fn, 1.0, k_test_train=NET.kernel(other, xt))
+    msg = raises(nk.ShapeError, "12 training points", fn, 1.0, k_test_train=NET.kernel(other, xt))
     assert "transpose" not in msg
     # Initial outputs (n, k) passed as the kernel: a hint about fx_train_0, not the transpose.
     fx0 = torch.randn(12, 2, dtype=F64)
     for predict_fn in (fn, ode):
         kwargs = {"get": "ntk"} if predict_fn is fn else {}
-        msg = raises(ShapeError, "fx_train_0", predict_fn, 1.0, k_test_train=fx0, **kwargs)
+        msg = raises(nk.ShapeError, "fx_train_0", predict_fn, 1.0, k_test_train=fx0, **kwargs)
         assert "transpose" not in msg

@@ -9,9 +9,6 @@ import pytest
 import torch
 
 import neural_kernels as nk
-from neural_kernels.errors import (
-    HyperparameterError,
-)
 
 from .._support.predict import F64, raises
 
@@ -63,9 +60,9 @@ def test_gradient_descent_cross_entropy_and_momentum(problem: dict) -> None:
         float(0.5 * ((g - y) ** 2).mean()) for g in mom(torch.tensor([0.0, 100.0, 800.0])).train
     ]
     assert loss[2] < loss[1] < loss[0]
-    raises(HyperparameterError, "momentum", P.gradient_descent, "mse", kdd, y, momentum=1.5)
-    raises(HyperparameterError, "infinite", P.gradient_descent("mse", kdd, y), None)
-    raises(HyperparameterError, "loss=", P.gradient_descent, "hinge", kdd, y)
+    raises(nk.HyperparameterError, "momentum", P.gradient_descent, "mse", kdd, y, momentum=1.5)
+    raises(nk.HyperparameterError, "infinite", P.gradient_descent("mse", kdd, y), None)
+    raises(nk.HyperparameterError, "loss=", P.gradient_descent, "hinge", kdd, y)
 
 
 def test_solver_failure_is_a_solver_error() -> None:

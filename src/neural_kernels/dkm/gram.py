@@ -78,13 +78,14 @@ def gaussian_kl(
         A 0-d tensor, in nats.
 
     """
-    m = v.shape[0]
     columns = 1 if mean is None else mean.shape[1]
-    solved = torch.linalg.solve_triangular(k_chol, v, upper=False)
-    trace = solved.square().sum() / scale
-    logdet_g = 2.0 * torch.log(torch.diagonal(v)).sum() - m * math.log(scale)
-    logdet_k = 2.0 * torch.log(torch.diagonal(k_chol)).sum()
-    kl = 0.5 * columns * (trace - m - logdet_g + logdet_k)
+    # M = L^-1 V / sqrt(scale) is lower triangular, K^-1 G = M^T M similar, so
+    # 2 KL = sum_{i>j} M_ij^2 + sum_i (M_ii^2 - 1 - 2 log M_ii); with d_i = log M_ii the
+    # diagonal terms are expm1(2 d) - 2 d, exact to second order around G = K.
+    white_v = torch.linalg.solve_triangular(k_chol, v, upper=False)
+    off = torch.tril(white_v, -1).square().sum() / scale
+    d = torch.log(torch.diagonal(v)) - torch.log(torch.diagonal(k_chol)) - 0.5 * math.log(scale)
+    kl = 0.5 * columns * (off + (torch.expm1(2.0 * d) - 2.0 * d).sum())
     if mean is not None:
         white = torch.linalg.solve_triangular(k_chol, mean, upper=False)
         kl = kl + 0.5 * white.square().sum()

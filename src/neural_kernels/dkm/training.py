@@ -149,7 +149,7 @@ def fit(
         if opt is None:
             break
         if optimizer == "lbfgs":
-            value = -float(opt.step(closure))  # type: ignore[arg-type]
+            value = -float(torch.as_tensor(opt.step(closure)).detach())  # type: ignore[arg-type]
         else:
             index = None
             if batch_size is not None and batch_size < n:

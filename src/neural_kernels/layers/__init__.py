@@ -33,7 +33,9 @@ from .conv import Flatten as Flatten
 from .conv_local import ConvLocal as ConvLocal
 from .conv_transpose import ConvTranspose as ConvTranspose
 from .dense import Dense as Dense
+from .dot_general import DotGeneral as DotGeneral
 from .dropout import Dropout as Dropout
+from .exp_normalized import ExpNormalized as ExpNormalized
 from .graph import Aggregate as Aggregate
 from .graph import graph_pattern as graph_pattern
 from .indexing import Index as Index
@@ -73,10 +75,12 @@ __all__ = [
     "ConvTranspose",
     "Cos",
     "Dense",
+    "DotGeneral",
     "Dropout",
     "Elementwise",
     "Erf",
     "Exp",
+    "ExpNormalized",
     "Facts",
     "FanInConcat",
     "FanInProduct",

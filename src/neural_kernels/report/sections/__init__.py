@@ -7,6 +7,7 @@ r"""The sections of the demo report, one module each, in the order of :data:`SEC
 3. :mod:`.gaussian_picture`: outputs of random finite networks against the NNGP Gaussian.
 4. :mod:`.kernel_movement`: how far the empirical NTK moves during training.
 5. :mod:`.applications`: the scikit-learn classifier and exact permutation learning.
+6. :mod:`.deep_kernel_machines`: deep kernel machines against the NNGP for several nu.
 
 **Adding a section.** Write a module ``<name>.py`` here with a function
 ``build(ctx: Context) -> Section`` that returns a :class:`~neural_kernels.report.Section`
@@ -30,6 +31,7 @@ from typing import Any
 from ..model import Section
 from . import (
     applications,
+    deep_kernel_machines,
     finite_vs_infinite,
     gaussian_picture,
     infinite_width,
@@ -48,6 +50,7 @@ SECTIONS: tuple[tuple[str, Callable[[Context], Section]], ...] = (
     ("kernel_movement", kernel_movement.build),
     ("more_layers", more_layers.build),
     ("applications", applications.build),
+    ("deep_kernel_machines", deep_kernel_machines.build),
 )
 
 

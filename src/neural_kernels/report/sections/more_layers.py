@@ -2,10 +2,11 @@
 
 Each network is a small variation of one convolutional network on the 8 x 8 digits:
 locally connected layers (``ConvLocal``), upsampling (``ConvTranspose``), resizing
-(``ImageResize``), cropping (``Index``), a deep network (``repeat``), and a ``Dense``
-applied at every position between ``ChannelsLast`` and ``ChannelsFirst``. For each: the
-NTK's kernel-regression test accuracy and the time to compute the kernel; for one, the
-Monte Carlo NTK of finite twins against the closed form.
+(``ImageResize``), cropping (``Index``), a deep network (``repeat``), the Gaussian
+normalized kernel (``ExpNormalized``), a fixed linear map of the rows (``DotGeneral``),
+and a ``Dense`` applied at every position between ``ChannelsLast`` and ``ChannelsFirst``.
+For each: the NTK's kernel-regression test accuracy and the time to compute the kernel;
+for one, the Monte Carlo NTK of finite twins against the closed form.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ def _networks(classes: int) -> dict[str, Any]:
     import neural_kernels as nk
 
     s, b = math.sqrt(2.0), 0.1
+    eye = torch.eye(8, dtype=torch.float64)
 
     def head(*layers: Any) -> Any:
         return nk.Sequential(*layers, nk.Flatten(), nk.Dense(classes, b_std=b))
@@ -62,6 +64,21 @@ def _networks(classes: int) -> dict[str, Any]:
         "repeat_depth_8": head(
             nk.Conv(32, 3, padding="same", w_std=s, b_std=b),
             nk.repeat(nk.Sequential(nk.ReLU(), nk.Conv(32, 3, padding="same", w_std=s)), 7),
+            nk.ReLU(),
+        ),
+        "exp_normalized": head(
+            nk.Conv(32, 3, w_std=s, b_std=b),
+            nk.ExpNormalized(gamma=1.0),
+            nk.Conv(32, 3, w_std=s),
+            nk.ReLU(),
+        ),
+        "dot_general": head(  # a fixed blur of the rows: row i becomes rows i and i + 1
+            nk.DotGeneral(
+                lhs=0.5 * (eye[:7] + eye[1:]), dimension_numbers=(((1,), (2,)), ((), ()))
+            ),
+            nk.Conv(32, 3, w_std=s, b_std=b),
+            nk.ReLU(),
+            nk.Conv(32, 3, w_std=s),
             nk.ReLU(),
         ),
         "resize_channels_last": nk.Sequential(
@@ -145,7 +162,7 @@ def build(ctx: Context) -> Section:
         ax.set_xlabel("NTK regression test accuracy")
         ax.set_xlim(0, 1)
         ax.legend(fontsize=8)
-        ax.set_title("ConvLocal, ConvTranspose, Index, repeat, ImageResize, ChannelsLast")
+        ax.set_title("Layers of issue 16 on the digits")
 
     return Section(
         "more_layers",
