@@ -78,6 +78,7 @@ def on_config(config: Any) -> Any:
         {"Guide": "index.md"},
         {"Examples": "examples.md"},
         {"Migrating from Neural Tangents": "migrating_from_neural_tangents.md"},
+        {"GPyTorch, BoTorch, scikit-learn": "integrations.md"},
         {"API reference": _api_nav(public_modules())},
     ]
     return config
