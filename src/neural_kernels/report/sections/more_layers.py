@@ -1,4 +1,4 @@
-"""Section ``more_layers``: transposed and local convolutions, indexing, resizing, repetition, channel moves and more on the digits, as kernels and as twins.
+"""Section ``more_layers``: the later layers on the digits, as kernels and as twins.
 
 Each network is a small variation of one convolutional network on the 8 x 8 digits:
 locally connected layers (``ConvLocal``), upsampling (``ConvTranspose``), resizing
