@@ -1,4 +1,4 @@
-"""Section ``more_layers``: the layers of issue 16 on the digits, as kernels and as twins.
+"""Section ``more_layers``: the later layers on the digits, as kernels and as twins.
 
 Each network is a small variation of one convolutional network on the 8 x 8 digits:
 locally connected layers (``ConvLocal``), upsampling (``ConvTranspose``), resizing
@@ -162,7 +162,7 @@ def build(ctx: Context) -> Section:
         ax.set_xlabel("NTK regression test accuracy")
         ax.set_xlim(0, 1)
         ax.legend(fontsize=8)
-        ax.set_title("Layers of issue 16 on the digits")
+        ax.set_title("More layers on the digits")
 
     return Section(
         "more_layers",
