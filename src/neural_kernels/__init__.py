@@ -11,6 +11,7 @@ Write an architecture once and get its NNGP and NTK kernels in closed form, its 
 """
 
 from . import abc as abc
+from . import feature_learning as feature_learning
 from . import predict as predict
 from ._native import native_status as native_status
 from ._native import set_native as set_native
@@ -72,6 +73,7 @@ __all__ = [
     "width_sweep",
     "predict",
     "abc",
+    "feature_learning",
     "monte_carlo_kernel",
     "native_status",
     "set_native",
