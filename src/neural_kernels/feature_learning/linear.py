@@ -325,7 +325,7 @@ def _sgd_step(model: nn.Module, x: Tensor, y: Tensor, lr: float, loss: str) -> f
     with torch.no_grad():
         for p, g in zip(model.parameters(), grads, strict=True):
             p.sub_(eta * g)
-    return float(value)
+    return float(value.detach())
 
 
 class LinearNTKLimit(_Linear):
