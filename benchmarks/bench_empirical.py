@@ -24,6 +24,11 @@ NTK parametrization, built by ``.module((784,))`` (668,672 parameters), float32,
     Neural Tangents on this machine kind (``vmap_axes=0``, ``shared/reference/
     nt_timings.md``): the same strategy, and its best one (structured derivatives:
     0.033 s traced, 0.13 s full), the target.
+``macs`` / ``floor_seconds`` / ``ratio_to_floor``
+    the structured strategy's multiply-adds (forward, cotangents, Gram products over the
+    pairs it computes; see :func:`benchmarks.bench_threads.empirical_macs`), that count at
+    the rate of a ``(k n, 512) x (512, 512)`` GEMM measured in the same process, and
+    ``seconds`` over it.
 ``max_rel_diff``
     ``max |K - K_loop| / max |K_loop|`` (float32 agreement with the loop).
 ``chosen``
@@ -56,6 +61,7 @@ import neural_kernels as nk
 from neural_kernels import empirical
 
 from ._common import maxrss_mb
+from .bench_threads import empirical_macs, gemm_rate
 
 NAME = "empirical_ntk_mlp_784_512_512_10"
 D, WIDTH, OUTPUTS = 784, 512, 10
@@ -168,6 +174,9 @@ def run_case(
     if first < SLOW:
         runs = [once()[1] for _ in range(repeats)]
     peak = maxrss_mb()
+    full = not trace
+    macs = empirical_macs(n, (d, width, width, OUTPUTS), OUTPUTS, full)[0]
+    floor_seconds = macs / gemm_rate(OUTPUTS * n, width, width, torch.float32)
     if out_path is not None:
         torch.save(kernel, out_path)
     chosen = (
@@ -184,6 +193,9 @@ def run_case(
         "runs": runs,
         "peak_mb": peak - baseline,
         "peak_total_mb": peak,
+        "macs": macs,
+        "floor_seconds": floor_seconds,
+        "ratio_to_floor": statistics.median(runs) / floor_seconds,
         "nt_seconds": NT_SECONDS.get((chosen, outputs)) if n == N else None,
         "nt_best_seconds": NT_BEST[outputs] if n == N else None,
         "threads": torch.get_num_threads(),

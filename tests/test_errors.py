@@ -133,6 +133,21 @@ CASES: dict[str, tuple[Callable[[], object], type[Exception], tuple[str, ...]]] 
         nk.InputTypeError,
         ("dtype", "float64"),
     ),
+    "monte carlo bad generator": (
+        lambda: nk.monte_carlo_kernel(MLP, X, n_samples=2, width=4, generator=0),
+        nk.InputTypeError,
+        ("monte_carlo_kernel", "generator has type int", "torch.Generator"),
+    ),
+    "monte carlo integer dtype": (
+        lambda: nk.monte_carlo_kernel(MLP, X, n_samples=2, width=4, dtype=torch.int64),
+        nk.InputTypeError,
+        ("monte_carlo_kernel", "dtype=torch.int64", "float64"),
+    ),
+    "empirical ntk integer dtype": (
+        lambda: nk.empirical_ntk(torch.nn.Linear(3, 1), X, dtype=torch.int64),
+        nk.InputTypeError,
+        ("empirical_ntk", "dtype=torch.int64", "float64"),
+    ),
     "w_std tensor not scalar": (
         lambda: nk.Dense(3, w_std=torch.ones(2)),
         nk.HyperparameterError,
@@ -187,3 +202,52 @@ def test_get_given_a_tensor_is_named_briefly() -> None:
         MLP.kernel(X, get=torch.zeros(50, 50))
     message = str(info.value)
     assert "Tensor of shape (50, 50)" in message and len(message) < 300, message
+
+
+def test_every_exception_class_in_the_package_is_a_neural_kernels_error() -> None:
+    # The CLI's usage and run errors included: one hierarchy, all exported.
+    import importlib
+    import inspect
+    import pkgutil
+
+    found = []
+    for info in pkgutil.walk_packages(nk.__path__, "neural_kernels."):
+        if info.name.rsplit(".", 1)[-1] in {"gpytorch", "sklearn"}:
+            continue  # optional extras, checked by their own tests
+        module = importlib.import_module(info.name)
+        found += [
+            obj
+            for obj in vars(module).values()
+            if inspect.isclass(obj)
+            and issubclass(obj, BaseException)
+            and obj.__module__ == info.name
+        ]
+    assert nk.UsageError in found and nk.RunError in found
+    for cls in found:
+        assert issubclass(cls, nk.NeuralKernelsError), cls
+        assert getattr(nk, cls.__name__) is cls, cls
+
+
+def test_messages_are_built_only_when_raised(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A valid call never formats the network: its repr is paid for only by an error.
+    calls: list[str] = []
+    net = nk.Sequential(nk.Conv(4, (3, 3)), nk.ReLU(), nk.GlobalAvgPool(), nk.Dense(1))
+    for cls in {type(layer) for layer in (net, *net.layers)}:
+        original = cls.__repr__
+
+        def counting(self: object, original: Callable[[object], str] = original) -> str:
+            calls.append(type(self).__name__)
+            return original(self)
+
+        monkeypatch.setattr(cls, "__repr__", counting)
+    img = torch.randn(2, 3, 5, 5, dtype=torch.float64)
+    net.kernel(img)
+    net.kernel(img, img[:1], get="nngp")
+    net.kernel_diag(img)
+    model = net.module((3, 5, 5), width=4)
+    model(img.float())
+    nk.monte_carlo_kernel(net, img, n_samples=2, width=4, get="nngp")
+    assert calls == []
+    with pytest.raises(nk.ShapeError):
+        net.kernel(torch.randn(2, 5, dtype=torch.float64))
+    assert calls  # the error names the network

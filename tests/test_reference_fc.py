@@ -1,4 +1,4 @@
-"""Every fully connected case of ``shared/reference`` to rtol 1e-9 (diagonal 1e-7).
+"""Every fully connected case of ``tests/data/reference`` to rtol 1e-9 (diagonal 1e-7).
 
 Inputs are used as stored (``[n, d]``, channels-last equals PyTorch for ``Dense``).
 Arrays the reference itself got non-finite (``manifest.json``) are skipped entry by
@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from . import reference as ref
+from ._support import reference as ref
 
 #: Quadrature cases, compared at the accuracy of the reference's own (asymmetric,
 #: Cholesky-style) rule. Measured against our rule at degree 2000 (itself checked against
@@ -21,7 +21,10 @@ from . import reference as ref
 LOOSE = {"fc_numerical_tanh_deg25_L1_ntk": 5e-4, "fc_numerical_tanh_L3_ntk": 1e-7}
 
 
-@pytest.mark.parametrize("name", ref.case_names("fc_"))
+NAMES = ref.case_names("fc_")
+
+
+@pytest.mark.parametrize("name", NAMES)
 def test_fc_reference(name: str) -> None:
     case = ref.cases()[name]
     data = ref.arrays(name)

@@ -1,4 +1,4 @@
-"""Every convolutional and sequence case of ``shared/reference`` to rtol 1e-9.
+"""Every convolutional and sequence case of ``tests/data/reference`` to rtol 1e-9.
 
 Inputs there are channels-last; networks that start with ``Conv`` take them transposed
 to PyTorch's channels-first layout (``tests/reference.py``). Kernels of spatial cases
@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import pytest
 
-from . import reference as ref
+from ._support import reference as ref
 
 #: Graph cases need adjacency patterns: tests/layers/test_graph.py checks them.
 NAMES = [
-    name
-    for name in ref.case_names("cnn_") + ref.case_names("seq_")
-    if not isinstance(name, str) or "aggregate" not in name
-][: None if ref.REFERENCE_DIR.joinpath("cases.json").is_file() else 1]
+    name for name in ref.case_names("cnn_") + ref.case_names("seq_") if "aggregate" not in name
+]
 
 
 @pytest.mark.parametrize("name", NAMES)

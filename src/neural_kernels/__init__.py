@@ -11,8 +11,10 @@ Write an architecture once and get its NNGP and NTK kernels in closed form, its 
 """
 
 from . import abc as abc
+from . import dkm as dkm
 from . import feature_learning as feature_learning
 from . import predict as predict
+from . import theory as theory
 from ._native import native_status as native_status
 from ._native import set_native as set_native
 from .empirical import KernelSnapshot as KernelSnapshot
@@ -35,9 +37,13 @@ from .errors import ModelError as ModelError
 from .errors import NeuralKernelsError as NeuralKernelsError
 from .errors import NonFiniteError as NonFiniteError
 from .errors import ParametrizationError as ParametrizationError
+from .errors import RunError as RunError
 from .errors import ShapeError as ShapeError
 from .errors import SingularKernelError as SingularKernelError
 from .errors import SolverError as SolverError
+from .errors import StoreError as StoreError
+from .errors import StoreMismatchError as StoreMismatchError
+from .errors import UsageError as UsageError
 from .kernel import Kernel as Kernel
 from .layers import *  # noqa: F403
 from .layers import __all__ as _layer_names
@@ -60,6 +66,10 @@ __all__ = [
     "ShapeError",
     "SingularKernelError",
     "SolverError",
+    "RunError",
+    "UsageError",
+    "StoreError",
+    "StoreMismatchError",
     "TaylorExpansion",
     "WidthSweep",
     "WidthSweepRow",
@@ -72,10 +82,27 @@ __all__ = [
     "taylor_expand",
     "width_sweep",
     "predict",
+    "theory",
     "abc",
     "feature_learning",
+    "dkm",
     "monte_carlo_kernel",
     "native_status",
     "set_native",
     *_layer_names,
 ]
+
+#: Modules of optional extras, imported on first use (``nk.gpytorch``, ``nk.sklearn``, ...).
+_LAZY_MODULES = ("gpytorch", "sklearn", "applications")
+
+
+def __getattr__(name: str) -> object:
+    if name in _LAZY_MODULES:
+        import importlib
+
+        return importlib.import_module(f"{__name__}.{name}")
+    if name in ("open_kernel", "StoredKernel"):  # the scale extra: zarr on first use
+        from . import store
+
+        return getattr(store, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

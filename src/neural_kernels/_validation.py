@@ -227,8 +227,28 @@ def check_std(layer: object, name: str, value: Any, allow_none: bool = False) ->
         )
 
 
-def check_real(layer: object, name: str, value: Any, *, minimum: float | None = None) -> None:
-    """``value`` must be a finite real number (``>= minimum`` when given)."""
+def check_real(
+    layer: object,
+    name: str,
+    value: Any,
+    *,
+    minimum: float | None = None,
+    allow_tensor: bool = False,
+) -> None:
+    """``value`` must be a finite real number (``>= minimum`` when given).
+
+    ``allow_tensor``: a one-element floating tensor (which may require grad) is accepted.
+    """
+    if allow_tensor and isinstance(value, Tensor):
+        if value.numel() != 1 or not value.is_floating_point():
+            raise HyperparameterError(
+                describe(
+                    _where(layer),
+                    f"{name} is a {value.dtype} tensor of shape {tuple(value.shape)}",
+                    f"Pass {name} as a number or a 0-d floating tensor.",
+                )
+            )
+        value = float(value.detach())
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise HyperparameterError(
             describe(
@@ -283,6 +303,28 @@ def check_parametrization(
         )
 
 
+def check_generator(where: object, generator: Any) -> None:
+    """``generator`` must be ``None`` or a ``torch.Generator``."""
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise InputTypeError(
+            describe(
+                where,
+                f"generator has type {type(generator).__name__}",
+                "Pass a torch.Generator, e.g. torch.Generator().manual_seed(0).",
+            )
+        )
+
+
+def check_float_dtype(where: object, dtype: Any) -> None:
+    """``dtype`` must be ``None`` or a floating ``torch.dtype``."""
+    if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+        raise InputTypeError(
+            describe(
+                where, f"dtype={dtype!r}", "Pass a floating torch dtype such as torch.float64."
+            )
+        )
+
+
 def check_module_options(
     layer: object,
     width: Any,
@@ -298,18 +340,6 @@ def check_module_options(
         check_positive_int(where, "width", width)
     if parametrization is not None:
         check_parametrization(where, parametrization)
-    if generator is not None and not isinstance(generator, torch.Generator):
-        raise InputTypeError(
-            describe(
-                where,
-                f"generator has type {type(generator).__name__}",
-                "Pass a torch.Generator, e.g. torch.Generator().manual_seed(0).",
-            )
-        )
-    if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
-        raise InputTypeError(
-            describe(
-                where, f"dtype={dtype!r}", "Pass a floating torch dtype such as torch.float64."
-            )
-        )
+    check_generator(where, generator)
+    check_float_dtype(where, dtype)
     return ModuleContext(width, parametrization, generator, dtype, device, channel_axis)

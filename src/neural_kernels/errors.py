@@ -47,12 +47,28 @@ class SolverError(NeuralKernelsError, RuntimeError):
     """A numerical solver failed on valid input (e.g. the ODE solver of a prediction)."""
 
 
+class StoreError(NeuralKernelsError, RuntimeError):
+    """A kernel store cannot be created, written, resumed or read."""
+
+
+class StoreMismatchError(StoreError, ValueError):
+    """A kernel store was made for another network, other inputs or another dtype."""
+
+
 class ModelError(NeuralKernelsError, ValueError):
     """A ``torch.nn.Module`` cannot be used as asked.
 
     For example: it has no trainable parameters, it uses batch statistics or random masks
     in training mode, or its outputs have no batch axis.
     """
+
+
+class UsageError(NeuralKernelsError, ValueError):
+    """Bad input to the command line (flags, config file, data): exit status 2."""
+
+
+class RunError(NeuralKernelsError, RuntimeError):
+    """A command-line run failed on a valid configuration: exit status 1."""
 
 
 def describe(where: object, got: str, fix: str) -> str:

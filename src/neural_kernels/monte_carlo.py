@@ -39,6 +39,8 @@ from ._functional import functional_call
 from ._validation import (
     as_tensor,
     check_batch,
+    check_float_dtype,
+    check_generator,
     check_pair,
     check_parametrization,
     check_positive_int,
@@ -204,20 +206,8 @@ def monte_carlo_kernel(
         check_positive_int(_WHERE, "batch_size", batch_size)
     if parametrization is not None:
         check_parametrization(_WHERE, parametrization)
-    if generator is not None and not isinstance(generator, torch.Generator):
-        raise InputTypeError(
-            describe(
-                _WHERE,
-                f"generator has type {type(generator).__name__}",
-                "Pass a torch.Generator, e.g. torch.Generator().manual_seed(0).",
-            )
-        )
-    if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
-        raise InputTypeError(
-            describe(
-                _WHERE, f"dtype={dtype!r}", "Pass a floating torch dtype such as torch.float64."
-            )
-        )
+    check_generator(_WHERE, generator)
+    check_float_dtype(_WHERE, dtype)
 
     a = as_tensor(x1, "x1", _WHERE)
     check_batch(a, "x1", _WHERE)

@@ -115,19 +115,19 @@ class TestCorrelatedProducts:
             nk.FanOut(2),
             nk.Parallel(nk.Sequential(nk.Dense(4), nk.Sin()), nk.Sequential(nk.Dense(4), nk.Erf())),
             nk.FanInProduct(),
-            nk.Dense(1),
+            nk.Dense(64),  # 64 i.i.d. readouts a twin: 30 twins give 1920 draws
         )
         x = torch.randn(3, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
         k = net.kernel(x, get="nngp").nngp
         g = torch.Generator().manual_seed(1)
         outs = []
-        for _ in range(300):
+        for _ in range(30):
             model = net.module((2,), width=512, generator=g, dtype=torch.float64)
             with torch.no_grad():
-                outs.append(model(x)[:, 0])
-        f = torch.stack(outs)
-        mc = f.T @ f / len(outs)
-        assert float((mc - k).norm() / k.norm()) < 0.2
+                outs.append(model(x))
+        f = torch.cat(outs, dim=1)
+        mc = f @ f.T / f.shape[1]
+        assert float((mc - k).norm() / k.norm()) < 0.15  # measured 0.035-0.08 over 5 seeds
 
 
 def test_legacy_class_attributes_still_declare_requirements() -> None:

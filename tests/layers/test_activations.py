@@ -21,7 +21,7 @@ import torch
 
 import neural_kernels as nk
 
-from ..properties import assert_kernel_properties
+from .._support.properties import assert_kernel_properties
 
 ACTIVATIONS: dict[str, nk.Elementwise] = {
     "erf": nk.Erf(),

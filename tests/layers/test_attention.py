@@ -1,6 +1,6 @@
 """GlobalSelfAttention: Neural Tangents' values, shared properties, Monte Carlo, bad input.
 
-The two reference cases of ``shared/reference`` run in ``tests/test_reference_spatial.py``;
+The two reference cases of ``tests/data/reference`` run in ``tests/test_reference_spatial.py``;
 ``NT_VALUES`` below adds the variants they do not cover (square-root scaling, concatenated
 and value-side positional embeddings, a decaying embedding covariance, an image input),
 computed with Neural Tangents 0.6.5 in float64 on the inputs of ``_inputs``.
@@ -17,7 +17,7 @@ import torch
 
 import neural_kernels as nk
 
-from ..properties import assert_kernel_properties
+from .._support.properties import assert_kernel_properties
 
 
 @pytest.fixture(autouse=True)

@@ -8,7 +8,7 @@ import torch
 import neural_kernels as nk
 from neural_kernels.core.plan import plan_network
 
-from ..properties import assert_kernel_properties
+from .._support.properties import assert_kernel_properties
 
 
 def _cnn(*middle: nk.Layer, readout: nk.Layer | None = None) -> nk.Sequential:

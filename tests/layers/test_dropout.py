@@ -16,7 +16,7 @@ from torch import nn
 
 import neural_kernels as nk
 
-from ._finite import finite_kernels, rel_error
+from .._support.finite import finite_kernels, rel_error
 
 P = 0.3
 F = 1.0 / (1.0 - P)

@@ -12,9 +12,9 @@ import torch
 
 import neural_kernels as nk
 
-from .. import reference as ref
-from ..properties import assert_kernel_properties
-from ._finite import finite_kernels, rel_error
+from .._support import reference as ref
+from .._support.finite import finite_kernels, rel_error
+from .._support.properties import assert_kernel_properties
 
 CASE = "seq_aggregate_gap_ntk"
 

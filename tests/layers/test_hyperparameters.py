@@ -19,13 +19,18 @@ import neural_kernels as nk
 REQUIRED: dict[str, dict[str, Any]] = {
     "Dense": {"out_features": 3},
     "Conv": {"out_channels": 3},
+    "ConvLocal": {"out_channels": 3},
+    "ConvTranspose": {"out_channels": 3},
     "FanOut": {"num": 2},
     "GlobalSelfAttention": {"n_chan_out": 4, "n_chan_key": 4, "n_chan_val": 4, "n_heads": 2},
     "Activation": {"fn": torch.tanh},
     "Polynomial": {"coef": (1.0, 2.0)},
     "Hermite": {"degree": 2},
+    "ImageResize": {"size": 3},
+    "Index": {"idx": (slice(None),)},
     "Monomial": {"degree": 2},
     "RectifiedMonomial": {"degree": 1},
+    "Repeat": {"layer": nk.ReLU(), "n": 2},
 }
 #: Arguments that take callables or layers, not numbers.
 NOT_NUMBERS = {("Activation", "fn"), ("Activation", "dual")}

@@ -210,64 +210,6 @@ def test_twins_are_trainable() -> None:
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
 
 
-# ----------------------------------------------------------------------------------------
-# Wiring of the combinators
-# ----------------------------------------------------------------------------------------
-
-
-def test_residual_computes_x_plus_f_x() -> None:
-    net = nk.Sequential(nk.Dense(4), nk.Residual(nk.ReLU(), nk.Dense(4, w_std=1.3, b_std=0.2)))
-    model = net.module((3,))
-    first, inner = _dense_modules(model)
-    x = torch.randn(5, 3)
-    h = first(x)
-    torch.testing.assert_close(model(x), h + inner(torch.relu(h)))
-
-
-@pytest.mark.parametrize(
-    ("combine", "expected"),
-    [
-        (nk.FanInSum(), lambda a, b: a + b),
-        (nk.FanInProduct(), lambda a, b: a * b),
-    ],
-    ids=["sum", "product"],
-)
-def test_fan_in_sum_and_product(combine: nk.Layer, expected: Any) -> None:
-    net = nk.Sequential(nk.FanOut(2), nk.Parallel(nk.Dense(3), nk.Dense(3, b_std=0.5)), combine)
-    model = net.module((4,))
-    first, second = _dense_modules(model)
-    x = torch.randn(5, 4)
-    torch.testing.assert_close(model(x), expected(first(x), second(x)))
-
-
-def test_fan_in_concat() -> None:
-    net = nk.Sequential(nk.FanOut(2), nk.Parallel(nk.Dense(3), nk.Dense(2)), nk.FanInConcat())
-    model = net.module((4,))
-    first, second = _dense_modules(model)
-    x = torch.randn(5, 4)
-    torch.testing.assert_close(model(x), torch.cat([first(x), second(x)], dim=-1))
-
-
-def test_fan_out_parallel_identity() -> None:
-    x = torch.randn(2, 4)
-    net = nk.Sequential(
-        nk.Dense(4), nk.FanOut(3), nk.Parallel(nk.ReLU(), nk.Identity(), nk.Abs()), nk.FanInConcat()
-    )
-    model = net.module((4,))
-    (dense,) = _dense_modules(model)
-    h = dense(x)
-    torch.testing.assert_close(model(x), torch.cat([torch.relu(h), h, h.abs()], dim=-1))
-
-
-def test_layernorm_normalises_the_last_axis() -> None:
-    model = nk.LayerNorm().module((64,))
-    y = model(3.0 * torch.randn(4, 64, dtype=torch.float64) + 1.0)
-    torch.testing.assert_close(y.mean(-1), torch.zeros(4, dtype=torch.float64), atol=1e-12, rtol=0)
-    torch.testing.assert_close(
-        y.var(-1, unbiased=False), torch.ones(4, dtype=torch.float64), atol=1e-9, rtol=0
-    )
-
-
 def test_activation_module_applies_fn() -> None:
     act = nk.LeakyReLU(0.3)
     model = nk.Sequential(nk.Dense(5), act).module((5,))
@@ -297,8 +239,3 @@ def test_bad_options_raise(case: str) -> None:
         _mlp().module((4,), **options)
     assert isinstance(info.value, nk.NeuralKernelsError)
     assert "Sequential(" in str(info.value)
-
-
-def test_network_ending_in_branches_has_no_twin() -> None:
-    with pytest.raises(nk.LayerCompatibilityError, match="branches"):
-        nk.Sequential(nk.Dense(3), nk.FanOut(2)).module((4,))

@@ -24,7 +24,7 @@ def test_neural_tangents_names_are_deprecated_but_work() -> None:
     assert old_stride == nk.AvgPool(2, stride=1)
     with pytest.warns(DeprecationWarning):
         assert old.window_shape == (2, 2)
-    with pytest.raises(TypeError, match="filter_shape"):
+    with pytest.raises(nk.HyperparameterError, match="kernel_size"):
         nk.AvgPool(filter_shape=2)  # type: ignore[call-arg]
 
 

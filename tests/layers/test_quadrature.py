@@ -24,7 +24,7 @@ import neural_kernels as nk
 from neural_kernels.layers import quadrature
 from neural_kernels.layers.quadrature import DEFAULT_DEGREE, _MehlerSeries
 
-from ..properties import assert_kernel_properties
+from .._support.properties import assert_kernel_properties
 
 # ----------------------------------------------------------------------------------------
 # Quadrature versus every closed form

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import hashlib
 import math
 import os
@@ -293,6 +294,21 @@ def _library_for(first: Tensor, *others: Tensor | None) -> ctypes.CDLL | None:
     return _library()
 
 
+@functools.lru_cache(maxsize=256)
+def _geometry(lib: ctypes.CDLL, *axes: tuple[int, ...]) -> tuple[tuple[ctypes.Array, ...], int]:
+    """The C geometry arrays of a convolution (absent axes of size one first) and its scratch.
+
+    ``axes``: input sizes, output sizes, taps, strides, dilations, padding before. Cached:
+    every chunk of a layer has the same geometry, and the C side only reads the arrays.
+    """
+    pad = 3 - len(axes[0])
+    fill = (1, 1, 1, 1, 1, 0)
+    geometry = tuple(
+        (ctypes.c_int64 * 3)(*([f] * pad + list(a))) for f, a in zip(fill, axes, strict=True)
+    )
+    return geometry, int(lib.nk_conv_scratch(*geometry))
+
+
 def _conv_buffers(
     lib: ctypes.CDLL,
     nngp: Tensor,
@@ -305,26 +321,14 @@ def _conv_buffers(
     out_shape: tuple[int, ...],
 ) -> tuple[tuple[ctypes.Array, ...], Tensor, Tensor | None, Tensor, Tensor | None, Tensor]:
     """The C geometry arrays (absent axes of size one first), inputs, outputs and scratch."""
-    d = len(size)
-    pad = 3 - d
-
-    def arr(values: list[int]) -> ctypes.Array:
-        return (ctypes.c_int64 * 3)(*values)
-
-    geometry = (
-        arr([1] * pad + [nngp.shape[lead + 2 * i] for i in range(d)]),
-        arr([1] * pad + list(out_shape)),
-        arr([1] * pad + list(size)),
-        arr([1] * pad + list(stride)),
-        arr([1] * pad + list(dilation)),
-        arr([0] * pad + list(before)),
-    )
+    spatial = tuple(nngp.shape[lead + 2 * i] for i in range(len(size)))
+    geometry, scratch_numel = _geometry(lib, spatial, out_shape, size, stride, dilation, before)
     kn = nngp.contiguous()
     kt = None if ntk is None or _known_zero(ntk) else ntk.contiguous()
     shape = (*nngp.shape[:lead], *[s for o in out_shape for s in (o, o)])
     on = kn.new_empty(shape)
     ot = None if ntk is None else kn.new_empty(shape)
-    scratch = kn.new_empty(lib.nk_conv_scratch(*geometry))
+    scratch = kn.new_empty(scratch_numel)
     return geometry, kn, kt, on, ot, scratch
 
 

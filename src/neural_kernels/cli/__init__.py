@@ -5,6 +5,20 @@ Also ``python -m neural_kernels``. Commands (one module each, listed in :data:`C
 ``demo``
     Infinite-width kernel regression on a small data set and the report of
     :mod:`neural_kernels.report` (see :mod:`.demo`).
+``bo``
+    Bayesian optimisation with infinite-width surrogates against Matern (see :mod:`.bo`).
+``permutations``
+    Exact permutation learning by ensembles of wide networks (see :mod:`.permutations`).
+
+``kernel``
+    Compute a kernel block by block into a zarr store, resumable, optionally on Dask
+    workers (see :mod:`.kernel`).
+
+``predict``
+    Kernel regression from stored kernels by conjugate gradients (see :mod:`.predict`).
+
+``dkm``
+    Deep kernel machines against the NNGP on the digits (see :mod:`.dkm`).
 
 Options come from the command line and, optionally, a TOML file (``--config``): a key
 ``n_train`` (or ``n-train``) is the flag ``--n-train``; keys may sit at the top level or
@@ -30,9 +44,12 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from ..errors import NeuralKernelsError
+from ..errors import NeuralKernelsError, SolverError
 from ..report import Plot, Report, Section
-from . import demo
+from . import bo, demo, permutations
+from . import dkm as dkm_command
+from . import kernel as kernel_command
+from . import predict as predict_command
 from ._command import Command, RunError, UsageError
 from .demo import DemoConfig
 
@@ -41,7 +58,10 @@ __all__ = ["COMMANDS", "Command", "DemoConfig", "Plot", "Report", "Section", "ma
 PROG = "neural-kernels"
 
 #: The sub-commands, by name, in the order of ``--help``.
-COMMANDS: dict[str, Command] = {c.name: c for c in (demo.COMMAND,)}
+COMMANDS: dict[str, Command] = {c.name: c for c in (demo.COMMAND, bo.COMMAND, permutations.COMMAND)}
+COMMANDS[kernel_command.COMMAND.name] = kernel_command.COMMAND
+COMMANDS[predict_command.COMMAND.name] = predict_command.COMMAND
+COMMANDS[dkm_command.COMMAND.name] = dkm_command.COMMAND
 
 
 class _Parser(argparse.ArgumentParser):
@@ -81,10 +101,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = _parser().parse_args(argv)
         return int(args.run(args))
+    except (RunError, SolverError, OSError) as err:  # before NeuralKernelsError, their base
+        return _fail(err, 1)
     except (UsageError, NeuralKernelsError) as err:
         return _fail(err, 2)
-    except (RunError, OSError) as err:
-        return _fail(err, 1)
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130

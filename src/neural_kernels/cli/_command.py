@@ -6,15 +6,9 @@ import argparse
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ..errors import RunError, UsageError
+
 __all__ = ["Command", "RunError", "UsageError"]
-
-
-class UsageError(Exception):
-    """Bad input from the user (flags, config file, data): exit status 2, nothing written."""
-
-
-class RunError(Exception):
-    """A failure while running a valid configuration: exit status 1, nothing written."""
 
 
 @dataclass(frozen=True)

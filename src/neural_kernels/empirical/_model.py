@@ -21,7 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from .._functional import functional_call
-from .._validation import as_tensor, check_pair
+from .._validation import as_tensor, check_float_dtype, check_pair
 from ..errors import (
     HyperparameterError,
     InputTypeError,
@@ -173,12 +173,7 @@ def prepare(model: Any, params: Any, dtype: Any, where: str, need_params: bool =
                 "Pass a torch.nn.Module (for a network description use net.module(in_shape)).",
             )
         )
-    if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
-        raise InputTypeError(
-            describe(
-                where, f"dtype={dtype!r}", "Pass a floating torch dtype such as torch.float64."
-            )
-        )
+    check_float_dtype(where, dtype)
     named = dict(model.named_parameters())
     override = _read_params(params, named, where)
     names = tuple(n for n, p in named.items() if p.requires_grad)

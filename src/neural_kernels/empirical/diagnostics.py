@@ -160,7 +160,7 @@ class KernelTracker:
     training loop; it evaluates the model **in eval mode** (restoring every submodule's
     mode afterwards), so that dropout and batch norm use their inference behaviour.
 
-    Example:
+    Examples:
         >>> import torch, neural_kernels as nk
         >>> from torch import nn
         >>> model = nn.Sequential(nn.Linear(3, 64), nn.Tanh(), nn.Linear(64, 1))

@@ -18,6 +18,8 @@ from .base import Facts as Facts
 from .base import Layer as Layer
 from .base import ModuleContext as ModuleContext
 from .base import Requirements as Requirements
+from .channels import ChannelsFirst as ChannelsFirst
+from .channels import ChannelsLast as ChannelsLast
 from .combinators import FanInConcat as FanInConcat
 from .combinators import FanInProduct as FanInProduct
 from .combinators import FanInSum as FanInSum
@@ -28,10 +30,16 @@ from .combinators import Residual as Residual
 from .combinators import Sequential as Sequential
 from .conv import Conv as Conv
 from .conv import Flatten as Flatten
+from .conv_local import ConvLocal as ConvLocal
+from .conv_transpose import ConvTranspose as ConvTranspose
 from .dense import Dense as Dense
+from .dot_general import DotGeneral as DotGeneral
 from .dropout import Dropout as Dropout
+from .exp_normalized import ExpNormalized as ExpNormalized
 from .graph import Aggregate as Aggregate
 from .graph import graph_pattern as graph_pattern
+from .indexing import Index as Index
+from .indexing import Slice as Slice
 from .monomials import Hermite as Hermite
 from .monomials import Monomial as Monomial
 from .monomials import Polynomial as Polynomial
@@ -47,6 +55,9 @@ from .quadrature import Sigmoid as Sigmoid
 from .quadrature import SiLU as SiLU
 from .quadrature import Softplus as Softplus
 from .quadrature import Tanh as Tanh
+from .repeat import Repeat as Repeat
+from .repeat import repeat as repeat
+from .resize import ImageResize as ImageResize
 
 __all__ = [
     "ELU",
@@ -57,13 +68,19 @@ __all__ = [
     "Activation",
     "Aggregate",
     "AvgPool",
+    "ChannelsFirst",
+    "ChannelsLast",
     "Conv",
+    "ConvLocal",
+    "ConvTranspose",
     "Cos",
     "Dense",
+    "DotGeneral",
     "Dropout",
     "Elementwise",
     "Erf",
     "Exp",
+    "ExpNormalized",
     "Facts",
     "FanInConcat",
     "FanInProduct",
@@ -76,6 +93,8 @@ __all__ = [
     "GlobalSumPool",
     "Hermite",
     "Identity",
+    "ImageResize",
+    "Index",
     "Layer",
     "LayerNorm",
     "LeakyReLU",
@@ -85,6 +104,7 @@ __all__ = [
     "Polynomial",
     "ReLU",
     "RectifiedMonomial",
+    "Repeat",
     "Requirements",
     "Residual",
     "Sequential",
@@ -92,8 +112,10 @@ __all__ = [
     "Sigmoid",
     "Sign",
     "Sin",
+    "Slice",
     "Softplus",
     "SumPool",
     "Tanh",
     "graph_pattern",
+    "repeat",
 ]

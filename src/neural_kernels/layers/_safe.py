@@ -23,9 +23,10 @@ __all__ = ["correlation", "safe_acos", "safe_sqrt"]
 class _SafeAcos(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, c: Tensor) -> Tensor:
-        c = c.clamp(-1.0, 1.0)
+        # Save the input itself, not its clamped copy: a tensor made inside ``forward``
+        # is a constant to double backward, which would drop ``acos''`` from Hessians.
         ctx.save_for_backward(c)
-        return torch.acos(c)
+        return torch.acos(c.clamp(-1.0, 1.0))
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> Tensor:

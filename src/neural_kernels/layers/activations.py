@@ -43,12 +43,15 @@ __all__ = [
     "Sin",
 ]
 
+#: A real hyperparameter: a number, or a 0-d tensor (which may require grad).
+Real = float | Tensor
+
 #: Largest polynomial degree accepted (the moment coefficients grow like ``(2n)!``).
 MAX_DEGREE = 64
 
 
 def _abrelu_dual(
-    a: float, b: float, k: Tensor, q1: Tensor, q2: Tensor, want_dot: bool
+    a: Real, b: Real, k: Tensor, q1: Tensor, q2: Tensor, want_dot: bool
 ) -> tuple[Tensor, Tensor | None]:
     r"""Dual of :math:`\phi(x) = a \min(x, 0) + b \max(x, 0)`.
 
@@ -76,12 +79,13 @@ def _needs_grad(*tensors: Tensor) -> bool:
 
 
 def _abrelu_kernels(
-    layer: Elementwise, a: float, b: float, k: Tensor, q1: Tensor, q2: Tensor, ntk: Tensor | None
+    layer: Elementwise, a: Real, b: Real, k: Tensor, q1: Tensor, q2: Tensor, ntk: Tensor | None
 ) -> tuple[Tensor, Tensor | None]:
     """Both kernels through the compiled arc-cosine dual when it applies, else ``layer.dual``."""
-    if not _needs_grad(k, q1, q2) and (ntk is None or not _needs_grad(ntk)):
+    plain = not isinstance(a, Tensor) and not isinstance(b, Tensor)
+    if plain and not _needs_grad(k, q1, q2) and (ntk is None or not _needs_grad(ntk)):
         norm = torch.mul(q1.clamp_min(0.0).sqrt(), q2.clamp_min(0.0).sqrt())
-        fused = _native.abrelu_dual(k, norm, ntk, a, b)
+        fused = _native.abrelu_dual(k, norm, ntk, float(a), float(b))
         if fused is not None:
             return fused
     return Elementwise.dual_kernels(layer, k, q1, q2, ntk)
@@ -119,23 +123,31 @@ class _ArcCosine(Elementwise):
 
     clamps_correlation: ClassVar[bool] = True
 
-    def arccos_slopes(self) -> tuple[float, float]:
+    def slopes(self) -> tuple[Real, Real]:
+        """The slopes ``(a, b)``, numbers or 0-d tensors (hyperparameters with grad)."""
         raise NotImplementedError
+
+    def arccos_slopes(self) -> tuple[float, float] | None:
+        """The slopes as numbers for the compiled kernels (``None`` for tensor slopes)."""
+        a, b = self.slopes()
+        if isinstance(a, Tensor) or isinstance(b, Tensor):
+            return None
+        return (a, b)
 
     def dual(
         self, k: Tensor, q1: Tensor, q2: Tensor, want_dot: bool
     ) -> tuple[Tensor, Tensor | None]:
-        a, b = self.arccos_slopes()
+        a, b = self.slopes()
         return _abrelu_dual(a, b, k, q1, q2, want_dot)
 
     def dual_kernels(
         self, k: Tensor, q1: Tensor, q2: Tensor, ntk: Tensor | None
     ) -> tuple[Tensor, Tensor | None]:
-        a, b = self.arccos_slopes()
+        a, b = self.slopes()
         return _abrelu_kernels(self, a, b, k, q1, q2, ntk)
 
     def dual_var(self, q: Tensor) -> Tensor:
-        a, b = self.arccos_slopes()
+        a, b = self.slopes()
         return 0.5 * (a * a + b * b) * q
 
 
@@ -151,7 +163,7 @@ class ReLU(_ArcCosine):
     def fn(self, x: Tensor) -> Tensor:
         return torch.relu(x)
 
-    def arccos_slopes(self) -> tuple[float, float]:
+    def slopes(self) -> tuple[Real, Real]:
         return (0.0, 1.0)
 
     def dual(
@@ -169,15 +181,17 @@ class LeakyReLU(_ArcCosine):
     The dual is that of :class:`ABReLU` with ``a = negative_slope``, ``b = 1``.
     """
 
-    negative_slope: float = 0.01
+    negative_slope: Real = 0.01
 
     def __post_init__(self) -> None:
-        check_real(self, "negative_slope", self.negative_slope)
+        check_real(self, "negative_slope", self.negative_slope, allow_tensor=True)
 
     def fn(self, x: Tensor) -> Tensor:
+        if isinstance(self.negative_slope, Tensor):
+            return torch.where(x >= 0, x, self.negative_slope * x)
         return torch.nn.functional.leaky_relu(x, self.negative_slope)
 
-    def arccos_slopes(self) -> tuple[float, float]:
+    def slopes(self) -> tuple[Real, Real]:
         return (self.negative_slope, 1.0)
 
 
@@ -191,17 +205,17 @@ class ABReLU(_ArcCosine):
         \mathbb E[\phi'\phi'] = \frac{a^2 + b^2}{2} - \frac{(a-b)^2}{2\pi}\theta
     """
 
-    a: float = 0.0
-    b: float = 1.0
+    a: Real = 0.0
+    b: Real = 1.0
 
     def __post_init__(self) -> None:
         for name in ("a", "b"):
-            check_real(self, name, getattr(self, name))
+            check_real(self, name, getattr(self, name), allow_tensor=True)
 
     def fn(self, x: Tensor) -> Tensor:
         return self.a * torch.clamp_max(x, 0.0) + self.b * torch.clamp_min(x, 0.0)
 
-    def arccos_slopes(self) -> tuple[float, float]:
+    def slopes(self) -> tuple[Real, Real]:
         return (self.a, self.b)
 
 
@@ -217,7 +231,7 @@ class Abs(_ArcCosine):
     def fn(self, x: Tensor) -> Tensor:
         return torch.abs(x)
 
-    def arccos_slopes(self) -> tuple[float, float]:
+    def slopes(self) -> tuple[Real, Real]:
         return (-1.0, 1.0)
 
 
@@ -240,13 +254,13 @@ class Erf(Elementwise):
     Neural Tangents' ``Sigmoid_like`` is ``Erf(0.5, 1 / 2.4020563531719796, 0.5)``.
     """
 
-    a: float = 1.0
-    b: float = 1.0
-    c: float = 0.0
+    a: Real = 1.0
+    b: Real = 1.0
+    c: Real = 0.0
 
     def __post_init__(self) -> None:
         for name in ("a", "b", "c"):
-            check_real(self, name, getattr(self, name))
+            check_real(self, name, getattr(self, name), allow_tensor=True)
 
     def fn(self, x: Tensor) -> Tensor:
         return self.a * torch.erf(self.b * x) + self.c
@@ -340,8 +354,18 @@ def _sinh_exp(x: Tensor, y: Tensor) -> Tensor:
     return torch.where(x.abs() < 1.0, small, large)
 
 
+def _cos(x: Real) -> Real:
+    """``cos`` of a number or of a 0-d tensor (keeping its graph)."""
+    return torch.cos(x) if isinstance(x, Tensor) else math.cos(x)
+
+
+def _sin(x: Real) -> Real:
+    """``sin`` of a number or of a 0-d tensor (keeping its graph)."""
+    return torch.sin(x) if isinstance(x, Tensor) else math.sin(x)
+
+
 def _sin_dual(
-    a: float, b: float, c: float, k: Tensor, q1: Tensor, q2: Tensor, want_dot: bool
+    a: Real, b: Real, c: Real, k: Tensor, q1: Tensor, q2: Tensor, want_dot: bool
 ) -> tuple[Tensor, Tensor | None]:
     r"""Dual of :math:`a \sin(b x + c)`, as a sum of non-negative terms for :math:`K \ge 0`.
 
@@ -359,15 +383,15 @@ def _sin_dual(
     sh = _sinh_exp(x, y)
     tail = torch.exp(-x - y)
     a2 = a * a
-    nngp = (sh + tail * math.sin(c) ** 2) * a2
-    dot = (sh + tail * math.cos(c) ** 2) * (a2 * b2) if want_dot else None
+    nngp = (sh + tail * _sin(c) ** 2) * a2
+    dot = (sh + tail * _cos(c) ** 2) * (a2 * b2) if want_dot else None
     return nngp, dot
 
 
-def _sin_var(a: float, b: float, c: float, q: Tensor) -> Tensor:
+def _sin_var(a: Real, b: Real, c: Real, q: Tensor) -> Tensor:
     r""":math:`\mathbb E[\phi(u)^2] = a^2 ((1 - e^{-2 b^2 q})/2 + \sin^2(c) e^{-2 b^2 q})`."""
     two_x = q * (-2.0 * b * b)
-    return (-0.5 * torch.expm1(two_x) + torch.exp(two_x) * math.sin(c) ** 2) * (a * a)
+    return (-0.5 * torch.expm1(two_x) + torch.exp(two_x) * _sin(c) ** 2) * (a * a)
 
 
 @dataclass(frozen=True)
@@ -381,13 +405,13 @@ class Sin(Elementwise):
             + \cos(2c)\,e^{-b^2(K + S/2)}\right).
     """
 
-    a: float = 1.0
-    b: float = 1.0
-    c: float = 0.0
+    a: Real = 1.0
+    b: Real = 1.0
+    c: Real = 0.0
 
     def __post_init__(self) -> None:
         for name in ("a", "b", "c"):
-            check_real(self, name, getattr(self, name))
+            check_real(self, name, getattr(self, name), allow_tensor=True)
 
     def fn(self, x: Tensor) -> Tensor:
         return self.a * torch.sin(self.b * x + self.c)
@@ -412,13 +436,13 @@ class Cos(Elementwise):
             - \cos(2c)\,e^{-b^2(K + S/2)}\right).
     """
 
-    a: float = 1.0
-    b: float = 1.0
-    c: float = 0.0
+    a: Real = 1.0
+    b: Real = 1.0
+    c: Real = 0.0
 
     def __post_init__(self) -> None:
         for name in ("a", "b", "c"):
-            check_real(self, name, getattr(self, name))
+            check_real(self, name, getattr(self, name), allow_tensor=True)
 
     def fn(self, x: Tensor) -> Tensor:
         return self.a * torch.cos(self.b * x + self.c)
@@ -446,13 +470,13 @@ class RBF(Elementwise):
     :math:`\exp(-\gamma \lVert x - x'\rVert^2 / d)`, with :math:`\gamma = 1/(2\ell^2)`.
     """
 
-    gamma: float = 1.0
+    gamma: Real = 1.0
 
     def __post_init__(self) -> None:
-        check_real(self, "gamma", self.gamma, minimum=0.0)
+        check_real(self, "gamma", self.gamma, minimum=0.0, allow_tensor=True)
 
     def fn(self, x: Tensor) -> Tensor:
-        return math.sqrt(2.0) * torch.sin(math.sqrt(2.0 * self.gamma) * x + 0.25 * math.pi)
+        return math.sqrt(2.0) * torch.sin((2.0 * self.gamma) ** 0.5 * x + 0.25 * math.pi)
 
     def dual(
         self, k: Tensor, q1: Tensor, q2: Tensor, want_dot: bool
@@ -477,12 +501,12 @@ class Exp(Elementwise):
     overflows.
     """
 
-    a: float = 1.0
-    b: float = 1.0
+    a: Real = 1.0
+    b: Real = 1.0
 
     def __post_init__(self) -> None:
         for name in ("a", "b"):
-            check_real(self, name, getattr(self, name))
+            check_real(self, name, getattr(self, name), allow_tensor=True)
 
     def fn(self, x: Tensor) -> Tensor:
         return self.a * torch.exp(self.b * x)
@@ -513,12 +537,12 @@ class Gaussian(Elementwise):
     :math:`4 b q < 1`; a larger input variance raises :class:`HyperparameterError`.
     """
 
-    a: float = 1.0
-    b: float = -1.0
+    a: Real = 1.0
+    b: Real = -1.0
 
     def __post_init__(self) -> None:
         for name in ("a", "b"):
-            check_real(self, name, getattr(self, name))
+            check_real(self, name, getattr(self, name), allow_tensor=True)
 
     def fn(self, x: Tensor) -> Tensor:
         return self.a * torch.exp(self.b * x * x)

@@ -281,7 +281,8 @@ class GlobalSelfAttention(Layer):
                     repr(self),
                     f"its input has channels first, feature shape {facts.shape} (after a Conv)",
                     "Attention takes channels-last inputs (n, L, C), as nn.MultiheadAttention "
-                    "with batch_first=True: start the network with Dense or attention.",
+                    "with batch_first=True: put nk.ChannelsLast() before it, or start the "
+                    "network with Dense or attention.",
                 )
             )
         channels = facts.shape[-1]
@@ -373,7 +374,7 @@ class GlobalSelfAttention(Layer):
 
     def _linear(
         self,
-        diagonal: bool,
+        self_pairs: bool,
         nngp: Tensor,
         ntk: Tensor | None,
         cov1: Tensor,
@@ -397,7 +398,7 @@ class GlobalSelfAttention(Layer):
             # a: (n1, P, P), b: (n2, P, P); t: (n1, n2, P, P) or self pairs (n, P, P)
             return affine(a @ t @ b.transpose(-1, -2), ov2, b2)
 
-        if diagonal:
+        if self_pairs:
             ga, gb = g1, g1
         else:
             ga, gb = g1.unsqueeze(1), g2.unsqueeze(0)
@@ -413,7 +414,7 @@ class GlobalSelfAttention(Layer):
 
     def _identity(
         self,
-        diagonal: bool,
+        self_pairs: bool,
         nngp: Tensor,
         ntk: Tensor | None,
         cov1: Tensor,

@@ -19,15 +19,19 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
+import os
 import warnings
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, ClassVar, Union
+from typing import TYPE_CHECKING, Any, ClassVar, Union, overload
 
 import torch
 from torch import Tensor, nn
 
 from .._validation import check_module_options
 from ..core import engine
+
+if TYPE_CHECKING:
+    from ..store.stored import StoredKernel
 from ..core.block import KernelBlock
 from ..core.plan import fold, holds_width, plan_network
 from ..core.protocol import (
@@ -64,6 +68,10 @@ _NT_SPELLINGS = {
     "out_chan": "out_channels",
     "rate": "p (the drop probability, 1 - rate)",
     "dimension_numbers": "the channels-first layout (N, C, *spatial) of torch",
+    "batch_axis": "nothing: the batch axis is always the first",
+    "channel_axis": "ChannelsLast() / ChannelsFirst() to move the channel axis",
+    "do_clip": "nothing: the correlation is always clipped to [-1, 1]",
+    "precision": "the inputs' dtype (float64 recommended)",
 }
 #: Class attributes of earlier versions, now fields of ``Requirements``.
 _LEGACY = {
@@ -87,13 +95,15 @@ class Layer:
     requirements: ClassVar[Requirements] = Requirements()
     #: Leaf, or a serial or parallel combination of :meth:`children`.
     composition: ClassVar[Composition] = Composition.LEAF
+    #: Former names of this library's own arguments, still accepted with a warning.
+    deprecated_names: ClassVar[frozenset[str]] = frozenset()
 
     def __new__(cls, *args: Any, **kwargs: Any) -> Layer:
         """Refuse Neural Tangents' argument names with the name to use instead."""
         if kwargs:
-            accepted = _parameters(cls)
+            accepted = _parameters(cls)  # type: ignore[arg-type]  # a class is hashable
             for name in kwargs:
-                if name in _NT_SPELLINGS and name not in accepted:
+                if name in _NT_SPELLINGS and name not in accepted | cls.deprecated_names:
                     raise HyperparameterError(
                         describe(
                             f"{cls.__name__}(...)",
@@ -180,6 +190,7 @@ class Layer:
             raise LayerCompatibilityError(describe(repr(self), "branches", "End them."))
         return plan.out.shape
 
+    @overload
     def kernel(
         self,
         x1: Any,
@@ -191,7 +202,46 @@ class Layer:
         progress: Progress | None = None,
         pattern: Any = None,
         layout: str | None = None,
-    ) -> Kernel:
+        mask_constant: Any = None,
+        store: None = None,
+        client: None = None,
+        scheduler: None = None,
+    ) -> Kernel: ...
+
+    @overload
+    def kernel(
+        self,
+        x1: Any,
+        x2: Any = None,
+        get: Get = ("nngp", "ntk"),
+        *,
+        memory_budget: int | None = None,
+        block_size: int | tuple[int, int] | None = None,
+        progress: Progress | None = None,
+        pattern: Any = None,
+        layout: str | None = None,
+        mask_constant: Any = None,
+        store: str | os.PathLike[str],
+        client: Any = None,
+        scheduler: Any = None,
+    ) -> StoredKernel: ...
+
+    def kernel(
+        self,
+        x1: Any,
+        x2: Any = None,
+        get: Get = ("nngp", "ntk"),
+        *,
+        memory_budget: int | None = None,
+        block_size: int | tuple[int, int] | None = None,
+        progress: Progress | None = None,
+        pattern: Any = None,
+        layout: str | None = None,
+        mask_constant: Any = None,
+        store: str | os.PathLike[str] | None = None,
+        client: Any = None,
+        scheduler: Any = None,
+    ) -> Kernel | StoredKernel:
         """NNGP and NTK of the infinitely wide network between ``x1`` and ``x2``.
 
         Args:
@@ -211,6 +261,14 @@ class Layer:
                 ``"diagonal"`` only same-position covariances ``(n1, n2, H, W)``;
                 ``None`` (default) computes the cheapest exact layout (full only when
                 a layer needs it, such as pooling or attention).
+            mask_constant: Neural Tangents' input masking; not supported (anything but
+                ``None`` raises :class:`LayerCompatibilityError`).
+            store: a folder path: compute the kernel block by block into a zarr store
+                there (resuming a previous run) and return a
+                :class:`~neural_kernels.store.StoredKernel` (needs the ``scale`` extra;
+                see :mod:`neural_kernels.store`; ``pattern`` is not supported).
+            client: with ``store``, a ``dask.distributed.Client`` running the blocks.
+            scheduler: with ``store``, ``"local"`` (a ``LocalCluster``) or an address.
 
         Returns:
             A :class:`~neural_kernels.kernel.Kernel` with ``nngp`` and ``ntk`` of shape
@@ -224,6 +282,26 @@ class Layer:
                 layer (the message names the layer and what to change).
 
         """
+        _refuse_mask(self, mask_constant)
+        if store is not None or client is not None or scheduler is not None:
+            from .._optional import require_scale
+
+            path = require_scale("kernel(store=...)", store, pattern)
+            from ..store import compute_stored
+
+            return compute_stored(
+                self,
+                x1,
+                x2,
+                get,
+                path,
+                memory_budget=memory_budget,
+                block_size=block_size,
+                progress=progress,
+                layout=layout,
+                client=client,
+                scheduler=scheduler,
+            )
         return engine.compute_kernel(
             self,
             x1,
@@ -243,6 +321,7 @@ class Layer:
         *,
         pattern: Any = None,
         layout: str | None = None,
+        mask_constant: Any = None,
     ) -> Kernel:
         """The kernels ``k(x_i, x_i)`` without building the ``n x n`` matrix.
 
@@ -251,12 +330,14 @@ class Layer:
             get: ``"nngp"``, ``"ntk"`` or both.
             pattern: graph adjacency ``(n, L, L)`` for ``Aggregate`` layers.
             layout: as in :meth:`kernel`.
+            mask_constant: not supported, as in :meth:`kernel`.
 
         Returns:
             A :class:`~neural_kernels.kernel.Kernel` with ``self_pairs=True`` whose
             ``nngp`` and ``ntk`` have shape ``(n,)`` (plus axis pairs for spatial outputs).
 
         """
+        _refuse_mask(self, mask_constant)
         return engine.compute_kernel_diag(self, x, get, pattern, layout)
 
     def module(
@@ -293,8 +374,10 @@ class Layer:
         if base_width is not None or parametrization not in (None, "ntk", "standard"):
             from ..abc._twin import build_twin  # abc-parametrizations: muP, mean field, ABC
 
-            kw = {"dtype": dtype, "device": device}
-            return build_twin(self, in_shape, width, parametrization, base_width, generator, **kw)
+            return build_twin(
+                self, in_shape, width, parametrization, base_width, generator,
+                dtype=dtype, device=device,
+            )  # fmt: skip
         shape = (int(in_shape),) if isinstance(in_shape, int) else tuple(int(s) for s in in_shape)
         plan = plan_network(self, shape, lambda: repr(self))  # checks the network first
         ctx = check_module_options(
@@ -364,6 +447,21 @@ def _inherit_docstrings(cls: type) -> None:
                 break
 
 
+def _refuse_mask(layer: object, mask_constant: Any) -> None:
+    """Input masking (Neural Tangents' ``mask_constant``) is not implemented: refuse it."""
+    if mask_constant is None:
+        return
+    raise LayerCompatibilityError(
+        describe(
+            repr(layer),
+            f"mask_constant={mask_constant!r} (input masking)",
+            "Masking is not supported: positions equal to the constant would be kept as "
+            "ordinary inputs. Compute the kernels of unpadded inputs of each length "
+            "separately, or crop the padding with nk.Index.",
+        )
+    )
+
+
 def one_block(layer: object, k: Flow) -> KernelBlock:
     """``k`` as one kernel block; branches are refused (the plan fold prevents them)."""
     if isinstance(k, tuple):
@@ -413,3 +511,25 @@ def with_shapes(facts: FactsFlow, shape: Any) -> FactsFlow:
             dataclasses.replace(f, shape=tuple(s)) for f, s in zip(facts, shape, strict=True)
         )
     return dataclasses.replace(facts, shape=tuple(shape))
+
+
+#: Combinators that lived in this module before ``layers/combinators.py``.
+_MOVED = frozenset(
+    {"FanInConcat", "FanInProduct", "FanInSum", "FanOut", "Identity", "Parallel", "Residual"}
+    | {"Sequential"}
+)
+
+
+def __getattr__(name: str) -> Any:
+    """The combinators' former home: still importable from here, with a warning."""
+    if name in _MOVED:
+        from . import combinators
+
+        warnings.warn(
+            f"neural_kernels.layers.base.{name} is deprecated: import it from "
+            f"neural_kernels (nk.{name}) or neural_kernels.layers.combinators.",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return getattr(combinators, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -79,7 +79,8 @@ class Dense(Layer):
                 describe(
                     repr(self),
                     f"its input has channels first, feature shape {facts.shape} (after a Conv)",
-                    "Dense acts on the last axis: put Flatten() or GlobalAvgPool() before it.",
+                    "Dense acts on the last axis: put Flatten() or GlobalAvgPool() before it, "
+                    "or ChannelsLast() to apply it at every position.",
                 )
             )
         return Facts((*facts.shape[:-1], self.out_features), True, -1)

@@ -61,6 +61,7 @@ class _Pool(Layer):
         channel_axis=0, spatial=Spatial.MIXING, variances=Variances.PAIRS
     )
     average: ClassVar[bool] = True
+    deprecated_names: ClassVar[frozenset[str]] = frozenset(_RENAMED)
 
     def __init__(
         self,

@@ -71,9 +71,10 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 from scipy.linalg import eigvalsh_tridiagonal
-from torch import Tensor
+from torch import Tensor, nn
 
 from .._validation import check_int_range, given
+from ..core.protocol import ModuleContext
 from ..errors import (
     HyperparameterError,
     InputTypeError,
@@ -82,6 +83,7 @@ from ..errors import (
     describe,
 )
 from ._elementwise import Elementwise
+from ._nngp_fn import NngpFn, call_nngp_fn, derivative_dual
 from ._safe import safe_sqrt
 
 __all__ = ["DEFAULT_DEGREE", "ELU", "Activation", "SiLU", "Sigmoid", "Softplus", "Tanh"]
@@ -458,11 +460,21 @@ class Activation(_Numerical):
     Args:
         fn: the activation, a callable mapping a float tensor to a tensor of the same
             shape elementwise (``torch.tanh``, ``torch.nn.functional.gelu``, a lambda, ...).
-            The layer is picklable when ``fn`` is.
+            The layer is picklable when ``fn`` is. ``None`` (with ``nngp_fn`` or
+            ``dual``): a kernel-only layer, which has no finite twin.
         dual: optional closed form with the signature of :meth:`Elementwise.dual`,
             ``dual(k, q1, q2, want_dot) -> (nngp, dot or None)``. When given it replaces
-            the quadrature (a ``None`` derivative dual is then computed by quadrature).
+            the quadrature (a ``None`` derivative dual is then computed by quadrature,
+            or by autograd of the NNGP dual when ``fn`` is ``None``).
         degree: Gauss-Hermite nodes per dimension (an integer from 2 to 4096).
+        nngp_fn: optional NNGP dual alone, ``nngp_fn(cov12, var1, var2) = E[phi(u)
+            phi(v)]`` for ``(u, v) ~ N(0, [[var1, cov12], [cov12, var2]])`` (``var1``,
+            ``var2`` broadcast against ``cov12``), written with torch operations. The
+            derivative dual is its derivative in ``cov12`` by autograd (Price's theorem),
+            as Neural Tangents' ``Elementwise(fn, nngp_fn)``; see
+            :mod:`neural_kernels.layers._nngp_fn`.
+        d_nngp_fn: optional derivative of ``nngp_fn`` in ``cov12`` (same signature),
+            replacing autograd.
 
     Attributes:
         fn: the activation.
@@ -482,19 +494,55 @@ class Activation(_Numerical):
 
     """
 
-    fn: Callable[[Tensor], Tensor]  # type: ignore[assignment]
+    fn: Callable[[Tensor], Tensor] | None  # type: ignore[assignment]
     closed_form: DualFn | None = None
+    nngp_fn: NngpFn | None = None
+    d_nngp_fn: NngpFn | None = None
 
     def __init__(
         self,
-        fn: Callable[[Tensor], Tensor],
+        fn: Callable[[Tensor], Tensor] | None = None,
         dual: DualFn | None = None,
         degree: int = DEFAULT_DEGREE,
+        *,
+        nngp_fn: NngpFn | None = None,
+        d_nngp_fn: NngpFn | None = None,
     ) -> None:
         object.__setattr__(self, "fn", fn)
         object.__setattr__(self, "closed_form", dual)
         object.__setattr__(self, "degree", degree)
-        if not callable(fn):
+        object.__setattr__(self, "nngp_fn", nngp_fn)
+        object.__setattr__(self, "d_nngp_fn", d_nngp_fn)
+        for name, value in (("nngp_fn", nngp_fn), ("d_nngp_fn", d_nngp_fn)):
+            if value is not None and not callable(value):
+                raise InputTypeError(
+                    describe(
+                        repr(self),
+                        f"{name}={value!r} of type {type(value).__name__} is not callable",
+                        f"Pass {name}(cov12, var1, var2) -> tensor, or leave it None.",
+                    )
+                )
+        if nngp_fn is not None and dual is not None:
+            raise InputTypeError(
+                describe(
+                    repr(self),
+                    "both dual and nngp_fn",
+                    "Give one closed form: dual(k, q1, q2, want_dot) or nngp_fn(k, q1, q2).",
+                )
+            )
+        if d_nngp_fn is not None and nngp_fn is None:
+            raise InputTypeError(
+                describe(repr(self), "d_nngp_fn without nngp_fn", "Give nngp_fn as well.")
+            )
+        if fn is None and nngp_fn is None and dual is None:
+            raise InputTypeError(
+                describe(
+                    repr(self),
+                    "fn=None without nngp_fn or dual",
+                    "Give the activation fn, or its NNGP dual nngp_fn(cov12, var1, var2).",
+                )
+            )
+        if fn is not None and not callable(fn):
             raise InputTypeError(
                 describe(
                     repr(self),
@@ -517,12 +565,29 @@ class Activation(_Numerical):
         parts = [f"fn={_name_of(self.fn)}"]
         if self.closed_form is not None:
             parts.append(f"dual={_name_of(self.closed_form)}")
-        parts.append(f"degree={self.degree!r}")
+        for name in ("nngp_fn", "d_nngp_fn"):
+            value = getattr(self, name, None)
+            if value is not None:
+                parts.append(f"{name}={_name_of(value)}")
+        parts.append(f"degree={getattr(self, 'degree', None)!r}")
         return f"Activation({', '.join(parts)})"
+
+    def _nngp_only(self, k: Tensor, q1: Tensor, q2: Tensor) -> Tensor:
+        """The NNGP dual from ``nngp_fn`` or from ``dual`` (no derivative)."""
+        if self.nngp_fn is not None:
+            return call_nngp_fn(self.nngp_fn, k, q1, q2, repr(self))
+        return given(self.closed_form, "dual")(k, q1, q2, False)[0]
 
     def dual(
         self, k: Tensor, q1: Tensor, q2: Tensor, want_dot: bool
     ) -> tuple[Tensor, Tensor | None]:
+        if self.nngp_fn is not None:
+            nngp = call_nngp_fn(self.nngp_fn, k, q1, q2, repr(self))
+            if not want_dot:
+                return nngp, None
+            if self.d_nngp_fn is not None:
+                return nngp, call_nngp_fn(self.d_nngp_fn, k, q1, q2, repr(self))
+            return nngp, derivative_dual(self._nngp_only, k, q1, q2, repr(self))
         if self.closed_form is None:
             return super().dual(k, q1, q2, want_dot)
         result = self.closed_form(k, q1, q2, want_dot)
@@ -536,13 +601,28 @@ class Activation(_Numerical):
             )
         nngp, dot = result
         if want_dot and dot is None:
-            _, dot = self._quadrature(k, q1, q2, False, True)
+            if self.fn is None:
+                dot = derivative_dual(self._nngp_only, k, q1, q2, repr(self))
+            else:
+                _, dot = self._quadrature(k, q1, q2, False, True)
         return nngp, dot
 
     def dual_var(self, q: Tensor) -> Tensor:
-        if self.closed_form is None:
+        if self.closed_form is None and self.nngp_fn is None:
             return super().dual_var(q)
-        return self.closed_form(q, q, q, False)[0]
+        return self._nngp_only(q, q, q)
+
+    def make_module(self, in_shape: Any, ctx: ModuleContext) -> nn.Module:
+        if self.fn is None:
+            raise LayerCompatibilityError(
+                describe(
+                    repr(self),
+                    "fn=None: the layer is known only through its kernel",
+                    "Give the activation too, Activation(fn, nngp_fn=...), to build the "
+                    "finite network.",
+                )
+            )
+        return super().make_module(in_shape, ctx)
 
 
 @dataclass(frozen=True, repr=False)

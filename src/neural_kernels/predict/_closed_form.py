@@ -17,6 +17,7 @@ from torch import Tensor
 
 from .._validation import as_tensor, parse_get
 from ..errors import HyperparameterError, ShapeError, SingularKernelError, describe
+from ._cg import CGFactor, SolveInfo, cg_options
 from ._inputs import (
     BARE,
     Kernels,
@@ -27,6 +28,8 @@ from ._inputs import (
     prior_of,
 )
 from ._results import Gaussian
+
+SOLVERS = ("cholesky", "cg")
 
 
 def sym(a: Tensor) -> Tensor:
@@ -157,17 +160,31 @@ class Predictor:
         where: str,
         learning_rate: float = 1.0,
         like: Tensor | None = None,
+        solver: str = "cholesky",
+        solver_options: Any = None,
     ) -> None:
         self.kernels, self.vector, self.where = kernels, vector, where
         self.diag_reg, self.absolute, self.learning_rate = diag_reg, absolute, learning_rate
         self.n = y.shape[0]
+        if solver not in SOLVERS:
+            raise HyperparameterError(
+                describe(where, f"solver={solver!r}", f"Use one of {SOLVERS}.")
+            )
+        self.solver = solver
+        self.solver_options = cg_options(solver_options, where) if solver == "cg" else {}
+        #: Iterations and residuals of the conjugate-gradient solves made so far.
+        self.solves: list[SolveInfo] = []
         if like is None:  # dtype and device of the computation: the training kernel's
             name = kernels.names[0] if kernels.names else None
-            like = y if name is None else as_tensor(kernels._raw[name], "k_train_train", where)
+            raw = None if name is None else kernels._raw[name]
+            if raw is not None and hasattr(raw, "to_tensor"):  # a stored kernel
+                like = torch.empty(0, dtype=raw.dtype)
+            else:
+                like = y if raw is None else as_tensor(raw, "k_train_train", where)
         self.dtype = torch.promote_types(like.dtype, y.dtype)
         self.device = like.device
         self.y = y.to(dtype=self.dtype, device=self.device)
-        self._factors: dict[str, Factor] = {}
+        self._factors: dict[str, Factor | CGFactor] = {}
         self._cache: dict[tuple[str, ...], Tensor] = {}
 
     # -- kernels and factors -----------------------------------------------------------
@@ -185,7 +202,37 @@ class Predictor:
             )
         return k
 
-    def factor(self, name: str) -> Factor:
+    def _stored(self, name: str) -> Any:
+        """The stored kernel (read by blocks) under ``name``, or ``None``."""
+        raw = self.kernels._raw.get(name)
+        if raw is None or not hasattr(raw, "to_tensor"):
+            return None
+        if tuple(raw.shape) != (self.n, self.n):
+            self.train(name)  # raises the shape error
+        return raw
+
+    def times_train(self, name: str, b: Tensor) -> Tensor:
+        """``A @ b`` for the train-train kernel ``name`` (streamed when stored)."""
+        stored = self._stored(name)
+        if stored is not None and self.solver == "cg":
+            return stored.matmul(b).to(self.dtype)
+        return self.train(name) @ b
+
+    def factor(self, name: str) -> Factor | CGFactor:
+        if name not in self._factors and self.solver == "cg":
+            label = "NTK" if name == "ntk" else "NNGP" if name == "nngp" else "given"
+            stored = self._stored(name)
+            self._factors[name] = CGFactor(
+                self.train(name) if stored is None else stored,
+                self.n,
+                self.dtype,
+                self.diag_reg,
+                self.absolute,
+                label,
+                self.where,
+                self.solver_options,
+                self.solves,
+            )
         if name not in self._factors:
             label = "NTK" if name == "ntk" else "NNGP" if name == "nngp" else "given"
             self._factors[name] = Factor(
@@ -330,7 +377,7 @@ class Predictor:
         if g == "ntk":
             b = factor.solve(ktd.mT)  # T~^-1 T_dt
             cross = b.mT @ kpd.mT  # T_td T~^-1 K_dt
-            cov = ktt + b.mT @ self.train("nngp") @ b - (cross + cross.mT)
+            cov = ktt + b.mT @ self.times_train("nngp", b) - (cross + cross.mT)
         else:
             cov = ktt - ktd @ factor.solve(ktd.mT)
         return mean, sym(cov)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Iterable, Mapping
-from typing import Any, Union
+from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
 import torch
@@ -21,6 +21,9 @@ from ..errors import (
 )
 from ..kernel import Kernel
 
+if TYPE_CHECKING:
+    from ..store.stored import StoredKernel
+
 #: Names of the predictions of gradient-descent training.
 GD_NAMES = ("nngp", "ntk")
 #: Names of the posteriors of :func:`~neural_kernels.predict.gp_inference`.
@@ -28,7 +31,7 @@ GP_NAMES = ("nngp", "ntk", "ntkgp")
 #: Internal name of a kernel passed as one bare tensor (it is its own prior covariance).
 BARE = "kernel"
 
-KernelLike = Union[Kernel, Mapping[str, Any], Tensor, np.ndarray]  # noqa: UP007
+KernelLike = Union[Kernel, "StoredKernel", Mapping[str, Any], Tensor, np.ndarray]
 Get = Union[str, Iterable[str], None]  # noqa: UP007
 
 
@@ -123,6 +126,7 @@ class Kernels:
 
     def __init__(self, obj: Any, role: str, where: str) -> None:
         self.role, self.where = role, where
+        self.stored_variances: Tensor | None = None
         if isinstance(obj, Kernel):
             if obj.self_pairs:
                 raise ShapeError(
@@ -135,6 +139,10 @@ class Kernels:
             raw: dict[str, Any] = {"nngp": obj.nngp, "ntk": obj.ntk}
             self.bare = False
             self.kernel: Kernel | None = obj
+        elif getattr(obj, "stored", False) is True:  # a StoredKernel (store of the scale extra)
+            raw = {"nngp": obj.nngp, "ntk": obj.ntk}
+            self.bare = False
+            self.stored_variances = obj.cov1
         elif isinstance(obj, Mapping):
             bad = [key for key in obj if key not in GD_NAMES]
             if bad:
@@ -159,6 +167,8 @@ class Kernels:
         """The NNGP variances of the first inputs, when known (a Kernel or an NNGP)."""
         if self.kernel is not None:
             return self.kernel.cov1.detach()
+        if self.stored_variances is not None:
+            return self.stored_variances
         nngp = self._raw.get("nngp")
         if isinstance(nngp, Tensor) and nngp.ndim == 2 and nngp.shape[0] == nngp.shape[1]:
             return torch.diagonal(nngp).detach()
@@ -209,7 +219,10 @@ class Kernels:
                 )
             )
         if key not in self._checked:
-            t = as_tensor(self._raw[key], f"{self.role}.{key}", self.where)
+            raw = self._raw[key]
+            if hasattr(raw, "to_tensor"):  # a stored kernel: read it whole
+                raw = raw.to_tensor()
+            t = as_tensor(raw, f"{self.role}.{key}", self.where)
             if t.ndim != 2:
                 raise ShapeError(
                     describe(

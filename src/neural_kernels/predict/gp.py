@@ -18,6 +18,8 @@ def gp_inference(
     diag_reg: float = 0.0,
     *,
     diag_reg_absolute: bool = False,
+    solver: str = "cholesky",
+    solver_options: dict[str, Any] | None = None,
 ) -> Callable[..., Gaussian | Predictions]:
     r"""Posterior of the NNGP, the NTK ensemble, or the NTK-GP, given training data.
 
@@ -47,6 +49,12 @@ def gp_inference(
         diag_reg: regulariser, relative to the mean diagonal unless
             ``diag_reg_absolute``.
         diag_reg_absolute: add ``diag_reg * I`` instead.
+        solver: ``"cholesky"`` (factor the kernel in memory) or ``"cg"`` (preconditioned
+            conjugate gradients from matrix products: a stored kernel,
+            ``net.kernel(x, store=...)``, is streamed block by block and never held
+            whole; see :mod:`neural_kernels.predict._cg`).
+        solver_options: for ``"cg"``: ``tol`` (relative residual, default ``1e-10``),
+            ``max_iter`` (1000), ``rank`` of the pivoted-Cholesky preconditioner (100).
 
     Returns:
         ``post(get=None, k_test_train=None, k_test_test=None, compute_cov=None)``.
@@ -57,7 +65,8 @@ def gp_inference(
         ``compute_cov=None`` computes them when it is given. The positional order is
         Neural Tangents' (``get, k_test_train, k_test_test``). Returns a
         :class:`Gaussian` for a single name (or a bare kernel), else :class:`Predictions`
-        (a named tuple of Gaussians, fields in the order asked).
+        (a named tuple of Gaussians, fields in the order asked). ``post.solves`` lists
+        the conjugate-gradient solves made (kernel, iterations, relative residual).
 
     Raises:
         ShapeError: kernels and targets disagree in size.
@@ -76,6 +85,8 @@ def gp_inference(
         diag_reg,
         bool(diag_reg_absolute),
         where,
+        solver=solver,
+        solver_options=solver_options,
     )
 
     def post(
@@ -89,4 +100,5 @@ def gp_inference(
         cov = compute_cov_flag(compute_cov, k_test_test, where)
         return format_predictions(core.predict(names, None, k_test_train, k_test_test, cov), single)
 
+    post.solves = core.solves  # type: ignore[attr-defined]
     return post

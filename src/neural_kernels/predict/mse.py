@@ -37,6 +37,8 @@ def gradient_descent_mse(
     diag_reg: float = 0.0,
     *,
     diag_reg_absolute: bool = False,
+    solver: str = "cholesky",
+    solver_options: dict[str, Any] | None = None,
 ) -> Callable[..., Gaussian | Predictions]:
     r"""Outputs of infinitely wide networks trained by gradient flow on MSE, in closed form.
 
@@ -75,6 +77,9 @@ def gradient_descent_mse(
         diag_reg: regulariser, relative to the mean diagonal unless
             ``diag_reg_absolute``.
         diag_reg_absolute: add ``diag_reg * I`` instead.
+        solver: ``"cholesky"`` or ``"cg"`` (conjugate gradients, streaming a stored
+            kernel; ``t = inf`` only), as in :func:`~neural_kernels.predict.gp_inference`.
+        solver_options: for ``"cg"``: ``tol``, ``max_iter``, ``rank``.
 
     Returns:
         ``predict_fn(t=None, *, k_test_train=None, k_test_test=None, get=None,
@@ -110,6 +115,8 @@ def gradient_descent_mse(
         bool(diag_reg_absolute),
         where,
         learning_rate,
+        solver=solver,
+        solver_options=solver_options,
     )
 
     def predict_fn(
@@ -134,6 +141,7 @@ def gradient_descent_mse(
             single,
         )
 
+    predict_fn.solves = core.solves  # type: ignore[attr-defined]
     return predict_fn
 
 

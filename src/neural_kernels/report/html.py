@@ -53,3 +53,20 @@ def render_html(report: Report, with_plots: bool = True) -> str:
                 )
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"
+
+
+def __getattr__(name: str) -> object:
+    """``write_report``'s former home: still importable from here, with a warning."""
+    if name == "write_report":
+        import warnings
+
+        from .writer import write_report
+
+        warnings.warn(
+            "neural_kernels.report.html.write_report is deprecated: import it from "
+            "neural_kernels.report.",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return write_report
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -6,6 +6,8 @@ r"""The sections of the demo report, one module each, in the order of :data:`SEC
    against the kernel prediction from the same initial outputs.
 3. :mod:`.gaussian_picture`: outputs of random finite networks against the NNGP Gaussian.
 4. :mod:`.kernel_movement`: how far the empirical NTK moves during training.
+5. :mod:`.applications`: the scikit-learn classifier and exact permutation learning.
+6. :mod:`.deep_kernel_machines`: deep kernel machines against the NNGP for several nu.
 
 **Adding a section.** Write a module ``<name>.py`` here with a function
 ``build(ctx: Context) -> Section`` that returns a :class:`~neural_kernels.report.Section`
@@ -27,7 +29,15 @@ from collections.abc import Callable
 from typing import Any
 
 from ..model import Section
-from . import finite_vs_infinite, gaussian_picture, infinite_width, kernel_movement
+from . import (
+    applications,
+    deep_kernel_machines,
+    finite_vs_infinite,
+    gaussian_picture,
+    infinite_width,
+    kernel_movement,
+    more_layers,
+)
 from ._common import Context, Sizes, sizes_for
 
 __all__ = ["SECTIONS", "Context", "Sizes", "add_sections", "sizes_for"]
@@ -38,6 +48,9 @@ SECTIONS: tuple[tuple[str, Callable[[Context], Section]], ...] = (
     ("finite_vs_infinite", finite_vs_infinite.build),
     ("gaussian_picture", gaussian_picture.build),
     ("kernel_movement", kernel_movement.build),
+    ("more_layers", more_layers.build),
+    ("applications", applications.build),
+    ("deep_kernel_machines", deep_kernel_machines.build),
 )
 
 

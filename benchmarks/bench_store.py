@@ -1,0 +1,242 @@
+"""Kernels in a store: compute, solve by CG, kill and resume, Dask throughput.
+
+Three cases, one JSON line each (``python -m benchmarks.bench_store [--quick] [--full]``):
+
+``store_fc_ntk_cg``
+    The NTK of ``Dense(512, w_std=sqrt(2), b_std=0.1), ReLU, Dense(1)`` on ``n``
+    standard-normal inputs of 784 features (float64) computed into a store
+    (``kernel_seconds``), then ``gp_inference(..., solver="cg")`` on 10 targets
+    (``cg_seconds``, ``iterations``, ``residual``), in a fresh subprocess: ``peak_mb``
+    (its peak RSS) and ``disk_bytes``. Floors measured in the same run: the Gram
+    product's ``n (n + 1) / 2 * 784`` multiply-adds at the measured float64 GEMM rate
+    (``kernel_floor_seconds``; the network's few operations per entry are not counted),
+    and one read of the store per CG iteration at the measured read rate of its chunk
+    files (``cg_floor_seconds``). Default ``n = 4000`` (``--quick`` 1000, ``--full`` the
+    issue's 50,000: about 20 GB of disk, target <= 30 min and <= 16 GB RSS).
+``store_cnn_gap_resume``
+    The NTK of a CNN with global average pooling on ``n`` 8x8 digits into a store,
+    killed with SIGKILL after a third of its blocks and resumed; ``bit_identical``
+    against an uninterrupted run, ``seconds`` of the resumed part and
+    ``baseline_seconds`` of the uninterrupted run. Default ``n = 300`` (``--quick`` 100,
+    ``--full`` all 1797).
+``store_dask_chunks_per_second``
+    Chunks per second of the fully connected store with 1 and 2 local Dask worker
+    processes (cluster start-up excluded); ``baseline`` is the in-process rate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import neural_kernels as nk
+
+from ._common import ROOT, maxrss_mb
+from ._common import run_case as run_case_process
+
+D = 784
+
+
+def _fc() -> Any:
+    return nk.Sequential(nk.Dense(512, w_std=math.sqrt(2), b_std=0.1), nk.ReLU(), nk.Dense(1))
+
+
+def _cnn() -> Any:
+    return nk.Sequential(
+        nk.Conv(16, (3, 3), padding="same"),
+        nk.ReLU(),
+        nk.Conv(16, (3, 3), padding="same"),
+        nk.ReLU(),
+        nk.GlobalAvgPool(),
+        nk.Dense(1),
+    )
+
+
+def gemm_rate() -> float:
+    """Measured float64 multiply-adds per second of a 2048 x 784 x 2048 product."""
+    a = torch.randn(2048, D, dtype=torch.float64)
+    a @ a.T
+    start = time.perf_counter()
+    for _ in range(3):
+        a @ a.T
+    return 3 * 2048 * 2048 * D / (time.perf_counter() - start)
+
+
+def read_rate(path: Path) -> float:
+    """Bytes per second reading every chunk file of a store (the page cache helps)."""
+    files = [f for f in path.rglob("*") if f.is_file()]
+    start = time.perf_counter()
+    total = sum(len(f.read_bytes()) for f in files)
+    return total / max(time.perf_counter() - start, 1e-9)
+
+
+def fc_case(n: int, block: int) -> dict[str, Any]:
+    """The fully connected NTK into a store, then CG (run in its own process)."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(n, D, generator=g, dtype=torch.float64)
+    y = torch.randn(n, 10, generator=g, dtype=torch.float64)
+    folder = Path(tempfile.mkdtemp(prefix="nk-bench-store-"))
+    try:
+        start = time.perf_counter()
+        stored = _fc().kernel(x, None, "ntk", store=folder / "k.zarr", block_size=block)
+        kernel_seconds = time.perf_counter() - start
+        disk = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+        start = time.perf_counter()
+        post = nk.predict.gp_inference(stored, y, diag_reg=1e-3, solver="cg")
+        post("ntk", stored.ntk.read(0, 10, 0, n))  # one solve for all 10 targets
+        cg_seconds = time.perf_counter() - start
+        solve = post.solves[0]
+        rate, disk_rate = gemm_rate(), read_rate(folder / "k.zarr" / "ntk")
+        kernel_floor = n * (n + 1) / 2 * D / rate
+        cg_floor = solve.iterations * disk / disk_rate  # the store holds the NTK alone
+        return {
+            "name": "store_fc_ntk_cg",
+            "n": n,
+            "block": block,
+            "seconds": kernel_seconds + cg_seconds,
+            "kernel_seconds": kernel_seconds,
+            "cg_seconds": cg_seconds,
+            "iterations": solve.iterations,
+            "residual": solve.residual,
+            "peak_mb": maxrss_mb(),
+            "disk_bytes": disk,
+            "gemm_multiply_adds_per_second": rate,
+            "read_bytes_per_second": disk_rate,
+            "kernel_floor_seconds": kernel_floor,
+            "cg_floor_seconds": cg_floor,
+            "ratio_to_floor": (kernel_seconds + cg_seconds) / (kernel_floor + cg_floor),
+        }
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _digits(n: int) -> torch.Tensor:
+    from sklearn.datasets import load_digits
+
+    x = torch.from_numpy(load_digits().images[:n]).to(torch.float64)
+    return ((x - x.mean()) / x.std())[:, None]  # (n, 1, 8, 8)
+
+
+def cnn_resume_case(n: int, block: int) -> dict[str, Any]:
+    """The CNN's NTK into a store, killed part-way, resumed; against an uninterrupted run."""
+    x = _digits(n)
+    folder = Path(tempfile.mkdtemp(prefix="nk-bench-resume-"))
+    try:
+        torch.save(x, folder / "x.pt")
+        start = time.perf_counter()
+        whole = _cnn().kernel(x, None, "ntk", store=folder / "whole.zarr", block_size=block)
+        baseline = time.perf_counter() - start
+        blocks = math.ceil(n / block) * (math.ceil(n / block) + 1) // 2
+        script = textwrap.dedent(
+            f"""
+            import os, signal, torch
+            from benchmarks.bench_store import _cnn
+            x = torch.load({str(folder / "x.pt")!r})
+            calls = []
+            def progress(done, total):
+                calls.append(done)
+                if len(calls) > {max(1, blocks // 3)}:
+                    os.kill(os.getpid(), signal.SIGKILL)
+            _cnn().kernel(x, None, "ntk", store={str(folder / "cut.zarr")!r},
+                          block_size={block}, progress=progress)
+            """
+        )
+        proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True)
+        start = time.perf_counter()
+        resumed = _cnn().kernel(x, None, "ntk", store=folder / "cut.zarr", block_size=block)
+        seconds = time.perf_counter() - start
+        same = torch.equal(resumed.ntk.to_tensor(), whole.ntk.to_tensor())
+        return {
+            "name": "store_cnn_gap_resume",
+            "n": n,
+            "blocks": blocks,
+            "killed": proc.returncode == -signal.SIGKILL,
+            "bit_identical": same,
+            "seconds": seconds,
+            "baseline_seconds": baseline,
+            "peak_mb": maxrss_mb(),
+        }
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def dask_case(n: int, block: int) -> dict[str, Any]:
+    """Chunks per second with 1 and 2 local Dask worker processes, and in process."""
+    from dask.distributed import Client, LocalCluster
+
+    x = torch.randn(n, D, dtype=torch.float64)
+    blocks = math.ceil(n / block) * (math.ceil(n / block) + 1) // 2
+    folder = Path(tempfile.mkdtemp(prefix="nk-bench-dask-"))
+    rates: dict[str, float] = {}
+    try:
+        start = time.perf_counter()
+        _fc().kernel(x, store=folder / "local.zarr", block_size=block)
+        rates["in_process"] = blocks / (time.perf_counter() - start)
+        for workers in (1, 2):
+            with (
+                LocalCluster(
+                    n_workers=workers, threads_per_worker=1, dashboard_address=None
+                ) as cluster,
+                Client(cluster) as client,
+            ):
+                client.run(lambda: __import__("neural_kernels"))  # warm the workers
+                start = time.perf_counter()
+                _fc().kernel(x, store=folder / f"d{workers}.zarr", block_size=block, client=client)
+                rates[f"workers_{workers}"] = blocks / (time.perf_counter() - start)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    return {
+        "name": "store_dask_chunks_per_second",
+        "n": n,
+        "blocks": blocks,
+        "chunks_per_second_1_worker": rates["workers_1"],
+        "chunks_per_second_2_workers": rates["workers_2"],
+        "baseline": rates["in_process"],
+        "seconds": blocks / rates["workers_2"],
+        "peak_mb": maxrss_mb(),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_store")
+    parser.add_argument("--quick", action="store_true", help="small cases (seconds)")
+    parser.add_argument("--full", action="store_true", help="the issue's sizes (hours)")
+    parser.add_argument("--case", nargs=2, metavar=("N", "BLOCK"), help=argparse.SUPPRESS)
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    if args.case:
+        print(json.dumps(fc_case(int(args.case[0]), int(args.case[1]))))
+        return 0
+    try:
+        import dask.distributed  # noqa: F401
+        import zarr  # noqa: F401
+    except ImportError:
+        print("bench_store needs the scale extra (zarr, dask)", file=sys.stderr)
+        return 0
+    fc_n, cnn_n, dask_n = (
+        (50_000, 1797, 4096) if args.full else (1000, 100, 512) if args.quick else (4000, 300, 1024)
+    )
+    fc = run_case_process("benchmarks.bench_store", [str(fc_n), "512"], "store_fc_ntk_cg")
+    status = 0 if fc is not None else 1
+    if fc is not None:
+        print(json.dumps(fc), flush=True)
+    print(json.dumps(cnn_resume_case(cnn_n, 50 if cnn_n < 500 else 128)), flush=True)
+    print(json.dumps(dask_case(dask_n, 128)), flush=True)
+    return status
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONWARNINGS", "ignore::DeprecationWarning")
+    raise SystemExit(main())

@@ -1,0 +1,102 @@
+"""Exact permutation learning: task, closed-form ensemble, models needed, finite ensembles."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+import neural_kernels as nk
+from neural_kernels.applications import permutations as perm
+
+
+def test_task_shapes_and_targets() -> None:
+    task = perm.permutation_task(4, torch.tensor([2, 0, 3, 1]))
+    assert task.x_test.shape == (2**4 - 1 - 4, 4) and task.ones.min() == 2
+    torch.testing.assert_close(task.x_test.norm(dim=1), torch.ones(11, dtype=torch.float64))
+    # P e_0 = e_2: coordinate perm[i] of the output is coordinate i of the input
+    assert task.y_train[0].tolist() == [0.0, 0.0, 1.0, 0.0]
+    assert torch.equal(task.y_test.sum(1).long(), task.ones)
+    assert perm.permutation_task(3, min_ones=1).x_test.shape == (7, 3)
+
+
+@pytest.mark.parametrize("bad", [1, 0, 2.5, True])
+def test_sizes_below_two_are_refused(bad: object) -> None:
+    with pytest.raises(nk.HyperparameterError, match="k >= 2"):
+        perm.permutation_task(bad)  # type: ignore[arg-type]
+    with pytest.raises(nk.ShapeError, match="not a permutation"):
+        perm.permutation_task(3, torch.tensor([0, 0, 1]))
+
+
+@pytest.mark.parametrize("variant", perm.VARIANTS)
+def test_mean_matches_closed_form_and_has_the_sign_features(variant: str) -> None:
+    k = 6
+    task = perm.permutation_task(k, generator=torch.Generator().manual_seed(0))
+    mean, cov = perm.ensemble_gaussian(task, variant)
+    assert cov.shape == (len(task.x_test),) * 2
+    on_support = task.y_test > 0.5
+    for c in range(2, k + 1):
+        rows = task.ones == c
+        mu_on, mu_off = perm.closed_form_mean(k, c, variant)
+        assert mu_off < 0 < mu_on
+        torch.testing.assert_close(
+            mean[rows][on_support[rows]], torch.full_like(mean[rows][on_support[rows]], mu_on)
+        )
+        if c < k:
+            off = mean[rows][~on_support[rows]]
+            torch.testing.assert_close(off, torch.full_like(off, mu_off))
+
+
+def test_models_needed_agrees_with_direct_ensemble_sampling() -> None:
+    k = 4
+    task = perm.permutation_task(k, generator=torch.Generator().manual_seed(1))
+    mean, cov = perm.ensemble_gaussian(task, "nngp")
+    m_90 = perm.models_needed(
+        mean, cov, task.y_test, 0.1, generator=torch.Generator().manual_seed(2)
+    )
+    assert 20 < m_90 < 200
+    # average M explicit draws of one network's outputs and round, M at the estimate
+    root = torch.linalg.cholesky(cov + 1e-12 * torch.eye(len(cov), dtype=cov.dtype))
+    g = torch.Generator().manual_seed(3)
+    draws = 1500
+    z = root @ torch.randn(len(cov), draws * k, generator=g, dtype=cov.dtype)
+    outputs = mean + z.reshape(len(cov), draws, k).transpose(0, 1) / math.sqrt(m_90)
+    direct = ((outputs > 0) == (task.y_test > 0.5)).flatten(1).all(1).double().mean()
+    assert abs(float(direct) - 0.9) < 0.04
+    fewer = perm.recovery_probability(mean, cov, task.y_test, int(m_90 / 4))
+    assert fewer < 0.75
+    with pytest.raises(nk.HyperparameterError, match="delta"):
+        perm.models_needed(mean, cov, task.y_test, 1.5)
+
+
+def test_models_needed_grows_at_most_like_k_squared() -> None:
+    needed = {}
+    for k in (3, 4, 5):
+        task = perm.permutation_task(k, generator=torch.Generator().manual_seed(k))
+        mean, cov = perm.ensemble_gaussian(task, "nngp")
+        needed[k] = perm.models_needed(
+            mean, cov, task.y_test, 0.1, generator=torch.Generator().manual_seed(0)
+        )
+    assert needed[3] < needed[4] < needed[5] < needed[3] * (5 / 3) ** 2
+
+
+def test_finite_ensembles_approach_the_kernel_of_their_parametrization() -> None:
+    k, n = 4, 48
+    task = perm.permutation_task(k, generator=torch.Generator().manual_seed(0))
+    for par, variant in (("ntk", "ntk"), ("standard", "nngp")):
+        mean, cov = perm.ensemble_gaussian(task, variant)
+        out = perm.train_ensemble(
+            task, n, 256, parametrization=par, steps=60, generator=torch.Generator().manual_seed(4)
+        )
+        assert out.shape == (n, len(task.x_test), k)
+        # ensemble mean within Monte Carlo error of the kernel mean, variance near the kernel's
+        sd = (cov.diagonal() / n).sqrt()[:, None]
+        assert float(((out.mean(0) - mean) / sd).abs().max()) < 6
+        ratio = float((out.var(0).mean(1) / cov.diagonal()).mean())
+        assert 0.6 < ratio < 1.5
+    rate = perm.finite_recovery_rate(
+        out, task.y_test, 32, generator=torch.Generator().manual_seed(0)
+    )
+    assert rate > 0.5  # nngp-like ensembles of 32 (the kernel needs about 45 for 90%)
+    assert perm.exact_fraction(out.mean(0), task.y_test) > 0.9

@@ -1,0 +1,65 @@
+"""solver="cg": preconditioned conjugate gradients equal the Cholesky solve."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import neural_kernels as nk
+from neural_kernels.errors import HyperparameterError, SolverError
+
+
+def _problem(n: int = 120) -> tuple[nk.Kernel, nk.Kernel, nk.Kernel, torch.Tensor]:
+    g = torch.Generator().manual_seed(3)
+    net = nk.Sequential(nk.Dense(64, w_std=1.5, b_std=0.1), nk.ReLU(), nk.Dense(1))
+    x = torch.randn(n, 6, generator=g, dtype=torch.float64)
+    xt = torch.randn(25, 6, generator=g, dtype=torch.float64)
+    y = torch.randn(n, 3, generator=g, dtype=torch.float64)
+    return net.kernel(x), net.kernel(xt, x), net.kernel(xt), y
+
+
+def test_cg_equals_cholesky_for_every_posterior() -> None:
+    k, ktd, ktt, y = _problem()
+    exact = nk.predict.gp_inference(k, y, diag_reg=1e-4)(None, ktd, ktt)
+    post = nk.predict.gp_inference(k, y, diag_reg=1e-4, solver="cg", solver_options={"rank": 20})
+    approx = post(None, ktd, ktt)
+    for name in exact._fields:
+        a, b = getattr(exact, name), getattr(approx, name)
+        torch.testing.assert_close(b.mean, a.mean, atol=1e-6, rtol=0)
+        torch.testing.assert_close(b.covariance, a.covariance, atol=1e-6, rtol=0)
+    assert post.solves and all(s.residual <= 1e-10 for s in post.solves)
+
+
+def test_preconditioner_cuts_iterations() -> None:
+    k, ktd, _, y = _problem()
+    counts = {}
+    for rank in (0, 60):
+        post = nk.predict.gp_inference(
+            k, y, diag_reg=1e-3, solver="cg", solver_options={"rank": rank}
+        )
+        post("ntk", ktd)
+        counts[rank] = post.solves[0].iterations
+    assert counts[60] < counts[0]
+
+
+def test_gradient_descent_at_infinity_with_cg() -> None:
+    k, ktd, _, y = _problem()
+    exact = nk.predict.gradient_descent_mse(k, y, diag_reg=1e-4)(float("inf"), k_test_train=ktd)
+    cg = nk.predict.gradient_descent_mse(k, y, diag_reg=1e-4, solver="cg")
+    got = cg(float("inf"), k_test_train=ktd)
+    torch.testing.assert_close(got.ntk.mean, exact.ntk.mean, atol=1e-6, rtol=0)
+    with pytest.raises(HyperparameterError, match="t = inf only"):
+        cg(1.0, k_test_train=ktd)
+
+
+def test_cg_refusals() -> None:
+    k, ktd, _, y = _problem(40)
+    with pytest.raises(HyperparameterError, match="solver='qr'"):
+        nk.predict.gp_inference(k, y, solver="qr")
+    with pytest.raises(HyperparameterError, match="solver_options key"):
+        nk.predict.gp_inference(k, y, solver="cg", solver_options={"iters": 3})
+    post = nk.predict.gp_inference(
+        k, y, diag_reg=1e-6, solver="cg", solver_options={"max_iter": 1, "rank": 0}
+    )
+    with pytest.raises(SolverError, match="after 1 iterations"):
+        post("nngp", ktd)
