@@ -12,6 +12,7 @@ Write an architecture once and get its NNGP and NTK kernels in closed form, its 
 
 from . import abc as abc
 from . import dkm as dkm
+from . import feature_learning as feature_learning
 from . import predict as predict
 from . import theory as theory
 from ._native import native_status as native_status
@@ -83,6 +84,7 @@ __all__ = [
     "predict",
     "theory",
     "abc",
+    "feature_learning",
     "dkm",
     "monte_carlo_kernel",
     "native_status",

@@ -1,0 +1,28 @@
+r"""Feature learning beyond the kernel regime: exact infinite-width limits that learn features.
+
+* :class:`LinearMuPLimit`: the exact muP limit of the one-hidden-layer linear network
+  (Tensor Programs IV, Cor 6.2), with ``.step``, logits, ``.features``,
+  ``.feature_kernel`` and ``.sample(width)`` for finite networks that follow it;
+  :class:`LinearNTKLimit`, its NTK counterpart (a linear model with frozen features).
+* :func:`linear_limit_sweep`: finite networks against both limits across widths.
+
+The finite networks in any abc-parametrization are in :mod:`neural_kernels.abc`.
+"""
+
+from .linear import LinearMuPLimit as LinearMuPLimit
+from .linear import LinearMuPNetwork as LinearMuPNetwork
+from .linear import LinearNTKLimit as LinearNTKLimit
+from .linear import LinearNTKNetwork as LinearNTKNetwork
+from .linear_sweep import LinearSweep as LinearSweep
+from .linear_sweep import linear_limit_sweep as linear_limit_sweep
+from .linear_sweep import relative_change as relative_change
+
+__all__ = [
+    "LinearMuPLimit",
+    "LinearMuPNetwork",
+    "LinearNTKLimit",
+    "LinearNTKNetwork",
+    "LinearSweep",
+    "linear_limit_sweep",
+    "relative_change",
+]
