@@ -296,7 +296,7 @@ class LinearMuPNetwork(nn.Module):
 
     def gram(self) -> Tensor:
         """``Omega^T Omega / n``: what the finite recursion uses in place of the identity."""
-        omega = self.omega
+        omega: Tensor = self.omega  # type: ignore[assignment]
         return omega.T @ omega / omega.shape[0]
 
     def forward(self, x: Tensor) -> Tensor:

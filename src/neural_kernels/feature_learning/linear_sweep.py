@@ -176,11 +176,11 @@ def linear_limit_sweep(
         ntk_limit_k0 = ntk_limits[0].feature_kernel(xte)
         for idx in batches:
             xb, yb = xtr[idx], ytr[idx]
-            value = limit.step(xb, yb, lr, loss)
+            step_loss = limit.step(xb, yb, lr, loss)
             if seed == 0:
-                losses.append(value)
+                losses.append(step_loss)
             for model in (*nets, *ntk_nets):
-                model.step(xb, yb, lr, loss)
+                model.step(xb, yb, lr, loss)  # type: ignore[operator]
             for lim in ntk_limits:
                 lim.step(xb, yb, lr, loss)
         f_inf, k_inf = limit(xte), limit.feature_kernel(xte)
