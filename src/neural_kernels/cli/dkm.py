@@ -1,6 +1,6 @@
 """``neural-kernels dkm``: deep kernel machines against the NNGP on the digits.
 
-The experiment of issue 12 (:mod:`neural_kernels.dkm.experiment`): on ``--splits``
+The digits experiment (:mod:`neural_kernels.dkm.experiment`): on ``--splits``
 stratified splits of scikit-learn's 8x8 digits (``--n-train`` 300 training points,
 ``--n-test`` 1000 test points, standardised pixels), the full DKM with two learned Gram
 layers of the arc-cosine kernel (``w_std^2 = 2``, ``b_std^2 = 0.1``) and a Gaussian
@@ -282,7 +282,7 @@ def run(args: argparse.Namespace) -> int:
 
 COMMAND = Command(
     "dkm",
-    "deep kernel machines against the NNGP on the digits (issue 12's experiment)",
+    "deep kernel machines against the NNGP on the digits",
     add_arguments,
     run,
 )

@@ -1,4 +1,4 @@
-r"""The DKM against the NNGP on a classification data set (the digits set-up of issue 12).
+r"""The DKM against the NNGP on a classification data set (Yang et al.'s digits set-up).
 
 The set-up of the DKM paper's small experiments, on flat inputs ``x`` ``(n, d)`` with
 integer labels:
