@@ -60,7 +60,9 @@ def _row(name: str, theory: float, leading: float, samples: torch.Tensor) -> dic
     }
 
 
-def finite_width_table(n_samples: int = 100_000, seed: int = 0) -> list[dict[str, Any]]:
+def finite_width_table(
+    n_samples: int = 100_000, seed: int = 0, two_inputs: bool = True
+) -> list[dict[str, Any]]:
     """The check table of the finite-width corrections (one input, ``K^(1) = 1``).
 
     Rows: ReLU ``Var(G^8)/K^2`` at ``n = 64`` (exactly ``(1 + 5/n)^7 - 1 = 0.6931``; the
@@ -68,7 +70,7 @@ def finite_width_table(n_samples: int = 100_000, seed: int = 0) -> list[dict[str
     ``Var(G^4)`` at ``n = 32`` (``V/n``), and tanh ``E[G^6_{12}]`` of two inputs at
     ``n = 64``. ``theory`` is the exact value where one is known, else ``K + K1/n`` or
     ``V/n``; ``leading_order`` is the ``1/n`` theory (ReLU row) or the infinite-width
-    value.
+    value. ``two_inputs=False`` leaves out the last row (the costliest recursion).
     """
     from ..layers import ReLU, Tanh
     from .finite_width import finite_width
@@ -93,6 +95,8 @@ def finite_width_table(n_samples: int = 100_000, seed: int = 0) -> list[dict[str
     g = sample_gram_chain(net, one, n_samples=n_samples, generator=gen)[-1, :, 0, 0]
     rows.append(_row("tanh Var(G), L=4, n=32", float(fw.variance()[-1, 0, 0]), 0.0,
                      (g - g.mean()) ** 2 * n_samples / (n_samples - 1)))  # fmt: skip
+    if not two_inputs:
+        return rows
     two = torch.tensor([[1.0, 0.6], [0.6, 1.2]], dtype=torch.float64)
     x = torch.linalg.cholesky(two) * math.sqrt(2.0)
     net = _mlp(Tanh(), 6, 64, 1.0)

@@ -238,20 +238,24 @@ def build(ctx: Context) -> Section:
 
     quick = ctx.quick
     with ctx.progress("Theory against experiment") as progress:
-        parts = [finite_width_section(checks.finite_width_table(5_000 if quick else 20_000))]
+        rows = checks.finite_width_table(5_000 if quick else 10_000, two_inputs=False)
+        parts = [finite_width_section(rows)]
         progress(1, 5)
-        parts.append(criticality_section(checks.criticality_profiles(16, 16)))
+        parts.append(criticality_section(checks.criticality_profiles(12, 12)))
         progress(2, 5)
-        parts.append(sphere_section(checks.sphere_classifiers(
-            n=60 if quick else 120, n_test=150 if quick else 300, depth=20,
-            relu_n=30, relu_depths=(10, 100), relu_test=100)))  # fmt: skip
+        sphere = checks.sphere_classifiers(
+            n=40 if quick else 60, n_test=100 if quick else 150, depth=10, relu_n=30,
+            relu_depths=(10, 50), relu_test=50,
+        )  # fmt: skip
+        parts.append(sphere_section(sphere))
         progress(3, 5)
-        parts.append(risk_section(checks.power_law_risk(
-            n=50, n_modes=400, ks=(10, 25, 45, 55, 100, 200, math.inf), trials=3,
-            optimal_ks=(25, 100, math.inf), optimal_ns=(25, 50, 100), optimal_trials=2),
-            None))  # fmt: skip
+        power = checks.power_law_risk(
+            n=40, n_modes=200, ks=(10, 20, 36, 44, 80, 200, math.inf), trials=2,
+            optimal_ks=(20, 80, math.inf), optimal_ns=(20, 40, 80), optimal_trials=2,
+        )  # fmt: skip
+        parts.append(risk_section(power, None))
         progress(4, 5)
-        parts.append(dynamics_section(checks.dynamics(widths=(32, 512), n_points=16, seeds=1)))
+        parts.append(dynamics_section(checks.dynamics(widths=(32, 512), n_points=12, seeds=1)))
         progress(5, 5)
     plots = [Plot(f"theory_{p.name}", p.draw, p.caption) for s in parts for p in s.plots]
     return Section(
