@@ -1,0 +1,313 @@
+r"""Input masking: ``net.kernel(x1, x2, mask_constant=c)``, as Neural Tangents' masking.
+
+Entries of the inputs equal to ``c`` (``NaN`` matches ``NaN``) are *masked*: they are
+replaced by zeros before the input kernel is formed, and a position (one spatial site,
+or the whole example for flat inputs) whose every channel equals ``c`` is a masked
+position. Typical use: sequences of different lengths padded to one length with ``c``.
+
+Masks travel through the network beside the kernel, one boolean ``(n, *spatial)`` per
+side (``True``: masked):
+
+* elementwise layers, ``Dense``, ``Identity`` and ``GlobalSelfAttention`` keep the
+  positions, so they keep the mask;
+* ``Conv``, ``AvgPool`` and ``SumPool`` give output position ``o`` the mask of the
+  centre of its window, input position :math:`o s - \text{pad}_{lo} + \lfloor (w-1)/2
+  \rfloor` (stride :math:`s`, window :math:`w`); the window itself pools the zeros of
+  masked positions like any value (no renormalisation);
+* ``Flatten``, ``GlobalAvgPool`` and ``GlobalSumPool`` end the spatial axes: an example
+  is masked when all its positions are.
+
+After every layer the kernel entries that involve a masked position are set to zero
+(:math:`K_{pp'} = 0` when :math:`p` or :math:`p'` is masked): masked positions hold
+zero in the network. Two layers read the masks themselves:
+
+* ``GlobalAvgPool`` averages over the unmasked positions only,
+  :math:`K' = \sum_{pp'} K_{pp'} / (|U|\,|U'|)` with :math:`U, U'` the unmasked positions
+  of the two inputs;
+* ``GlobalSelfAttention`` never attends to a masked key: its logits there are
+  :math:`-\infty` for softmax and zero for the other mechanisms.
+
+For a network whose convolutions pad with zeros (``padding="same"``, stride 1) and whose
+padding with ``c`` trails each sequence, the kernel of padded inputs equals the kernel of
+the unpadded sequences, whatever their lengths: this is what the tests check, besides
+Neural Tangents' values.
+
+Other layers (branches, ``LayerNorm``, ``Dropout``, graphs, resizing, indexing, ...)
+refuse masks with :class:`~neural_kernels.errors.LayerCompatibilityError`. The masked
+kernel is computed as one block of all pairs (no tiling): its memory is that of the
+whole ``(n1, n2, *pairs)`` kernel.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import Tensor
+
+from .._validation import check_pair, parse_get
+from ..core import engine
+from ..core.block import KernelBlock
+from ..core.inputs import features, gram, input_block, self_cov
+from ..errors import HyperparameterError, LayerCompatibilityError, ShapeError, describe
+from ._spatial import expand, out_size, pads
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..kernel import Kernel
+    from .base import Layer
+
+__all__ = ["compute_masked_kernel", "global_mean_counts", "remask", "supports_masks"]
+
+
+def _kinds() -> dict[str, tuple[type, ...]]:
+    """Layer classes by how they move masks (imported late: they import this module)."""
+    from ._elementwise import Elementwise
+    from .attention import GlobalSelfAttention
+    from .combinators import Identity
+    from .conv import Conv, Flatten
+    from .dense import Dense
+    from .pooling import AvgPool, GlobalAvgPool, GlobalSumPool, SumPool
+
+    return {
+        "keep": (Elementwise, Dense, Identity, GlobalSelfAttention),
+        "window": (Conv, AvgPool, SumPool),
+        "collapse": (Flatten, GlobalAvgPool, GlobalSumPool),
+    }
+
+
+def supports_masks(layer: object) -> bool:
+    """Whether ``layer`` (a leaf step of a plan) accepts masked inputs."""
+    return any(isinstance(layer, kinds) for kinds in _kinds().values())
+
+
+def _refuse(where: object, layer: object, why: str, fix: str) -> LayerCompatibilityError:
+    return LayerCompatibilityError(describe(where, f"mask_constant with {layer!r}: {why}", fix))
+
+
+def _check_step(where: object, layer: Any) -> None:
+    kinds = _kinds()
+    if not supports_masks(layer):
+        raise _refuse(
+            where,
+            layer,
+            "this layer does not support input masking",
+            "Masks work with elementwise layers, Dense, Conv, AvgPool, SumPool, Flatten, "
+            "GlobalAvgPool, GlobalSumPool, GlobalSelfAttention and Identity in a Sequential; "
+            "compute the kernels of the unpadded inputs instead.",
+        )
+    if isinstance(layer, kinds["window"]):
+        if getattr(layer, "padding", "valid") == "circular":
+            raise _refuse(
+                where, layer, "padding='circular'", "Use padding='same' or 'valid' with masks."
+            )
+        dilation = getattr(layer, "dilation", 1)
+        if any(d != 1 for d in (dilation if isinstance(dilation, tuple) else (dilation,))):
+            raise _refuse(where, layer, "a dilation other than 1", "Use dilation=1 with masks.")
+    if getattr(layer, "pos_emb_type", "none") != "none":
+        raise _refuse(where, layer, "positional embeddings", "Use pos_emb_type='none' with masks.")
+    if getattr(layer, "linear_scaling", True) is False:
+        raise _refuse(
+            where,
+            layer,
+            "linear_scaling=False",
+            "Use linear_scaling=True for masked inputs.",
+        )
+
+
+def _window_mask(layer: Any, mask: Tensor, spatial: tuple[int, ...]) -> Tensor:
+    """The mask of each output position: that of the centre of its window."""
+    from .pooling import _Pool
+
+    if isinstance(layer, _Pool):  # pooling: (window, stride) per axis
+        window, strides = layer._geometry(len(spatial))
+    else:
+        window = expand(layer.kernel_size, len(spatial))
+        strides = expand(layer.stride, len(spatial))
+    for axis, (n, w, s) in enumerate(zip(spatial, window, strides, strict=True)):
+        lo, _ = pads(n, w, s, 1, layer.padding)
+        count = out_size(n, w, s, 1, layer.padding)
+        idx = torch.arange(count, device=mask.device) * s + (w - 1) // 2 - lo
+        if count and (int(idx[0]) < 0 or int(idx[-1]) >= n):  # pragma: no cover
+            raise _refuse(
+                repr(layer),
+                layer,
+                f"a window centre outside the input on spatial axis {axis}",
+                "Use stride 1 or padding='valid' with masks.",
+            )
+        mask = mask.index_select(axis + 1, idx)
+    return mask
+
+
+def propagate(layer: Any, mask: Tensor, spatial: tuple[int, ...]) -> Tensor:
+    """The output mask of ``layer`` for input mask ``mask`` ``(n, *spatial)``."""
+    kinds = _kinds()
+    if isinstance(layer, kinds["window"]):
+        return _window_mask(layer, mask, spatial)
+    if isinstance(layer, kinds["collapse"]):
+        return mask.reshape(mask.shape[0], -1).all(dim=1)
+    return mask
+
+
+def remask(k: KernelBlock) -> KernelBlock:
+    """Zero every entry of ``k`` that involves a masked position (``k.mask1``/``k.mask2``)."""
+    if k.mask1 is None or k.mask2 is None:
+        return k
+    m1, m2 = k.place(k.mask1, k.mask2)
+    pair = m1 | m2
+    zero = k.nngp.new_zeros(())
+    s1a, s1b = k.place_self(k.mask1)
+    cov1 = torch.where(s1a | s1b, zero, k.cov1)
+    if k.same_inputs:
+        cov2 = cov1
+    else:
+        s2a, s2b = k.place_self(k.mask2)
+        cov2 = torch.where(s2a | s2b, zero, k.cov2)
+    return k.replace(
+        nngp=torch.where(pair, zero, k.nngp),
+        ntk=None if k.ntk is None else torch.where(pair, zero, k.ntk),
+        cov1=cov1,
+        cov2=cov2,
+    )
+
+
+def global_mean_counts(layer: object, k: KernelBlock) -> tuple[Tensor, Tensor, Tensor]:
+    """Divisors of a masked global mean: ``|U||U'|`` for pairs, ``|U|^2``, ``|U'|^2``.
+
+    ``|U|`` counts the unmasked positions of an example; one with none is refused.
+    """
+    assert k.mask1 is not None and k.mask2 is not None
+    counts = []
+    for m in (k.mask1, k.mask2):
+        c = (~m).reshape(m.shape[0], -1).sum(dim=1).to(k.dtype)
+        if bool((c == 0).any()):
+            bad = int((c == 0).nonzero()[0, 0])
+            raise ShapeError(
+                describe(
+                    repr(layer),
+                    f"masked inputs whose example {bad} has every position masked",
+                    "An average over no positions is undefined: drop that example or leave "
+                    "at least one position unmasked.",
+                )
+            )
+        counts.append(c)
+    c1, c2 = counts
+    pair = c1 * c1 if k.self_pairs else c1[:, None] * c2[None, :]
+    return pair, c1 * c1, c2 * c2
+
+
+def attention_mask(layer: object, mask: Tensor | None, positions: int) -> Tensor | None:
+    """Keys masked for each example, ``(n, 1, P)`` (broadcast over queries), or ``None``."""
+    if mask is None:
+        return None
+    flat = mask.reshape(mask.shape[0], positions)
+    if bool(flat.all(dim=1).any()):
+        bad = int(flat.all(dim=1).nonzero()[0, 0])
+        raise ShapeError(
+            describe(
+                repr(layer),
+                f"masked inputs whose example {bad} has every position masked",
+                "Attention over no keys is undefined: leave at least one position unmasked.",
+            )
+        )
+    return flat[:, None, :]
+
+
+def _zeroed(x: Any, c: float) -> tuple[Any, Tensor | None]:
+    """The inputs with entries equal to ``c`` zeroed, and where those entries were.
+
+    ``None`` for inputs that are not numeric (the usual validation reports them).
+    """
+    try:
+        t = x if isinstance(x, Tensor) else torch.as_tensor(x)
+    except (TypeError, ValueError, RuntimeError):
+        return x, None
+    if t.dtype == torch.bool or t.is_complex():
+        return x, None
+    hit = torch.isnan(t) if math.isnan(c) else t == c
+    return torch.where(hit, t.new_zeros(()), t), hit
+
+
+def _position_mask(hit: Tensor | None, n: int, geo: Any, device: Any) -> Tensor:
+    """Masked positions ``(n, *spatial)``: every channel of the position equals ``c``."""
+    if hit is None:  # pragma: no cover (validation has refused such inputs)
+        return torch.zeros(n, *geo.spatial, dtype=torch.bool, device=device)
+    return features(hit, geo).all(dim=-1).reshape(n, *geo.spatial)
+
+
+def _constant(where: object, value: Any) -> float:
+    if isinstance(value, Tensor) and value.numel() == 1:
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise HyperparameterError(
+            describe(
+                where,
+                f"mask_constant of type {type(value).__name__}",
+                "Give a number (the padding value, e.g. 0.0, -1e9 or float('nan')) or None.",
+            )
+        )
+    return float(value)
+
+
+def _run(layer: Layer, plan: Any, k: KernelBlock) -> KernelBlock:
+    for step in plan.steps:
+        sub = step.layer
+        spatial = k.spatial_shape
+        assert k.mask1 is not None and k.mask2 is not None
+        m1 = propagate(sub, k.mask1, spatial)
+        m2 = m1 if k.mask2 is k.mask1 else propagate(sub, k.mask2, spatial)
+        out = sub.transform(k)
+        if not isinstance(out, KernelBlock):  # pragma: no cover (branches are refused)
+            raise TypeError("branches")
+        k = remask(out.replace(mask1=m1, mask2=m2))
+    return k
+
+
+def compute_masked_kernel(
+    layer: Layer,
+    x1: Any,
+    x2: Any,
+    get: Any,
+    mask_constant: Any,
+    *,
+    layout: str | None = None,
+    diagonal: bool = False,
+) -> Kernel:
+    """``layer.kernel(x1, x2, mask_constant=c)`` (or ``kernel_diag`` with ``diagonal``)."""
+    where = engine._Where(layer, "kernel_diag" if diagonal else "kernel")
+    c = _constant(where, mask_constant)
+    names = parse_get(get, where)
+    want_ntk = "ntk" in names
+    z1, hit1 = _zeroed(x1, c)
+    a = engine._prepare(z1, "x1" if not diagonal else "x", where)
+    symmetric = x2 is None
+    hit2 = hit1
+    if symmetric:
+        b = a
+    else:
+        z2, hit2 = _zeroed(x2, c)
+        b = engine._prepare(z2, "x2", where)
+        a, b = check_pair(a, b, where)
+    plan = engine._plan(layer, tuple(a.shape[1:]), where, layout)
+    for step in plan.steps:
+        _check_step(where, step.layer)
+    geo = engine._geometry(plan, tuple(a.shape[1:]), layout)
+    m1 = _position_mask(hit1, a.shape[0], geo, a.device)
+    fa = features(a, geo)
+    c1 = self_cov(fa, geo)
+    if diagonal:
+        k0 = input_block(c1, c1, c1, geo, want_ntk, self_pairs=True).replace(mask1=m1, mask2=m1)
+    elif symmetric:
+        k0 = input_block(gram(fa, fa, geo), c1, c1, geo, want_ntk).replace(mask1=m1, mask2=m1)
+    else:
+        m2 = _position_mask(hit2, b.shape[0], geo, b.device)
+        fb = features(b, geo)
+        k0 = input_block(gram(fa, fb, geo), c1, self_cov(fb, geo), geo, want_ntk)
+        k0 = k0.replace(mask1=m1, mask2=m2)
+    k = _run(layer, plan, remask(k0))
+    out = [k.nngp] + ([k.ntk] if want_ntk and k.ntk is not None else [])
+    engine._check_output(out, where)
+    result = engine._result(k, k.nngp, k.ntk if want_ntk else None, k.cov1, k.cov2, plan)
+    if not diagonal:
+        result = result.replace(self_pairs=False)
+    return engine._as_layout(result, layout)
