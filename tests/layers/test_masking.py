@@ -48,17 +48,17 @@ def _attention() -> nk.Layer:
     )
 
 
-CASES = {
-    "conv_gap": (_conv_gap, True),
-    "pool_flatten": (_pool_flatten, True),
-    "attention": (_attention, False),
+CASES = {  # network, channels first, reference arrays
+    "conv_gap": (_conv_gap, True, lambda: load("mask_conv_gap")),
+    "pool_flatten": (_pool_flatten, True, lambda: load("mask_pool_flatten")),
+    "attention": (_attention, False, lambda: load("mask_attention")),
 }
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_matches_neural_tangents(case: str) -> None:
-    build, first = CASES[case]
-    ref = load(f"mask_{case}")
+    build, first, arrays = CASES[case]
+    ref = arrays()
     c = float(ref["mask_constant"])
     x1, x2 = ref["x1"], ref["x2"]
     if first:

@@ -19,7 +19,9 @@ side (``True``: masked):
 
 After every layer the kernel entries that involve a masked position are set to zero
 (:math:`K_{pp'} = 0` when :math:`p` or :math:`p'` is masked): masked positions hold
-zero in the network. Two layers read the masks themselves:
+zero in the network. (Neural Tangents skips this after a few layers; the only place it
+differs is an elementwise layer with :math:`\phi(0) \ne 0` that it does not re-mask,
+such as ``Polynomial`` with a constant term.) Two layers read the masks themselves:
 
 * ``GlobalAvgPool`` averages over the unmasked positions only,
   :math:`K' = \sum_{pp'} K_{pp'} / (|U|\,|U'|)` with :math:`U, U'` the unmasked positions
