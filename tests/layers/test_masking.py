@@ -12,14 +12,14 @@ import neural_kernels as nk
 from .._support.nt16 import assert_matches, channels_first, load
 
 
-def _conv_gap(readout: int = 1) -> nk.Layer:
+def _conv_gap() -> nk.Sequential:
     return nk.Sequential(
         nk.Conv(8, 3, padding="same", w_std=1.3, b_std=0.1),
         nk.ReLU(),
         nk.Conv(8, 3, padding="same", w_std=1.1, b_std=0.2),
         nk.Erf(),
         nk.GlobalAvgPool(),
-        nk.Dense(readout, w_std=1.0, b_std=0.1),
+        nk.Dense(1, w_std=1.0, b_std=0.1),
     )
 
 
@@ -48,10 +48,25 @@ def _attention() -> nk.Layer:
     )
 
 
+def _residual_attention() -> nk.Sequential:
+    """Neural Tangents' IMDB shape: convolutions with a skip, then attention."""
+    return nk.Sequential(
+        nk.Conv(8, 3, padding="same", w_std=1.4, b_std=0.1),
+        nk.Residual(nk.ReLU(), nk.Conv(8, 3, padding="same", w_std=1.2, b_std=0.05)),
+        nk.ReLU(),
+        nk.ChannelsLast(),
+        nk.GlobalSelfAttention(8, 8, 8, n_heads=2, b_std=None),
+        nk.ReLU(),
+        nk.GlobalAvgPool(),
+        nk.Dense(1, w_std=1.0, b_std=0.1),
+    )
+
+
 CASES = {  # network, channels first, reference arrays
     "conv_gap": (_conv_gap, True, lambda: load("mask_conv_gap")),
     "pool_flatten": (_pool_flatten, True, lambda: load("mask_pool_flatten")),
     "attention": (_attention, False, lambda: load("mask_attention")),
+    "residual_attention": (_residual_attention, True, lambda: load("mask_residual_attention")),
 }
 
 
@@ -98,12 +113,18 @@ def test_padding_trailing_sequences_equals_the_unpadded_kernel() -> None:
     torch.testing.assert_close(got.ntk, want.ntk, rtol=1e-12, atol=0.0)
 
 
-def test_twins_on_unpadded_sequences_agree_with_the_masked_kernel() -> None:
+def _readout(net: nk.Sequential, width: int) -> nk.Layer:
+    """``net`` with a readout of ``width`` units (the same kernel per unit)."""
+    return nk.Sequential(*net.layers[:-1], nk.Dense(width, w_std=1.0, b_std=0.1))
+
+
+@pytest.mark.parametrize("case", ["conv_gap", "residual_attention"])
+def test_twins_on_unpadded_sequences_agree_with_the_masked_kernel(case: str) -> None:
     """Monte Carlo: finite twins run on each sequence without its padding."""
     g = torch.Generator().manual_seed(1)
     lengths = [8, 5, 3, 6]
     seqs = [torch.randn(2, n, generator=g, dtype=torch.float64) for n in lengths]
-    net = _conv_gap(readout=64)
+    net = _readout(CASES[case][0](), 64)
     exact = net.kernel(_padded(seqs, 8, -7.0), mask_constant=-7.0).nngp
     samples, width = 40, 192
     draws = []

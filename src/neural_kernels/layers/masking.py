@@ -8,8 +8,11 @@ position. Typical use: sequences of different lengths padded to one length with 
 Masks travel through the network beside the kernel, one boolean ``(n, *spatial)`` per
 side (``True``: masked):
 
-* elementwise layers, ``Dense``, ``Identity`` and ``GlobalSelfAttention`` keep the
-  positions, so they keep the mask;
+* elementwise layers, ``Dense``, ``Identity``, ``ChannelsLast``, ``ChannelsFirst`` and
+  ``GlobalSelfAttention`` keep the positions, so they keep the mask;
+* ``Sequential`` (and ``Residual``) run their layers in turn, ``FanOut`` copies the mask
+  to every branch, ``Parallel`` moves each branch's own, and ``FanInSum`` masks a
+  position only when every branch masks it;
 * ``Conv``, ``AvgPool`` and ``SumPool`` give output position ``o`` the mask of the
   centre of its window, input position :math:`o s - \text{pad}_{lo} + \lfloor (w-1)/2
   \rfloor` (stride :math:`s`, window :math:`w`); the window itself pools the zeros of
@@ -34,10 +37,11 @@ padding with ``c`` trails each sequence, the kernel of padded inputs equals the 
 the unpadded sequences, whatever their lengths: this is what the tests check, besides
 Neural Tangents' values.
 
-Other layers (branches, ``LayerNorm``, ``Dropout``, graphs, resizing, indexing, ...)
-refuse masks with :class:`~neural_kernels.errors.LayerCompatibilityError`. The masked
-kernel is computed as one block of all pairs (no tiling): its memory is that of the
-whole ``(n1, n2, *pairs)`` kernel.
+Other layers (``FanInProduct``, ``FanInConcat``, ``LayerNorm``, ``Dropout``, graphs,
+resizing, indexing, ``repeat``, ...) refuse masks with
+:class:`~neural_kernels.errors.LayerCompatibilityError`. The masked kernel is computed
+as one block of all pairs (no tiling): its memory is that of the whole
+``(n1, n2, *pairs)`` kernel.
 """
 
 from __future__ import annotations
@@ -66,13 +70,14 @@ def _kinds() -> dict[str, tuple[type, ...]]:
     """Layer classes by how they move masks (imported late: they import this module)."""
     from ._elementwise import Elementwise
     from .attention import GlobalSelfAttention
+    from .channels import ChannelsFirst, ChannelsLast
     from .combinators import Identity
     from .conv import Conv, Flatten
     from .dense import Dense
     from .pooling import AvgPool, GlobalAvgPool, GlobalSumPool, SumPool
 
     return {
-        "keep": (Elementwise, Dense, Identity, GlobalSelfAttention),
+        "keep": (Elementwise, Dense, Identity, GlobalSelfAttention, ChannelsLast, ChannelsFirst),
         "window": (Conv, AvgPool, SumPool),
         "collapse": (Flatten, GlobalAvgPool, GlobalSumPool),
     }
@@ -95,7 +100,8 @@ def _check_step(where: object, layer: Any) -> None:
             layer,
             "this layer does not support input masking",
             "Masks work with elementwise layers, Dense, Conv, AvgPool, SumPool, Flatten, "
-            "GlobalAvgPool, GlobalSumPool, GlobalSelfAttention and Identity in a Sequential; "
+            "GlobalAvgPool, GlobalSumPool, GlobalSelfAttention, ChannelsLast, ChannelsFirst "
+            "and Identity, combined by Sequential, Residual or FanOut/Parallel/FanInSum; "
             "compute the kernels of the unpadded inputs instead.",
         )
     if isinstance(layer, kinds["window"]):
@@ -251,18 +257,65 @@ def _constant(where: object, value: Any) -> float:
     return float(value)
 
 
-def _run(layer: Layer, plan: Any, k: KernelBlock) -> KernelBlock:
-    for step in plan.steps:
-        sub = step.layer
-        spatial = k.spatial_shape
-        assert k.mask1 is not None and k.mask2 is not None
-        m1 = propagate(sub, k.mask1, spatial)
-        m2 = m1 if k.mask2 is k.mask1 else propagate(sub, k.mask2, spatial)
-        out = sub.transform(k)
-        if not isinstance(out, KernelBlock):  # pragma: no cover (branches are refused)
-            raise TypeError("branches")
-        k = remask(out.replace(mask1=m1, mask2=m2))
-    return k
+def _check_tree(where: object, layer: Any) -> None:
+    """Refuse, before any arithmetic, a network with a layer that cannot take masks."""
+    from .combinators import FanInSum, FanOut, Parallel, Sequential
+
+    if isinstance(layer, (Sequential, Parallel)):
+        for child in layer.children():
+            _check_tree(where, child)
+    elif not isinstance(layer, (FanOut, FanInSum)):
+        _check_step(where, layer)
+
+
+def _leaf(where: object, layer: Any, k: KernelBlock) -> KernelBlock:
+    assert k.mask1 is not None and k.mask2 is not None
+    spatial = k.spatial_shape
+    m1 = propagate(layer, k.mask1, spatial)
+    m2 = m1 if k.mask2 is k.mask1 else propagate(layer, k.mask2, spatial)
+    out = layer.transform(k)
+    if not isinstance(out, KernelBlock):  # pragma: no cover (leaves map one block)
+        raise TypeError("a leaf returned branches")
+    return remask(out.replace(mask1=m1, mask2=m2))
+
+
+def _fan_in_sum(layer: Any, flow: tuple[KernelBlock, ...]) -> KernelBlock:
+    """A sum of branches is masked where every branch is (masked entries are zero)."""
+    out = layer.transform(flow)
+    m1, m2 = flow[0].mask1, flow[0].mask2
+    assert m1 is not None and m2 is not None
+    same = m2 is m1
+    for b in flow[1:]:
+        assert b.mask1 is not None and b.mask2 is not None
+        m1 = m1 & b.mask1
+        m2 = m1 if same else m2 & b.mask2
+    return remask(out.replace(mask1=m1, mask2=m2))
+
+
+def _apply(where: object, layer: Any, flow: Any) -> Any:
+    """Run ``layer`` on ``flow`` moving the masks and re-masking after every leaf."""
+    from .combinators import FanInSum, FanOut, Parallel, Sequential
+
+    if isinstance(layer, Sequential):  # also Residual
+        for child in layer.children():
+            flow = _apply(where, child, flow)
+        return flow
+    if isinstance(layer, FanOut):
+        return layer.transform(flow)
+    if isinstance(layer, Parallel):
+        return tuple(
+            _apply(where, child, b) for child, b in zip(layer.children(), flow, strict=True)
+        )
+    if isinstance(layer, FanInSum):
+        return _fan_in_sum(layer, flow)
+    if isinstance(flow, tuple):
+        raise _refuse(
+            where,
+            layer,
+            "it combines branches",
+            "Masked branches can be combined by FanInSum only.",
+        )
+    return _leaf(where, layer, flow)
 
 
 def compute_masked_kernel(
@@ -291,8 +344,7 @@ def compute_masked_kernel(
         b = engine._prepare(z2, "x2", where)
         a, b = check_pair(a, b, where)
     plan = engine._plan(layer, tuple(a.shape[1:]), where, layout)
-    for step in plan.steps:
-        _check_step(where, step.layer)
+    _check_tree(where, layer)
     geo = engine._geometry(plan, tuple(a.shape[1:]), layout)
     m1 = _position_mask(hit1, a.shape[0], geo, a.device)
     fa = features(a, geo)
@@ -306,7 +358,7 @@ def compute_masked_kernel(
         fb = features(b, geo)
         k0 = input_block(gram(fa, fb, geo), c1, self_cov(fb, geo), geo, want_ntk)
         k0 = k0.replace(mask1=m1, mask2=m2)
-    k = _run(layer, plan, remask(k0))
+    k = _apply(where, layer, remask(k0))
     out = [k.nngp] + ([k.ntk] if want_ntk and k.ntk is not None else [])
     engine._check_output(out, where)
     result = engine._result(k, k.nngp, k.ntk if want_ntk else None, k.cov1, k.cov2, plan)
