@@ -86,6 +86,22 @@ def test_matches_neural_tangents(case: str) -> None:
         torch.testing.assert_close(getattr(diag, name), want, rtol=1e-9, atol=0.0)
 
 
+def test_blocks_give_the_same_kernel() -> None:
+    ref = load("mask_conv_gap")
+    x1, x2 = channels_first(ref["x1"]), channels_first(ref["x2"])
+    net = _conv_gap()
+    calls: list[tuple[int, int]] = []
+    whole = net.kernel(x1, x2, mask_constant=-5.0)
+    tiled = net.kernel(
+        x1, x2, mask_constant=-5.0, block_size=(3, 2), progress=lambda d, t: calls.append((d, t))
+    )
+    torch.testing.assert_close(tiled.ntk, whole.ntk, rtol=1e-13, atol=0.0)
+    assert calls[-1] == (12, 12) and len(calls) == 4
+    sym = net.kernel(x1, mask_constant=-5.0, block_size=3)
+    torch.testing.assert_close(sym.nngp, sym.nngp.T, rtol=1e-13, atol=0.0)
+    torch.testing.assert_close(sym.nngp, ref["nngp_11"], rtol=1e-9, atol=0.0)
+
+
 def _padded(seqs: list[torch.Tensor], length: int, c: float) -> torch.Tensor:
     """Channels-first sequences ``(C, L_i)`` padded with ``c`` to ``(n, C, length)``."""
     out = torch.full((len(seqs), seqs[0].shape[0], length), c, dtype=torch.float64)

@@ -264,9 +264,7 @@ class Layer:
             mask_constant: input masking as Neural Tangents' ``mask_constant``: entries
                 equal to it (``NaN`` matches ``NaN``) are masked, e.g. the padding of
                 sequences of different lengths; see :mod:`neural_kernels.layers.masking`
-                for the layers that accept masks and what they do. The masked kernel is
-                one block of all pairs (``memory_budget`` and ``block_size`` are not
-                used).
+                for the layers that accept masks and what they do.
             store: a folder path: compute the kernel block by block into a zarr store
                 there (resuming a previous run) and return a
                 :class:`~neural_kernels.store.StoredKernel` (needs the ``scale`` extra;
@@ -290,7 +288,17 @@ class Layer:
             _refuse_mask_options(self, store, client, scheduler, pattern)
             from .masking import compute_masked_kernel
 
-            return compute_masked_kernel(self, x1, x2, get, mask_constant, layout=layout)
+            return compute_masked_kernel(
+                self,
+                x1,
+                x2,
+                get,
+                mask_constant,
+                layout=layout,
+                memory_budget=memory_budget,
+                block_size=block_size,
+                progress=progress,
+            )
         if store is not None or client is not None or scheduler is not None:
             from .._optional import require_scale
 

@@ -40,8 +40,8 @@ Neural Tangents' values.
 Other layers (``FanInProduct``, ``FanInConcat``, ``LayerNorm``, ``Dropout``, graphs,
 resizing, indexing, ``repeat``, ...) refuse masks with
 :class:`~neural_kernels.errors.LayerCompatibilityError`. The masked kernel is computed
-as one block of all pairs (no tiling): its memory is that of the whole
-``(n1, n2, *pairs)`` kernel.
+block by block of example pairs like the unmasked one (``memory_budget``,
+``block_size``, ``progress``), without the symmetry and fusion shortcuts.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ import torch
 from torch import Tensor
 
 from .._validation import check_pair, parse_get
-from ..core import engine
+from ..core import engine, tiling
 from ..core.block import KernelBlock
 from ..core.inputs import features, gram, input_block, self_cov
 from ..errors import HyperparameterError, LayerCompatibilityError, ShapeError, describe
@@ -318,6 +318,13 @@ def _apply(where: object, layer: Any, flow: Any) -> Any:
     return _leaf(where, layer, flow)
 
 
+def _self_pairs(where: object, layer: Any, f: Tensor, m: Tensor, geo: Any, ntk: bool) -> Any:
+    """The network on the pairs ``(x_i, x_i)`` of masked inputs."""
+    c = self_cov(f, geo)
+    k0 = input_block(c, c, c, geo, ntk, self_pairs=True).replace(mask1=m, mask2=m)
+    return _apply(where, layer, remask(k0))
+
+
 def compute_masked_kernel(
     layer: Layer,
     x1: Any,
@@ -327,8 +334,15 @@ def compute_masked_kernel(
     *,
     layout: str | None = None,
     diagonal: bool = False,
+    memory_budget: int | None = None,
+    block_size: Any = None,
+    progress: Any = None,
 ) -> Kernel:
-    """``layer.kernel(x1, x2, mask_constant=c)`` (or ``kernel_diag`` with ``diagonal``)."""
+    """``layer.kernel(x1, x2, mask_constant=c)`` (or ``kernel_diag`` with ``diagonal``).
+
+    Blocks of example pairs are sized by ``memory_budget``/``block_size`` as in the
+    unmasked engine; each block runs the whole network with its rows' and columns' masks.
+    """
     where = engine._Where(layer, "kernel_diag" if diagonal else "kernel")
     c = _constant(where, mask_constant)
     names = parse_get(get, where)
@@ -348,20 +362,46 @@ def compute_masked_kernel(
     geo = engine._geometry(plan, tuple(a.shape[1:]), layout)
     m1 = _position_mask(hit1, a.shape[0], geo, a.device)
     fa = features(a, geo)
-    c1 = self_cov(fa, geo)
+    d1 = _self_pairs(where, layer, fa, m1, geo, want_ntk)
     if diagonal:
-        k0 = input_block(c1, c1, c1, geo, want_ntk, self_pairs=True).replace(mask1=m1, mask2=m1)
-    elif symmetric:
-        k0 = input_block(gram(fa, fa, geo), c1, c1, geo, want_ntk).replace(mask1=m1, mask2=m1)
-    else:
+        engine._check_output([d1.nngp] + ([d1.ntk] if want_ntk else []), where)
+        result = engine._result(d1, d1.nngp, d1.ntk, d1.nngp, d1.nngp, plan)
+        return engine._as_layout(result, layout)
+    m2, fb, d2 = m1, fa, d1
+    if not symmetric:
         m2 = _position_mask(hit2, b.shape[0], geo, b.device)
         fb = features(b, geo)
-        k0 = input_block(gram(fa, fb, geo), c1, self_cov(fb, geo), geo, want_ntk)
-        k0 = k0.replace(mask1=m1, mask2=m2)
-    k = _apply(where, layer, remask(k0))
-    out = [k.nngp] + ([k.ntk] if want_ntk and k.ntk is not None else [])
-    engine._check_output(out, where)
-    result = engine._result(k, k.nngp, k.ntk if want_ntk else None, k.cov1, k.cov2, plan)
-    if not diagonal:
-        result = result.replace(self_pairs=False)
-    return engine._as_layout(result, layout)
+        d2 = _self_pairs(where, layer, fb, m2, geo, want_ntk)
+    c1 = self_cov(fa, geo)
+    c2 = c1 if symmetric else self_cov(fb, geo)
+    n1, n2 = a.shape[0], b.shape[0]
+    rows, cols = tiling.block_shape(
+        block_size, memory_budget, n1, n2, geo.pair_elements * a.element_size()
+    )
+    parts: list[list[KernelBlock]] = []
+    for i0 in range(0, n1, rows):
+        i1 = min(n1, i0 + rows)
+        parts.append([])
+        for j0 in range(0, n2, cols):
+            j1 = min(n2, j0 + cols)
+            same = symmetric and (i0, i1) == (j0, j1)
+            r1, r2 = c1[i0:i1], c2[j0:j1]
+            k0 = input_block(gram(fa[i0:i1], fb[j0:j1], geo), r1, r1 if same else r2, geo, want_ntk)
+            k1 = m1[i0:i1]
+            k0 = k0.replace(mask1=k1, mask2=k1 if same else m2[j0:j1])
+            parts[-1].append(_apply(where, layer, remask(k0)))
+            if progress is not None:
+                progress(i1 * n2 - (i1 - i0) * (n2 - j1), n1 * n2)
+    nngp = torch.cat([torch.cat([k.nngp for k in r], 1) for r in parts], 0)
+    ntk = None
+    if want_ntk:
+        ntk = torch.cat([torch.cat([given(k.ntk) for k in r], 1) for r in parts], 0)
+    engine._check_output([nngp] + ([ntk] if ntk is not None else []), where)
+    result = engine._result(parts[0][0], nngp, ntk, d1.nngp, d2.nngp, plan)
+    return engine._as_layout(result.replace(self_pairs=False), layout)
+
+
+def given(t: Tensor | None) -> Tensor:
+    """``t``, known not to be ``None`` (the NTK when it was asked for)."""
+    assert t is not None
+    return t
