@@ -100,6 +100,8 @@ def test_blocks_give_the_same_kernel() -> None:
     sym = net.kernel(x1, mask_constant=-5.0, block_size=3)
     torch.testing.assert_close(sym.nngp, sym.nngp.T, rtol=1e-13, atol=0.0)
     torch.testing.assert_close(sym.nngp, ref["nngp_11"], rtol=1e-9, atol=0.0)
+    diag = net.kernel_diag(x1, mask_constant=-5.0)
+    assert torch.equal(sym.nngp.diagonal(), diag.nngp) and torch.equal(sym.ntk.diagonal(), diag.ntk)
 
 
 def _padded(seqs: list[torch.Tensor], length: int, c: float) -> torch.Tensor:

@@ -396,6 +396,10 @@ def compute_masked_kernel(
     ntk = None
     if want_ntk:
         ntk = torch.cat([torch.cat([given(k.ntk) for k in r], 1) for r in parts], 0)
+    if symmetric:  # an example with itself: exactly its self pass, as kernel_diag
+        nngp = engine._with_self_pairs(nngp, d1.nngp)
+        if ntk is not None:
+            ntk = engine._with_self_pairs(ntk, given(d1.ntk))
     engine._check_output([nngp] + ([ntk] if ntk is not None else []), where)
     result = engine._result(parts[0][0], nngp, ntk, d1.nngp, d2.nngp, plan)
     return engine._as_layout(result.replace(self_pairs=False), layout)
