@@ -23,7 +23,7 @@ elsewhere) falls back to per-example Jacobians.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -244,6 +244,7 @@ def _cotangents(out: Tensor, targets: list[Tensor]) -> list[Tensor]:
     grads: list[Tensor | None] = [None] * len(targets)
     if live:
         onehot = torch.eye(k, dtype=out.dtype, device=out.device)[:, None, :].expand(k, b, k)
+        found: Sequence[Tensor | None]
         try:
             found = torch.autograd.grad(
                 out,
