@@ -1,6 +1,7 @@
 """Kernels in a store: compute, solve by CG, kill and resume, Dask throughput.
 
-Three cases, one JSON line each (``python -m benchmarks.bench_store [--quick] [--full]``):
+Three cases, one JSON line each (``python -m benchmarks.bench_store [--quick] [--full]
+[--only fc|cnn|dask] [--n N]``):
 
 ``store_fc_ntk_cg``
     The NTK of ``Dense(512, w_std=sqrt(2), b_std=0.1), ReLU, Dense(1)`` on ``n``
@@ -11,8 +12,11 @@ Three cases, one JSON line each (``python -m benchmarks.bench_store [--quick] [-
     product's ``n (n + 1) / 2 * 784`` multiply-adds at the measured float64 GEMM rate
     (``kernel_floor_seconds``; the network's few operations per entry are not counted),
     and one read of the store per CG iteration at the measured read rate of its chunk
-    files (``cg_floor_seconds``). Default ``n = 4000`` (``--quick`` 1000, ``--full`` the
-    issue's 50,000: about 20 GB of disk, target <= 30 min and <= 16 GB RSS).
+    files (``cg_floor_seconds``); ``floor_seconds`` is their sum. Default ``n = 4000``
+    (``--quick`` 1000, ``--full`` the issue's 50,000: about 10 GB of disk (the upper
+    block triangle of the NTK), target <= 30 min and <= 16 GB RSS; ``--n N`` any size,
+    ``--block`` its block rows, ``--preconditioner`` nystrom (default),
+    pivoted_cholesky or none).
 ``store_cnn_gap_resume``
     The NTK of a CNN with global average pooling on ``n`` 8x8 digits into a store,
     killed with SIGKILL after a third of its blocks and resumed; ``bit_identical``

@@ -22,6 +22,10 @@ def test_reads_and_products_match_the_matrix(tmp_path: Path) -> None:
     full = stored.ntk.to_tensor()
     assert torch.equal(full, full.mT)  # the mirrored lower triangle
     assert torch.equal(stored.ntk.read(13, 31, 2, 44), full[13:31, 2:44])
+    # chunk files read directly (uncompressed, local) give what zarr gives
+    assert stored.ntk.folder is not None
+    raw = stored.ntk._raw(3, 45, 7, 45)
+    assert torch.equal(raw, torch.from_numpy(stored.ntk.array[3:45, 7:45]))
     assert torch.equal(stored.ntk.diagonal(), torch.diagonal(full))
     v = torch.randn(45, 3, dtype=torch.float64)
     torch.testing.assert_close(stored.ntk.matmul(v), full @ v, atol=1e-12, rtol=1e-12)
