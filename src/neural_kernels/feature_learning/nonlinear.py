@@ -24,6 +24,7 @@ fixed). Everything runs in float64. Needs scikit-learn for the digits.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -125,6 +126,11 @@ def _rel(a: Tensor, b: Tensor) -> float:
     return float(torch.linalg.norm(a - b) / torch.linalg.norm(b))
 
 
+def _mean_of(pred: Any) -> Tensor:
+    """The mean of a prediction (a Gaussian) or the tensor itself."""
+    return pred.mean if hasattr(pred, "mean") and not isinstance(pred, Tensor) else pred
+
+
 def _mean(rows: list[list[float]]) -> list[float]:
     return [sum(col) / len(col) for col in zip(*rows, strict=True)]
 
@@ -148,7 +154,8 @@ def nonlinear_sweep(
         activation: ``"tanh"`` or ``"relu"``.
         widths: increasing hidden widths (at least two).
         depth: hidden layers.
-        n_train, n_test: digits examples (float64, ``X/16`` centred).
+        n_train: digits training examples (float64, ``X/16`` centred).
+        n_test: digits test examples.
         steps: gradient-descent steps.
         lr: base learning rate (per-layer muP rates are scaled from ``base_width``).
         seeds: initialisation seeds to average the gaps over.
@@ -162,12 +169,13 @@ def nonlinear_sweep(
     Raises:
         HyperparameterError: fewer than two widths, widths not increasing, bad activation,
             depth, steps or learning rate.
+
     """
     import neural_kernels as nk
 
     where = "nk.feature_learning.nonlinear_sweep"
     ws = [int(w) for w in widths]
-    if len(ws) < 2 or any(b <= a for a, b in zip(ws, ws[1:], strict=False)):
+    if len(ws) < 2 or any(b <= a for a, b in itertools.pairwise(ws)):
         raise HyperparameterError(f"{where}: widths={ws}. Pass at least two increasing widths.")
     if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
         raise HyperparameterError(f"{where}: lr={lr!r}. Pass a positive finite learning rate.")
@@ -207,24 +215,27 @@ def nonlinear_sweep(
             pred = gd_ntk(
                 float(steps), k_test_train=k_test, get="ntk", fx_train_0=f0, fx_test_0=f0t
             )
-            pred = pred.mean if hasattr(pred, "mean") else pred
+            pred = _mean_of(pred)
             loss_n.append(train_gd(n, x, y, ntk_lr, steps, mup=False)[-1])
             with torch.no_grad():
                 fn = n(xt)
             r_ntk.append(_rel(fn, pred))
             acc_n.append(float((fn.argmax(1) == labels_t).double().mean()))
             kernel_pred = gd(float(steps), k_test_train=k_test, get="ntk")
-            kernel_pred = kernel_pred.mean if hasattr(kernel_pred, "mean") else kernel_pred
+            kernel_pred = _mean_of(kernel_pred)
             r_mupk.append(_rel(f_mup[-1], kernel_pred))
         ak.append(float((kernel_pred.argmax(1) == labels_t).double().mean()))
         top = torch.linalg.norm(f_mup[-1])
         rows["succ"].append(
-            [float(torch.linalg.norm(b - a) / top) for a, b in zip(f_mup, f_mup[1:], strict=False)]
+            [float(torch.linalg.norm(b - a) / top) for a, b in itertools.pairwise(f_mup)]
         )
         rows["widest"].append([_rel(f, f_mup[-1]) for f in f_mup])
         rows["ntk"].append(r_ntk)
         rows["mupk"].append(r_mupk)
-        lm.append(loss_m), ln.append(loss_n), am.append(acc_m), an.append(acc_n)
+        lm.append(loss_m)
+        ln.append(loss_n)
+        am.append(acc_m)
+        an.append(acc_n)
     out.mup_successive_gap = _mean(rows["succ"])
     out.mup_gap_to_widest = _mean(rows["widest"])
     out.ntk_gap_to_kernel = _mean(rows["ntk"])
