@@ -212,17 +212,15 @@ def nonlinear_sweep(
             n = net.module((64,), width=w, generator=gen, dtype=torch.float64)
             with torch.no_grad():
                 f0, f0t = n(x), n(xt)
-            pred = gd_ntk(
-                float(steps), k_test_train=k_test, get="ntk", fx_train_0=f0, fx_test_0=f0t
+            pred = _mean_of(
+                gd_ntk(float(steps), k_test_train=k_test, get="ntk", fx_train_0=f0, fx_test_0=f0t)
             )
-            pred = _mean_of(pred)
             loss_n.append(train_gd(n, x, y, ntk_lr, steps, mup=False)[-1])
             with torch.no_grad():
                 fn = n(xt)
             r_ntk.append(_rel(fn, pred))
             acc_n.append(float((fn.argmax(1) == labels_t).double().mean()))
-            kernel_pred = gd(float(steps), k_test_train=k_test, get="ntk")
-            kernel_pred = _mean_of(kernel_pred)
+            kernel_pred = _mean_of(gd(float(steps), k_test_train=k_test, get="ntk"))
             r_mupk.append(_rel(f_mup[-1], kernel_pred))
         ak.append(float((kernel_pred.argmax(1) == labels_t).double().mean()))
         top = torch.linalg.norm(f_mup[-1])
