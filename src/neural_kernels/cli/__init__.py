@@ -19,9 +19,8 @@ Also ``python -m neural_kernels``. Commands (one module each, listed in :data:`C
 
 ``dkm``
     Deep kernel machines against the NNGP on the digits (see :mod:`.dkm`).
-
 ``theory``
-    The theory of wide networks against experiment (see :mod:`.theory`).
+    The results of :mod:`neural_kernels.theory` against experiments (see :mod:`.theory`).
 
 Options come from the command line and, optionally, a TOML file (``--config``): a key
 ``n_train`` (or ``n-train``) is the flag ``--n-train``; keys may sit at the top level or

@@ -8,7 +8,7 @@ r"""The sections of the demo report, one module each, in the order of :data:`SEC
 4. :mod:`.kernel_movement`: how far the empirical NTK moves during training.
 5. :mod:`.applications`: the scikit-learn classifier and exact permutation learning.
 6. :mod:`.deep_kernel_machines`: deep kernel machines against the NNGP for several nu.
-7. :mod:`.theory`: the theory of wide networks against experiment, small.
+7. :mod:`.theory`: the results of :mod:`neural_kernels.theory` against experiments.
 
 **Adding a section.** Write a module ``<name>.py`` here with a function
 ``build(ctx: Context) -> Section`` that returns a :class:`~neural_kernels.report.Section`
