@@ -7,8 +7,9 @@ correction against ``L/n``; infinitely deep classifiers on the Dirichlet sphere 
 random-feature risk on the power-law task (2000 modes, ``n = 200``, 10 trials) and the
 kernel ridge risk of a depth-3 ReLU NTK on the digits; the training residual along the
 NTK's eigendirections for twins of width 64 to 4096. Writes ``index.html``, plots and
-``results.json`` (every number) into ``--out`` and prints a summary (about a minute on
-two cores). With ``--quick``: small sizes, a few seconds.
+``results.json`` (every number) into ``--out`` and prints a summary (several minutes on
+two idle cores: ReLU's NTK at depth 10^4 and the RF experiments dominate; 24 minutes on a
+heavily loaded machine). With ``--quick``: small sizes, a few seconds.
 """
 
 from __future__ import annotations
