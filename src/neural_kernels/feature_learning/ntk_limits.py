@@ -139,7 +139,7 @@ def _one_run(
         "learning_rate": lr,
         "lambda_min": float(eig[0]),
         "lambda_max": float(eig[-1]),
-        "condition": float(eig[-1] / eig[0]) if eig[0] > 0 else math.inf,
+        "condition": float(eig[-1] / eig[0]) if eig[0] > 0 else None,  # None: singular
         "parameters": sum(p.numel() for p in model.parameters()),
     }
     theta0_test = nk.empirical_ntk(model, xt, x)
@@ -246,9 +246,18 @@ def ntk_limits_sweep(
     return out
 
 
-def plot_ntk_limits(res: NTKLimits, depth: int, axes: Sequence[Any]) -> None:
-    """Four log-log panels against width: condition, Jacobian constant, movement, gap."""
-    keys = ("condition", "jacobian_constant", "kernel_movement", "linearisation_gap")
+def plot_ntk_limits(
+    res: NTKLimits,
+    depth: int,
+    axes: Sequence[Any],
+    keys: Sequence[str] = (
+        "condition",
+        "jacobian_constant",
+        "kernel_movement",
+        "linearisation_gap",
+    ),
+) -> None:
+    """Log-log panels against width, one per key (default four), one line per set-up."""
     for ax, key in zip(axes, keys, strict=False):
         for name in res.setups:
             vals = res.series(name, depth, key)

@@ -33,11 +33,13 @@ from ..model import Section
 from . import (
     applications,
     deep_kernel_machines,
+    feature_learning_nonlinear,
     finite_vs_infinite,
     gaussian_picture,
     infinite_width,
     kernel_movement,
     more_layers,
+    ntk_limits,
     theory,
 )
 from ._common import Context, Sizes, sizes_for
@@ -54,6 +56,8 @@ SECTIONS: tuple[tuple[str, Callable[[Context], Section]], ...] = (
     ("applications", applications.build),
     ("deep_kernel_machines", deep_kernel_machines.build),
     ("theory", theory.build),
+    ("feature_learning_nonlinear", feature_learning_nonlinear.build),
+    ("ntk_limits", ntk_limits.build),
 )
 
 
