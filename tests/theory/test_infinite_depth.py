@@ -93,3 +93,13 @@ def test_bad_input_is_refused() -> None:
         T.optimal_activation(4)
     with pytest.raises(nk.HyperparameterError, match="optimal_activation"):
         T.sinh_activation(2)
+
+
+def test_orthogonal_inputs_keep_a_finite_kernel() -> None:
+    # rho = 0 exactly: the log-space lead of a dual with a constant term is log(a_0)
+    rho = torch.tensor([0.0, 1 / math.pi], dtype=torch.float64)
+    sign, logabs = T.deep_kernel(nk.ReLU(), rho, 5)
+    assert bool(torch.isfinite(logabs).all())
+    one_more = (sign * logabs.exp())[0]
+    s1, l1 = T.deep_kernel(nk.ReLU(), rho[1:], 4)
+    torch.testing.assert_close(one_more, (s1 * l1.exp())[0], rtol=1e-12, atol=0)

@@ -158,3 +158,19 @@ def test_bad_input_is_refused(call, error):
     with pytest.raises(error) as info:
         call()
     assert isinstance(info.value, NeuralKernelsError)
+
+
+def test_kernel_eigensystem_of_a_network_is_that_of_its_kernel():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(30, 4, generator=g, dtype=torch.float64)
+    y = torch.randn(30, 2, generator=g, dtype=torch.float64)
+    net = nk.Sequential(nk.Dense(8, w_std=2**0.5), nk.ReLU(), nk.Dense(2))
+    for get in ("nngp", "ntk"):
+        lam, v = kernel_eigensystem(net, x, y, get=get)
+        lam_k, v_k = kernel_eigensystem(getattr(net.kernel(x, get=get), get), y)
+        np.testing.assert_allclose(lam, lam_k, rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(v**2, v_k**2, rtol=1e-8, atol=1e-12)
+    with pytest.raises(HyperparameterError):
+        kernel_eigensystem(net, x)
+    with pytest.raises(ShapeError):
+        kernel_eigensystem(torch.eye(3), torch.ones(3), torch.ones(3))

@@ -19,6 +19,8 @@ Also ``python -m neural_kernels``. Commands (one module each, listed in :data:`C
 
 ``dkm``
     Deep kernel machines against the NNGP on the digits (see :mod:`.dkm`).
+``theory``
+    The results of :mod:`neural_kernels.theory` against experiments (see :mod:`.theory`).
 
 Options come from the command line and, optionally, a TOML file (``--config``): a key
 ``n_train`` (or ``n-train``) is the flag ``--n-train``; keys may sit at the top level or
@@ -50,6 +52,7 @@ from . import bo, demo, permutations
 from . import dkm as dkm_command
 from . import kernel as kernel_command
 from . import predict as predict_command
+from . import theory as theory_command
 from ._command import Command, RunError, UsageError
 from .demo import DemoConfig
 
@@ -62,6 +65,7 @@ COMMANDS: dict[str, Command] = {c.name: c for c in (demo.COMMAND, bo.COMMAND, pe
 COMMANDS[kernel_command.COMMAND.name] = kernel_command.COMMAND
 COMMANDS[predict_command.COMMAND.name] = predict_command.COMMAND
 COMMANDS[dkm_command.COMMAND.name] = dkm_command.COMMAND
+COMMANDS[theory_command.COMMAND.name] = theory_command.COMMAND
 
 
 class _Parser(argparse.ArgumentParser):

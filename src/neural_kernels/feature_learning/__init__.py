@@ -26,3 +26,24 @@ __all__ = [
     "linear_limit_sweep",
     "relative_change",
 ]
+
+# Nonlinear networks across width and the limits of the NTK perspective (issue 11, items 7-8).
+from .forgetting import Forgetting as Forgetting
+from .forgetting import split_digits_forgetting as split_digits_forgetting
+from .nonlinear import NonlinearSweep as NonlinearSweep
+from .nonlinear import nonlinear_sweep as nonlinear_sweep
+from .ntk_limits import GPvsEnsemble as GPvsEnsemble
+from .ntk_limits import NTKLimits as NTKLimits
+from .ntk_limits import ntk_gp_vs_ensemble as ntk_gp_vs_ensemble
+from .ntk_limits import ntk_limits_sweep as ntk_limits_sweep
+
+__all__ += [
+    "Forgetting",
+    "GPvsEnsemble",
+    "NTKLimits",
+    "NonlinearSweep",
+    "nonlinear_sweep",
+    "ntk_gp_vs_ensemble",
+    "ntk_limits_sweep",
+    "split_digits_forgetting",
+]

@@ -221,7 +221,9 @@ def deep_kernel(
         value = f(sign * logabs.exp())
         if log_space:
             lead_sign = sign if k % 2 else torch.ones_like(sign)
-            lead_log = math.log(a_k) + k * logabs if a_k > 0 else torch.full_like(logabs, -math.inf)
+            # k = 0: a constant lead (0 * log 0 would be NaN at exactly orthogonal inputs)
+            scaled = k * logabs if k else torch.zeros_like(logabs)
+            lead_log = math.log(a_k) + scaled if a_k > 0 else torch.full_like(logabs, -math.inf)
             sign = torch.where(small, lead_sign, torch.sign(value))
             logabs = torch.where(small, lead_log, value.abs().log())
         else:

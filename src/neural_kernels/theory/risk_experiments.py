@@ -113,18 +113,40 @@ def rf_experiment(
     return float(r.mean()), float(r.std(ddof=1) / math.sqrt(len(r))) if len(r) > 1 else 0.0
 
 
-def kernel_eigensystem(kernel: Tensor, targets: Tensor) -> tuple[np.ndarray, np.ndarray]:
-    """The population eigensystem of a kernel matrix on a data set of ``N`` points.
+def kernel_eigensystem(
+    kernel: Any, targets: Any, y: Any = None, *, get: str = "ntk"
+) -> tuple[np.ndarray, np.ndarray]:
+    """The population eigensystem of a kernel on a data set of ``N`` points.
+
+    Two forms: ``kernel_eigensystem(K, y)`` with a kernel matrix, or
+    ``kernel_eigensystem(net, x, y, get="ntk")`` with an nk network, whose kernel
+    ``net.kernel(x, get=get)`` (``"nngp"`` or ``"ntk"``) is computed first.
 
     Args:
-        kernel: ``(N, N)`` symmetric kernel matrix (e.g. ``net.kernel(x).ntk``).
-        targets: ``(N,)`` or ``(N, c)`` targets.
+        kernel: ``(N, N)`` symmetric kernel matrix, or an nk network.
+        targets: ``(N,)`` or ``(N, c)`` targets (with a network: the inputs ``x``).
+        y: the targets, with a network only.
+        get: which kernel of the network.
 
     Returns:
         ``eigenvalues (N,)`` (``eigh(K) / N``, round-off negatives clipped to zero) and
-        ``coefficients (N,)`` or ``(N, c)`` (``U^T y / sqrt(N)``), in decreasing order.
+        ``coefficients (N,)`` or ``(N, c)`` (``U^T y / sqrt(N)``), in decreasing order;
+        what :func:`~neural_kernels.theory.krr_risk` and
+        :func:`~neural_kernels.theory.rf_risk` take.
 
     """
+    if hasattr(kernel, "kernel") and not isinstance(kernel, Tensor):
+        if y is None or get not in ("nngp", "ntk"):
+            raise HyperparameterError(
+                "kernel_eigensystem: with a network pass (net, x, y, get='nngp' or 'ntk'), "
+                f"got y={'None' if y is None else 'given'}, get={get!r}"
+            )
+        x = torch.as_tensor(targets)
+        kernel, targets = getattr(kernel.kernel(x, get=get), get), y
+    elif y is not None:
+        raise ShapeError(
+            "kernel_eigensystem: a third argument (y) goes with a network, not a kernel matrix"
+        )
     k = torch.as_tensor(kernel).double()
     y = torch.as_tensor(targets).double()
     n = k.shape[0]

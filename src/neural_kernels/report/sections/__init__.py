@@ -8,6 +8,7 @@ r"""The sections of the demo report, one module each, in the order of :data:`SEC
 4. :mod:`.kernel_movement`: how far the empirical NTK moves during training.
 5. :mod:`.applications`: the scikit-learn classifier and exact permutation learning.
 6. :mod:`.deep_kernel_machines`: deep kernel machines against the NNGP for several nu.
+7. :mod:`.theory`: the results of :mod:`neural_kernels.theory` against experiments.
 
 **Adding a section.** Write a module ``<name>.py`` here with a function
 ``build(ctx: Context) -> Section`` that returns a :class:`~neural_kernels.report.Section`
@@ -32,11 +33,14 @@ from ..model import Section
 from . import (
     applications,
     deep_kernel_machines,
+    feature_learning_nonlinear,
     finite_vs_infinite,
     gaussian_picture,
     infinite_width,
     kernel_movement,
     more_layers,
+    ntk_limits,
+    theory,
 )
 from ._common import Context, Sizes, sizes_for
 
@@ -51,6 +55,9 @@ SECTIONS: tuple[tuple[str, Callable[[Context], Section]], ...] = (
     ("more_layers", more_layers.build),
     ("applications", applications.build),
     ("deep_kernel_machines", deep_kernel_machines.build),
+    ("theory", theory.build),
+    ("feature_learning_nonlinear", feature_learning_nonlinear.build),
+    ("ntk_limits", ntk_limits.build),
 )
 
 

@@ -1,0 +1,95 @@
+"""Feature learning: the exact linear muP limit (issue item 6) and learning-rate transfer (item 5).
+
+JSON lines (``python -m benchmarks.bench_feature_learning [--quick] [--only linear|transfer]``),
+float64 for the linear sweep, float32 for the transfer grids:
+
+``feature_learning_linear``
+    :func:`neural_kernels.feature_learning.linear_limit_sweep` on digits (1200 train /
+    597 test, ``X/16`` centred plus a bias column, softmax cross entropy, batch 64,
+    lr 0.5, 300 steps, sigma 1, 3 seeds), widths 64 to 16384. Acceptance: (a)
+    ``ntk_limit_kernel_change == 0`` and the slope of ``ntk_kernel_change`` <= -0.5;
+    (b) ``mup_limit_kernel_change >= 1`` and ``mup_limit_f0 == 0``; (c) the slopes of
+    ``mup_logit_gap`` and ``mup_kernel_gap`` in [-0.7, -0.35]. ``baseline_seconds``:
+    the limit alone (no finite networks) on the same batches.
+``feature_learning_transfer``
+    :func:`neural_kernels.feature_learning.lr_transfer`: training loss after a fixed
+    budget against the learning rate (factor-2 grid) for widths 64 to 4096, SP and
+    muP, an MLP and a small CNN on digits; the best learning rate per width and its
+    largest move in grid steps (muP: <= 1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from typing import Any
+
+import neural_kernels as nk
+from neural_kernels.feature_learning._digits import digits
+
+from ._common import maxrss_mb
+
+WIDTHS = (64, 256, 1024, 4096, 16384)
+QUICK_WIDTHS = (64, 256, 1024)
+
+
+def linear(quick: bool) -> dict[str, Any]:
+    """The linear limit sweep at the issue's sizes (``quick``: 1 seed, 100 steps)."""
+    xtr, ytr, xte, yte = digits(1200, 597)
+    widths = QUICK_WIDTHS if quick else WIDTHS
+    steps, seeds = (100, 1) if quick else (300, 3)
+    start = time.perf_counter()
+    sweep = nk.feature_learning.linear_limit_sweep(
+        xtr, ytr, xte, widths, y_test=yte, steps=steps, lr=0.5, batch_size=64, seeds=seeds
+    )
+    seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    nk.feature_learning.linear_limit_sweep(
+        xtr, ytr, xte, widths[:2], steps=steps, lr=0.5, batch_size=64, seeds=1
+    )
+    baseline = time.perf_counter() - start
+    d = sweep.as_dict()
+    slopes = d["slopes"]
+    d.pop("loss")
+    return {
+        "name": "feature_learning_linear",
+        "n": 1200,
+        "steps": steps,
+        "seeds": seeds,
+        **d,
+        "acceptance": {
+            "a_ntk_limit_constant": d["ntk_limit_kernel_change"] == 0.0,
+            "a_ntk_slope_le_-0.5": slopes["ntk_kernel_change"] <= -0.5,
+            "b_mup_limit_change_ge_1": d["mup_limit_kernel_change"] >= 1.0,
+            "b_mup_f0_zero": d["mup_limit_f0"] == 0.0,
+            "c_logit_slope_in_range": -0.7 <= slopes["mup_logit_gap"] <= -0.35,
+            "c_kernel_slope_in_range": -0.7 <= slopes["mup_kernel_gap"] <= -0.35,
+        },
+        "seconds": seconds,
+        "baseline": "two widths, one seed",
+        "baseline_seconds": baseline,
+        "peak_mb": maxrss_mb(),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_feature_learning")
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--only", choices=("linear", "transfer"))
+    args = parser.parse_args(argv)
+    if args.only in (None, "linear"):
+        print(json.dumps(linear(args.quick)), flush=True)
+    if args.only in (None, "transfer"):
+        for row in transfer(args.quick):
+            print(json.dumps(row), flush=True)
+    return 0
+
+
+def transfer(quick: bool) -> list[dict[str, Any]]:
+    """Filled in with the transfer slice."""
+    return []
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
