@@ -13,8 +13,10 @@ float64, inputs ``(n, 64)`` standard normal with ten smooth targets, the network
     one epoch of Adam over minibatches of ``batch`` points with ``m`` inducing points,
     for ``n`` in four sizes: ``seconds`` (the median of ``REPEATS`` epochs),
     ``seconds_per_point``, and ``baseline_seconds``: one objective and gradient of the
-    full DKM at the smallest ``n``. ``loglog_slope`` (on the last line, ``n = "all"``) is
-    the slope of log seconds against log n: 1 for a cost linear in the data.
+    full DKM at the smallest ``n``; ``cpu_seconds`` the same in CPU time (steadier on a
+    shared machine). ``loglog_slope`` and ``loglog_slope_cpu`` (on the last line,
+    ``n = "all"``) are the slopes of log seconds against log n: 1 for a cost linear in
+    the data.
 ``dkm_sparse_digits``
     the sparse DKM with 200 inducing points fitted by L-BFGS (the steps of
     ``neural-kernels dkm``) on all 1797 standardised digits: ``seconds`` (wall),
@@ -80,16 +82,25 @@ def nngp_limit(n: int) -> dict[str, Any]:
     }
 
 
-def _epoch(dkm: nk.dkm.DKM, n: int, batch: int) -> float:
+def _epoch(dkm: nk.dkm.DKM, n: int, batch: int) -> tuple[float, float]:
+    """Wall and CPU seconds (this process, all threads) of one epoch of Adam."""
     params = [p for p in dkm.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=1e-2, betas=(0.8, 0.9))
     order = torch.randperm(n, generator=torch.Generator().manual_seed(0))
-    start = time.perf_counter()
+    cpu, start = time.process_time(), time.perf_counter()
     for index in order.split(batch):
         opt.zero_grad()
         (-dkm.objective(index)).backward()  # type: ignore[no-untyped-call]
         opt.step()
-    return time.perf_counter() - start
+    return time.perf_counter() - start, time.process_time() - cpu
+
+
+def _slope(sizes: list[float], seconds: list[float]) -> float:
+    """Least-squares slope of log seconds against log n."""
+    logs = [(math.log(a), math.log(b)) for a, b in zip(sizes, seconds, strict=True)]
+    mx = sum(a for a, _ in logs) / len(logs)
+    my = sum(b for _, b in logs) / len(logs)
+    return sum((a - mx) * (b - my) for a, b in logs) / sum((a - mx) ** 2 for a, _ in logs)
 
 
 def sparse_scaling(sizes: tuple[int, ...], m: int, batch: int) -> list[dict[str, Any]]:
@@ -105,7 +116,9 @@ def sparse_scaling(sizes: tuple[int, ...], m: int, batch: int) -> list[dict[str,
         x, y = _data(n)
         dkm = nk.dkm.DKM(net, nu=10.0, noise_var=0.1, inducing=m).initialize(x, y)
         _epoch(dkm, n, batch)  # warm-up
-        seconds = statistics.median(_epoch(dkm, n, batch) for _ in range(REPEATS))
+        runs = [_epoch(dkm, n, batch) for _ in range(REPEATS)]
+        seconds = statistics.median(r[0] for r in runs)
+        cpu = statistics.median(r[1] for r in runs)
         lines.append(
             {
                 "name": "dkm_sparse_epoch",
@@ -113,17 +126,23 @@ def sparse_scaling(sizes: tuple[int, ...], m: int, batch: int) -> list[dict[str,
                 "m": m,
                 "batch": batch,
                 "seconds": seconds,
+                "cpu_seconds": cpu,
                 "seconds_per_point": seconds / n,
+                "load_average": os.getloadavg()[0],
                 "baseline_seconds": baseline,
                 "baseline": f"one objective and gradient of the full DKM at n={sizes[0]}",
                 "peak_mb": maxrss_mb(),
             }
         )
-    logs = [(math.log(r["n"]), math.log(r["seconds"])) for r in lines]
-    mx = sum(a for a, _ in logs) / len(logs)
-    my = sum(b for _, b in logs) / len(logs)
-    slope = sum((a - mx) * (b - my) for a, b in logs) / sum((a - mx) ** 2 for a, _ in logs)
-    lines.append({"name": "dkm_sparse_epoch", "n": "all", "loglog_slope": slope})
+    ns = [float(r["n"]) for r in lines]
+    lines.append(
+        {
+            "name": "dkm_sparse_epoch",
+            "n": "all",
+            "loglog_slope": _slope(ns, [r["seconds"] for r in lines]),
+            "loglog_slope_cpu": _slope(ns, [r["cpu_seconds"] for r in lines]),
+        }
+    )
     return lines
 
 

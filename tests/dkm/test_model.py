@@ -173,13 +173,14 @@ def test_every_gram_stays_positive_definite(data) -> None:
 def test_linear_kernel_dkm_has_one_optimum() -> None:
     x, y = regression(n=8, d=10, seed=3)
     net = nk.Sequential(nk.Dense(4), nk.Dense(4, b_std=0.5), nk.Dense(4), nk.Dense(1))
-    a = nk.dkm.DKM(net, nu=1.0, noise_var=NOISE).fit(x, y, steps=150, optimizer="lbfgs")
+    a = nk.dkm.DKM(net, nu=1.0, noise_var=NOISE)
+    a.fit(x, y, steps=150, optimizer="lbfgs", ftol=0.0)
     b = nk.dkm.DKM(net, nu=1.0, noise_var=NOISE).initialize(x, y)
     with torch.no_grad():
         for layer in b.gram_layers.values():
             layer.raw.add_(0.5 * torch.randn(layer.raw.shape, dtype=layer.raw.dtype))
     start = float(b.objective().detach())
-    b.fit(x, y, steps=150, optimizer="lbfgs", warm_start=True)
+    b.fit(x, y, steps=150, optimizer="lbfgs", warm_start=True, ftol=0.0)
     assert start < a.history[-1] - 1e-3  # b started elsewhere
     assert b.history[-1] == pytest.approx(a.history[-1], rel=1e-8)
     for ga, gb in zip(a.grams(), b.grams(), strict=True):
@@ -266,6 +267,8 @@ def test_bad_fit_options_and_calls_are_refused(data, x_test) -> None:
     dkm = nk.dkm.DKM(relu_net())
     with pytest.raises(nk.HyperparameterError, match=r"fit.*first"):
         dkm.predict(x_test)
+    with pytest.raises(nk.HyperparameterError, match="ftol=-1"):
+        dkm.fit(x, y, optimizer="lbfgs", ftol=-1.0)
     with pytest.raises(nk.HyperparameterError, match="optimizer='sgd'"):
         dkm.fit(x, y, optimizer="sgd")
     with pytest.raises(nk.HyperparameterError, match="minibatch for the full DKM"):

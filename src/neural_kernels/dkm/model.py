@@ -503,6 +503,7 @@ class DKM(nn.Module):
         batch_size: int | None = None,
         warm_start: bool = False,
         progress: bool | Callable[[int, int, float], None] = False,
+        ftol: float = 2.220446049250313e-09,
     ) -> DKM:
         """Maximise the objective from the NNGP (see :func:`.training.fit`); returns ``self``."""
         from .training import fit
@@ -517,6 +518,7 @@ class DKM(nn.Module):
             batch_size=batch_size,
             warm_start=warm_start,
             progress=progress,
+            ftol=ftol,
         )
         return self
 

@@ -79,6 +79,15 @@ def _check(steps: object, optimizer: object, lr: object, batch_size: object, n: 
             )
 
 
+#: L-BFGS stops when a step raises the objective by at most this, relative (L-BFGS-B's
+#: default ``ftol``): past it the line search only spends evaluations on rounding.
+FTOL = 2.220446049250313e-09
+
+
+def _converged(before: float, after: float, ftol: float) -> bool:
+    return after - before <= ftol * max(abs(before), abs(after), 1.0)
+
+
 def fit(
     model: DKM,
     x: Any,
@@ -90,6 +99,7 @@ def fit(
     batch_size: int | None = None,
     warm_start: bool = False,
     progress: bool | Callback = False,
+    ftol: float = FTOL,
 ) -> list[float]:
     """Maximise ``model.objective()`` over its parameters.
 
@@ -98,7 +108,7 @@ def fit(
         x: training inputs ``(n, d)``.
         y: targets.
         steps: optimiser steps (L-BFGS: iterations, each with its line search).
-        optimizer: ``"adam"`` or ``"lbfgs"``.
+        optimizer: ``"adam"`` or ``"lbfgs"`` (see ``ftol``).
         lr: step size (default ``1e-2`` for Adam, ``1`` for L-BFGS).
         batch_size: minibatch size for Adam (``None``: full batch); each epoch visits
             the training points in a fresh random order.
@@ -106,6 +116,8 @@ def fit(
             instead of starting again from the NNGP.
         progress: ``True`` for a progress bar on a terminal, or a callback
             ``progress(step, steps, objective)``.
+        ftol: L-BFGS stops once a step raises the objective by at most ``ftol`` times
+            its size (``0``: run every step).
 
     Returns:
         ``model.history``, the objective before each step and at the end.
@@ -115,6 +127,8 @@ def fit(
         model.initialize(x, y)
     n = model._data()[0].shape[0]
     _check(steps, optimizer, lr, batch_size, n)
+    if not isinstance(ftol, (int, float)) or not ftol >= 0:
+        raise HyperparameterError(describe(WHERE, f"ftol={ftol!r}", "Pass a number >= 0."))
     if batch_size is not None and not model.sparse and model.output is None:
         model.objective(torch.arange(1))  # raises the full Gaussian DKM's minibatch error
     params = [p for p in model.parameters() if p.requires_grad]
@@ -150,6 +164,8 @@ def fit(
             break
         if optimizer == "lbfgs":
             value = -float(torch.as_tensor(opt.step(closure)).detach())  # type: ignore[arg-type]
+            if history and _converged(history[-1], value, ftol):
+                break  # the previous step gained nothing: stop, as L-BFGS-B's ftol does
         else:
             index = None
             if batch_size is not None and batch_size < n:
