@@ -33,6 +33,7 @@ from ..model import Section
 from . import (
     applications,
     deep_kernel_machines,
+    feature_learning,
     finite_vs_infinite,
     gaussian_picture,
     infinite_width,
@@ -54,6 +55,7 @@ SECTIONS: tuple[tuple[str, Callable[[Context], Section]], ...] = (
     ("applications", applications.build),
     ("deep_kernel_machines", deep_kernel_machines.build),
     ("theory", theory.build),
+    ("feature_learning", feature_learning.build),
 )
 
 
