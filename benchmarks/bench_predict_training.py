@@ -17,6 +17,9 @@ full-batch gradient descent on ``1/(2N) sum (f - y)^2`` (``N = y.numel()``) with
     standard errors ``sqrt(S_ii / M)`` and ``sqrt((S_ii S_jj + S_ij^2) / M)``.
 ``cov_rel``
     per time: relative Frobenius error of the ensemble covariance.
+``train_seconds`` / ``peak_mb``
+    the training time of the ensemble and the process's peak resident memory (``VmHWM``)
+    after it, in MiB.
 
 ``python -m benchmarks.bench_predict_training [--quick]``.
 """
@@ -33,6 +36,8 @@ import torch
 
 import neural_kernels as nk
 from neural_kernels.layers.dense import DenseModule
+
+from ._common import maxrss_mb
 
 WIDTHS = (64, 128, 256, 512, 1024, 2048, 4096)
 QUICK_WIDTHS = (128, 1024)
@@ -133,6 +138,7 @@ def run_width(width: int, members: int, seed: int = 1) -> dict[str, Any]:
         "cov_z": [],
         "cov_rel": [],
         "train_seconds": train_seconds,
+        "peak_mb": maxrss_mb(),
     }
     for i, s in enumerate(STEPS):
         trained = outs[s][:, n:]

@@ -1,6 +1,7 @@
 """Kernels in a store: compute, solve by CG, kill and resume, Dask throughput.
 
-Three cases, one JSON line each (``python -m benchmarks.bench_store [--quick] [--full]``):
+Three cases, one JSON line each (``python -m benchmarks.bench_store [--quick] [--full]
+[--only fc|cnn|dask] [--n N]``):
 
 ``store_fc_ntk_cg``
     The NTK of ``Dense(512, w_std=sqrt(2), b_std=0.1), ReLU, Dense(1)`` on ``n``
@@ -11,8 +12,11 @@ Three cases, one JSON line each (``python -m benchmarks.bench_store [--quick] [-
     product's ``n (n + 1) / 2 * 784`` multiply-adds at the measured float64 GEMM rate
     (``kernel_floor_seconds``; the network's few operations per entry are not counted),
     and one read of the store per CG iteration at the measured read rate of its chunk
-    files (``cg_floor_seconds``). Default ``n = 4000`` (``--quick`` 1000, ``--full`` the
-    issue's 50,000: about 20 GB of disk, target <= 30 min and <= 16 GB RSS).
+    files (``cg_floor_seconds``); ``floor_seconds`` is their sum. Default ``n = 4000``
+    (``--quick`` 1000, ``--full`` the issue's 50,000: about 10 GB of disk (the upper
+    block triangle of the NTK), target <= 30 min and <= 16 GB RSS; ``--n N`` any size,
+    ``--block`` its block rows, ``--preconditioner`` nystrom (default),
+    pivoted_cholesky or none).
 ``store_cnn_gap_resume``
     The NTK of a CNN with global average pooling on ``n`` 8x8 digits into a store,
     killed with SIGKILL after a third of its blocks and resumed; ``bit_identical``
@@ -83,7 +87,7 @@ def read_rate(path: Path) -> float:
     return total / max(time.perf_counter() - start, 1e-9)
 
 
-def fc_case(n: int, block: int) -> dict[str, Any]:
+def fc_case(n: int, block: int, preconditioner: str = "nystrom") -> dict[str, Any]:
     """The fully connected NTK into a store, then CG (run in its own process)."""
     g = torch.Generator().manual_seed(0)
     x = torch.randn(n, D, generator=g, dtype=torch.float64)
@@ -95,7 +99,10 @@ def fc_case(n: int, block: int) -> dict[str, Any]:
         kernel_seconds = time.perf_counter() - start
         disk = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
         start = time.perf_counter()
-        post = nk.predict.gp_inference(stored, y, diag_reg=1e-3, solver="cg")
+        options = {"preconditioner": None if preconditioner == "none" else preconditioner}
+        post = nk.predict.gp_inference(
+            stored, y, diag_reg=1e-3, solver="cg", solver_options=options
+        )
         post("ntk", stored.ntk.read(0, 10, 0, n))  # one solve for all 10 targets
         cg_seconds = time.perf_counter() - start
         solve = post.solves[0]
@@ -117,6 +124,8 @@ def fc_case(n: int, block: int) -> dict[str, Any]:
             "read_bytes_per_second": disk_rate,
             "kernel_floor_seconds": kernel_floor,
             "cg_floor_seconds": cg_floor,
+            "preconditioner": preconditioner,
+            "floor_seconds": kernel_floor + cg_floor,
             "ratio_to_floor": (kernel_seconds + cg_seconds) / (kernel_floor + cg_floor),
         }
     finally:
@@ -214,10 +223,21 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_store")
     parser.add_argument("--quick", action="store_true", help="small cases (seconds)")
     parser.add_argument("--full", action="store_true", help="the issue's sizes (hours)")
-    parser.add_argument("--case", nargs=2, metavar=("N", "BLOCK"), help=argparse.SUPPRESS)
+    parser.add_argument("--n", type=int, help="examples of the FC case (e.g. 50000)")
+    parser.add_argument("--block", type=int, default=512, help="block rows of the FC case")
+    parser.add_argument(
+        "--preconditioner",
+        choices=("nystrom", "pivoted_cholesky", "none"),
+        default="nystrom",
+        help="CG preconditioner of the FC case",
+    )
+    parser.add_argument(
+        "--only", choices=("fc", "cnn", "dask"), action="append", help="run these cases only"
+    )
+    parser.add_argument("--case", nargs=3, metavar=("N", "BLOCK", "P"), help=argparse.SUPPRESS)
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     if args.case:
-        print(json.dumps(fc_case(int(args.case[0]), int(args.case[1]))))
+        print(json.dumps(fc_case(int(args.case[0]), int(args.case[1]), args.case[2])))
         return 0
     try:
         import dask.distributed  # noqa: F401
@@ -228,12 +248,22 @@ def main(argv: list[str] | None = None) -> int:
     fc_n, cnn_n, dask_n = (
         (50_000, 1797, 4096) if args.full else (1000, 100, 512) if args.quick else (4000, 300, 1024)
     )
-    fc = run_case_process("benchmarks.bench_store", [str(fc_n), "512"], "store_fc_ntk_cg")
-    status = 0 if fc is not None else 1
-    if fc is not None:
-        print(json.dumps(fc), flush=True)
-    print(json.dumps(cnn_resume_case(cnn_n, 50 if cnn_n < 500 else 128)), flush=True)
-    print(json.dumps(dask_case(dask_n, 128)), flush=True)
+    only = set(args.only or ("fc", "cnn", "dask"))
+    status = 0
+    if "fc" in only:
+        fc_n = args.n or fc_n
+        fc = run_case_process(
+            "benchmarks.bench_store",
+            [str(fc_n), str(args.block), args.preconditioner],
+            "store_fc_ntk_cg",
+        )
+        status = 0 if fc is not None else 1
+        if fc is not None:
+            print(json.dumps(fc), flush=True)
+    if "cnn" in only:
+        print(json.dumps(cnn_resume_case(cnn_n, 50 if cnn_n < 500 else 128)), flush=True)
+    if "dask" in only:
+        print(json.dumps(dask_case(dask_n, 128)), flush=True)
     return status
 
 

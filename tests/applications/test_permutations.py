@@ -48,6 +48,34 @@ def test_mean_matches_closed_form_and_has_the_sign_features(variant: str) -> Non
             torch.testing.assert_close(off, torch.full_like(off, mu_off))
 
 
+def _arccos_kernels(a: torch.Tensor, b: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """NNGP ``kappa_1(rho)/k`` and NTK ``(kappa_1 + rho kappa_0)/k`` of unit inputs."""
+    rho = (a @ b.T).clamp(-1, 1)
+    theta = torch.acos(rho)
+    k1 = (torch.sin(theta) + (math.pi - theta) * torch.cos(theta)) / (2 * math.pi)
+    k0 = (math.pi - theta) / (2 * math.pi)
+    return k1 / k, (k1 + rho * k0) / k
+
+
+@pytest.mark.parametrize("variant", perm.VARIANTS)
+def test_covariance_is_the_trained_ensemble_formula(variant: str) -> None:
+    # Sigma = K_xx - T_xX T^-1 K_Xx - K_xX T^-1 T_Xx + T_xX T^-1 K_XX T^-1 T_Xx, T = Theta
+    # (ntk) or K (nngp), from the arc-cosine formulas written out here
+    k = 5
+    task = perm.permutation_task(k, generator=torch.Generator().manual_seed(3))
+    x, xt = task.x_test, task.x_train
+    k_xx, _ = _arccos_kernels(x, x, k)
+    k_xt, t_xt = _arccos_kernels(x, xt, k)
+    k_tt, t_tt = _arccos_kernels(xt, xt, k)
+    if variant == "nngp":
+        t_xt, t_tt = k_xt, k_tt
+    a = t_xt @ torch.linalg.inv(t_tt)
+    expected = k_xx - a @ k_xt.T - k_xt @ a.T + a @ k_tt @ a.T
+    mean, cov = perm.ensemble_gaussian(task, variant)
+    torch.testing.assert_close(cov, expected, rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(mean, a @ task.y_train, rtol=1e-9, atol=1e-12)
+
+
 def test_models_needed_agrees_with_direct_ensemble_sampling() -> None:
     k = 4
     task = perm.permutation_task(k, generator=torch.Generator().manual_seed(1))

@@ -59,6 +59,31 @@ def test_kernel_then_predict_from_the_command_line(tmp_path: Path) -> None:
     assert 0 <= result["test_accuracy"] <= 1 and result["solves"][0]["residual"] <= 1e-10
 
 
+def test_local_workers_progress_bar_and_resume(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    x = np.random.default_rng(1).normal(size=(40, 3))
+    np.save(tmp_path / "x.npy", x)
+    (tmp_path / "net.toml").write_text(NET)
+    argv = ["kernel", "--data", str(tmp_path / "x.npy"), "--net", str(tmp_path / "net.toml")]
+    argv += ["--block-size", "10"]
+    k = str(tmp_path / "k.zarr")
+    # scheduler="local": a LocalCluster of one worker process computes every block
+    assert main([*argv, "--out", k, "--local-workers", "1"]) == 0
+    bar = capsys.readouterr().err
+    # 4 diagonal blocks and 6 above them; the bar shows chunks done and the time left
+    assert "10/10" in bar and "chunks" in bar and "<00:00" in bar
+    assert main([*argv, "--out", k]) == 0  # resumes: nothing left to do
+    assert "10/10" in capsys.readouterr().err
+    net = nk.Sequential(nk.Dense(64, w_std=1.5, b_std=0.1), nk.ReLU(), nk.Dense(1))
+    here = net.kernel(torch.from_numpy(x), store=tmp_path / "here.zarr", block_size=10)
+    for name in ("nngp", "ntk"):
+        got = getattr(nk.open_kernel(k), name).to_tensor()
+        assert torch.equal(got, getattr(here, name).to_tensor())
+    assert main([*argv, "--out", str(tmp_path / "b.zarr"), "--local-workers", "-1"]) == 2
+    assert "--local-workers" in capsys.readouterr().err
+
+
 def test_bad_network_file_is_a_usage_error(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

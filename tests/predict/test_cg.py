@@ -42,6 +42,28 @@ def test_preconditioner_cuts_iterations() -> None:
     assert counts[60] < counts[0]
 
 
+def test_nystrom_preconditioner_equals_cholesky_with_fewer_iterations() -> None:
+    # an ill-conditioned kernel: a deep ReLU NTK of 200 points in two dimensions
+    g = torch.Generator().manual_seed(4)
+    net = nk.Sequential(*[nk.Dense(64, w_std=1.5, b_std=0.1), nk.ReLU()] * 3, nk.Dense(1))
+    x = torch.randn(200, 2, generator=g, dtype=torch.float64)
+    xt = torch.randn(20, 2, generator=g, dtype=torch.float64)
+    y = torch.randn(200, 2, generator=g, dtype=torch.float64)
+    k, ktd = net.kernel(x, get="ntk"), net.kernel(xt, x, get="ntk")
+    ntk = k.ntk
+    assert float(torch.linalg.cond(ntk + 1e-6 * ntk.diagonal().mean() * torch.eye(200))) > 1e4
+    exact = nk.predict.gp_inference(k, y, diag_reg=1e-6)("ntk", ktd)
+    counts = {}
+    for pre in ("nystrom", None):
+        options = {"preconditioner": pre, "rank": 40, "max_iter": 5000}
+        post = nk.predict.gp_inference(k, y, diag_reg=1e-6, solver="cg", solver_options=options)
+        got = post("ntk", ktd)
+        torch.testing.assert_close(got.mean, exact.mean, atol=1e-6, rtol=0)
+        counts[pre] = post.solves[0].iterations
+        assert post.solves[0].residual <= 1e-10
+    assert counts["nystrom"] < counts[None] / 2
+
+
 def test_gradient_descent_at_infinity_with_cg() -> None:
     k, ktd, _, y = _problem()
     exact = nk.predict.gradient_descent_mse(k, y, diag_reg=1e-4)(float("inf"), k_test_train=ktd)
@@ -58,6 +80,8 @@ def test_cg_refusals() -> None:
         nk.predict.gp_inference(k, y, solver="qr")
     with pytest.raises(HyperparameterError, match="solver_options key"):
         nk.predict.gp_inference(k, y, solver="cg", solver_options={"iters": 3})
+    with pytest.raises(HyperparameterError, match="preconditioner='ilu'"):
+        nk.predict.gp_inference(k, y, solver="cg", solver_options={"preconditioner": "ilu"})
     post = nk.predict.gp_inference(
         k, y, diag_reg=1e-6, solver="cg", solver_options={"max_iter": 1, "rank": 0}
     )

@@ -46,4 +46,9 @@ def test_section() -> None:
         assert 0.5 < r["test_accuracy"] <= 1.0, name  # ten classes: chance is 0.1
         assert math.isfinite(r["test_mse"]) and r["kernel_seconds"] > 0
     assert data["monte_carlo"]["ntk_relative_error"] < 0.3
-    assert len(section.summary) == len(data["networks"]) + 2
+    masking = data["masking"]
+    assert (
+        0.3 < masking["test_accuracy"] <= 1.0
+    )  # rows cropped to 4-8 of 8: still well above chance
+    assert masking["padded_vs_unpadded_max_abs"] < 1e-10
+    assert len(section.summary) == len(data["networks"]) + 3

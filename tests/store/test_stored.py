@@ -22,6 +22,10 @@ def test_reads_and_products_match_the_matrix(tmp_path: Path) -> None:
     full = stored.ntk.to_tensor()
     assert torch.equal(full, full.mT)  # the mirrored lower triangle
     assert torch.equal(stored.ntk.read(13, 31, 2, 44), full[13:31, 2:44])
+    # chunk files read directly (uncompressed, local) give what zarr gives
+    assert stored.ntk.folder is not None
+    raw = stored.ntk._raw(3, 45, 7, 45)
+    assert torch.equal(raw, torch.from_numpy(stored.ntk.array[3:45, 7:45]))
     assert torch.equal(stored.ntk.diagonal(), torch.diagonal(full))
     v = torch.randn(45, 3, dtype=torch.float64)
     torch.testing.assert_close(stored.ntk.matmul(v), full @ v, atol=1e-12, rtol=1e-12)
@@ -49,3 +53,17 @@ def test_cg_on_a_stored_kernel_equals_cholesky(tmp_path: Path) -> None:
     # the Cholesky solver reads a stored kernel whole
     chol = nk.predict.gp_inference(stored, y, diag_reg=1e-4)("nngp", ktd)
     torch.testing.assert_close(chol.mean, exact.nngp.mean)
+
+
+def test_nystrom_cg_from_a_store_equals_the_in_memory_solve(tmp_path: Path) -> None:
+    g = torch.Generator().manual_seed(6)
+    x = torch.randn(70, 4, generator=g, dtype=torch.float64)
+    y = torch.randn(70, 2, generator=g, dtype=torch.float64)
+    net = _net()
+    stored = net.kernel(x, get="ntk", store=tmp_path / "k.zarr", block_size=16)
+    options = {"preconditioner": "nystrom", "rank": 20}
+    got = nk.predict.gp_inference(stored, y, diag_reg=1e-4, solver="cg", solver_options=options)
+    want = nk.predict.gp_inference(net.kernel(x, get="ntk"), y, diag_reg=1e-4)
+    xt = torch.randn(9, 4, generator=g, dtype=torch.float64)
+    ktd = net.kernel(xt, x, get="ntk")
+    torch.testing.assert_close(got("ntk", ktd).mean, want("ntk", ktd).mean, atol=1e-6, rtol=0)

@@ -8,7 +8,7 @@ test-train kernel). If the store exists it resumes: finished chunks are skipped.
 ``--local-workers N`` runs the blocks on a Dask ``LocalCluster`` of ``N`` processes,
 ``--scheduler ADDRESS`` on a running Dask scheduler (``dask scheduler`` /
 ``dask worker``; the store's folder must be shared with the workers). A progress bar
-shows the example pairs done and the time left; ``results.json`` (wall time, chunks,
+shows the chunks done and the time left; ``results.json`` (wall time, chunks,
 disk use) goes into ``--report`` (default ``<out>.report``).
 """
 
@@ -94,22 +94,30 @@ def load_array(path: str, flag: str, dtype: torch.dtype | None = None) -> torch.
     return t.to(dtype) if dtype is not None else t
 
 
-def progress_bar(quiet: bool, what: str) -> tuple[Any, Any]:
-    """A ``progress(done, total)`` callback drawing a tqdm bar, and the bar (or ``None``)."""
+def progress_bar(quiet: bool, what: str, unit: str = "pairs") -> tuple[Any, Any]:
+    """A ``progress(done, total)`` callback drawing a tqdm bar, and a closer.
+
+    The bar starts at the first call, counting what was already done (a resumed store's
+    chunks) as its start, so that the rate and the time left count this run's work only.
+    """
     if quiet:
         return None, None
     try:
         from tqdm import tqdm
     except ImportError:  # pragma: no cover (tqdm is in the demo extra)
         return None, None
-    bar = tqdm(desc=what, unit="pairs", unit_scale=True, dynamic_ncols=True)
+    bars: list[Any] = []
 
     def progress(done: int, total: int) -> None:
-        bar.total = total
-        bar.n = done
-        bar.refresh()
+        if not bars:
+            bars.append(tqdm(desc=what, unit=unit, total=total, initial=done, dynamic_ncols=True))
+        bars[0].update(done - bars[0].n)
 
-    return progress, bar
+    def close() -> None:
+        if bars:
+            bars[0].close()
+
+    return progress, close
 
 
 def _disk_bytes(path: str) -> int:
@@ -129,26 +137,31 @@ def run(args: argparse.Namespace) -> int:
     if net is None:
         raise UsageError("--net is required (a TOML file of [[layer]] tables)")
     get = tuple(g.strip() for g in cfg.get.split(",") if g.strip())
-    progress, bar = progress_bar(cfg.quiet, "kernel")
-    start = time.perf_counter()
-    kwargs: dict[str, Any] = {"block_size": cfg.block_size, "progress": progress}
-    try:
-        if cfg.local_workers:
-            from dask.distributed import Client, LocalCluster
+    if cfg.local_workers < 0:
+        raise UsageError(f"--local-workers must be >= 1, got {cfg.local_workers}")
+    from .._optional import require_scale
 
-            with (
-                LocalCluster(
-                    n_workers=cfg.local_workers, threads_per_worker=1, dashboard_address=None
-                ) as cluster,
-                Client(cluster) as client,
-            ):
-                stored = net.kernel(x, x2, get, store=cfg.out, client=client, **kwargs)
-        else:
-            scheduler = cfg.scheduler or None
-            stored = net.kernel(x, x2, get, store=cfg.out, scheduler=scheduler, **kwargs)
+    require_scale("neural-kernels kernel", cfg.out)
+    from ..store import compute_stored
+
+    progress, close = progress_bar(cfg.quiet, "kernel", unit="chunks")
+
+    start = time.perf_counter()
+    try:
+        stored = compute_stored(
+            net,
+            x,
+            x2,
+            get,
+            cfg.out,
+            block_size=cfg.block_size,
+            chunk_progress=progress,
+            scheduler="local" if cfg.local_workers else (cfg.scheduler or None),
+            local_workers=cfg.local_workers or None,
+        )
     finally:
-        if bar is not None:
-            bar.close()
+        if close is not None:
+            close()
     seconds = time.perf_counter() - start
     rows, cols = stored.manifest["block"]
     data = {

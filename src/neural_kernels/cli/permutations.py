@@ -61,7 +61,7 @@ class PermutationsConfig:
     ks: str = "4,5,8,10,12"
     delta: float = 0.1
     samples: int = 2000
-    finite_ks: str = "4,5"
+    finite_ks: str = "4,5,8"
     width: int = 4096
     pool: int = 400
     steps: int = 400

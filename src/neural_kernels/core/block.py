@@ -70,6 +70,10 @@ class KernelBlock:
         cov_variance: whether ``cov1``/``cov2`` hold per-position variances
             ``(n, *spatial)`` even though the layout is full (the engine then supplies
             each step's exact variances; see :class:`~neural_kernels.core.Variances`).
+        mask1: with input masking (``mask_constant``), the masked positions of the
+            first inputs, boolean ``(n1, *spatial)`` (``(n1,)`` for flat features;
+            ``True``: masked), or ``None``; see :mod:`neural_kernels.layers.masking`.
+        mask2: the same for the second inputs.
 
     """
 
@@ -87,6 +91,8 @@ class KernelBlock:
     pattern2: Tensor | None = None
     origin: tuple[int, int] | None = None
     cov_variance: bool = False
+    mask1: Tensor | None = None
+    mask2: Tensor | None = None
 
     def replace(self, **changes: object) -> KernelBlock:
         """Return a copy with the given fields changed."""

@@ -49,11 +49,15 @@ class Blocks(NamedTuple):
     t: Tensor
 
 
-def _whiten(k_chol: Tensor, k_ti: Tensor) -> tuple[Tensor, Tensor]:
-    """``(L^-1 K_it, K_ii^-1 K_it)``, both ``(m, b)``, for ``k_chol = L``."""
+def _whiten(k_chol: Tensor, k_ti: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+    r"""``W = L^-1 K_it`` and ``P = V^T K_ii^-1 K_it``, both ``(m, b)``, for ``k_chol = L``.
+
+    ``P = (L^-1 V)^T W``: one triangular solve and one product with the ``b`` points
+    (``L^-1 V`` costs :math:`O(m^3)`), the two steps that scale with the batch.
+    """
     w = torch.linalg.solve_triangular(k_chol, k_ti.transpose(0, 1), upper=False)
-    c = torch.linalg.solve_triangular(k_chol.transpose(0, 1), w, upper=True)
-    return w, c
+    white_v = torch.linalg.solve_triangular(k_chol, v, upper=False)
+    return w, white_v.transpose(0, 1) @ w
 
 
 def conditional(k_chol: Tensor, k: Blocks, v: Tensor, scale: float) -> Blocks:
@@ -70,8 +74,7 @@ def conditional(k_chol: Tensor, k: Blocks, v: Tensor, scale: float) -> Blocks:
         clamped at zero against rounding).
 
     """
-    w, c = _whiten(k_chol, k.ti)
-    proj = v.transpose(0, 1) @ c
+    w, proj = _whiten(k_chol, k.ti, v)
     g_ti = proj.transpose(0, 1) @ v.transpose(0, 1) / scale
     g_t = (k.t - w.square().sum(0)).clamp_min(0.0) + proj.square().sum(0) / scale
     return Blocks(g_ti, g_t)
@@ -113,10 +116,10 @@ class VariationalOutput(nn.Module):
 
     def predictive(self, k_chol: Tensor, k: Blocks) -> tuple[Tensor, Tensor]:
         """Means ``(b, c)`` and variances ``(b,)`` of ``f`` at ``b`` other points."""
-        s = self.factor()
-        w, c = _whiten(k_chol, k.ti)
-        mean = c.transpose(0, 1) @ self.mean
-        var = (k.t - w.square().sum(0)).clamp_min(0.0) + (s.transpose(0, 1) @ c).square().sum(0)
+        w, proj = _whiten(k_chol, k.ti, self.factor())
+        white_mean = torch.linalg.solve_triangular(k_chol, self.mean, upper=False)
+        mean = w.transpose(0, 1) @ white_mean
+        var = (k.t - w.square().sum(0)).clamp_min(0.0) + proj.square().sum(0)
         return mean, var
 
 

@@ -357,7 +357,12 @@ class GlobalSelfAttention(Layer):
             return w_x * t + w_pe * r
 
         if self.linear_scaling:
-            out = self._linear(k.self_pairs, nngp, ntk, cov1, cov2, same, interp)
+            from .masking import attention_mask
+
+            positions = nngp.shape[-1]
+            keys1 = attention_mask(self, k.mask1, positions)
+            keys2 = keys1 if k.mask2 is k.mask1 else attention_mask(self, k.mask2, positions)
+            out = self._linear(k.self_pairs, nngp, ntk, cov1, cov2, same, interp, (keys1, keys2))
         else:
             out = self._identity(k.self_pairs, nngp, ntk, cov1, cov2, same, interp, r is None)
         nngp2, ntk2, c1, c2 = out
@@ -381,18 +386,23 @@ class GlobalSelfAttention(Layer):
         cov2: Tensor,
         same: bool,
         interp: Callable[[Tensor | None], Tensor | None],
+        masked_keys: tuple[Tensor | None, Tensor | None] = (None, None),
     ) -> tuple[Tensor, Tensor | None, Tensor, Tensor]:
         qk = self.w_query_std * self.w_key_std
         ov2 = sq(self.w_out_std * self.w_value_std)
         b2 = None if self.b_std is None else sq(self.b_std)
         val = self.val_pos_emb
 
-        def weights(cov: Tensor) -> Tensor:
+        def weights(cov: Tensor, keys: Tensor | None) -> Tensor:
             mixed = given(interp(cov), "the interpolated covariance")
-            return _mechanism(self.attention_mechanism, torch.as_tensor(qk * mixed))
+            logits = torch.as_tensor(qk * mixed)
+            if keys is not None:  # masked keys: never attended to
+                fill = -math.inf if self.attention_mechanism == "softmax" else 0.0
+                logits = logits.masked_fill(keys, fill)
+            return _mechanism(self.attention_mechanism, logits)
 
-        g1 = weights(cov1)
-        g2 = g1 if same else weights(cov2)
+        g1 = weights(cov1, masked_keys[0])
+        g2 = g1 if same else weights(cov2, masked_keys[1])
 
         def weigh(t: Tensor, a: Tensor, b: Tensor) -> Tensor:
             # a: (n1, P, P), b: (n2, P, P); t: (n1, n2, P, P) or self pairs (n, P, P)

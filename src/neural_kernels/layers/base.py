@@ -261,8 +261,10 @@ class Layer:
                 ``"diagonal"`` only same-position covariances ``(n1, n2, H, W)``;
                 ``None`` (default) computes the cheapest exact layout (full only when
                 a layer needs it, such as pooling or attention).
-            mask_constant: Neural Tangents' input masking; not supported (anything but
-                ``None`` raises :class:`LayerCompatibilityError`).
+            mask_constant: input masking as Neural Tangents' ``mask_constant``: entries
+                equal to it (``NaN`` matches ``NaN``) are masked, e.g. the padding of
+                sequences of different lengths; see :mod:`neural_kernels.layers.masking`
+                for the layers that accept masks and what they do.
             store: a folder path: compute the kernel block by block into a zarr store
                 there (resuming a previous run) and return a
                 :class:`~neural_kernels.store.StoredKernel` (needs the ``scale`` extra;
@@ -282,7 +284,21 @@ class Layer:
                 layer (the message names the layer and what to change).
 
         """
-        _refuse_mask(self, mask_constant)
+        if mask_constant is not None:
+            _refuse_mask_options(self, store, client, scheduler, pattern)
+            from .masking import compute_masked_kernel
+
+            return compute_masked_kernel(
+                self,
+                x1,
+                x2,
+                get,
+                mask_constant,
+                layout=layout,
+                memory_budget=memory_budget,
+                block_size=block_size,
+                progress=progress,
+            )
         if store is not None or client is not None or scheduler is not None:
             from .._optional import require_scale
 
@@ -330,14 +346,20 @@ class Layer:
             get: ``"nngp"``, ``"ntk"`` or both.
             pattern: graph adjacency ``(n, L, L)`` for ``Aggregate`` layers.
             layout: as in :meth:`kernel`.
-            mask_constant: not supported, as in :meth:`kernel`.
+            mask_constant: input masking, as in :meth:`kernel`.
 
         Returns:
             A :class:`~neural_kernels.kernel.Kernel` with ``self_pairs=True`` whose
             ``nngp`` and ``ntk`` have shape ``(n,)`` (plus axis pairs for spatial outputs).
 
         """
-        _refuse_mask(self, mask_constant)
+        if mask_constant is not None:
+            _refuse_mask_options(self, None, None, None, pattern)
+            from .masking import compute_masked_kernel
+
+            return compute_masked_kernel(
+                self, x, None, get, mask_constant, layout=layout, diagonal=True
+            )
         return engine.compute_kernel_diag(self, x, get, pattern, layout)
 
     def module(
@@ -447,19 +469,24 @@ def _inherit_docstrings(cls: type) -> None:
                 break
 
 
-def _refuse_mask(layer: object, mask_constant: Any) -> None:
-    """Input masking (Neural Tangents' ``mask_constant``) is not implemented: refuse it."""
-    if mask_constant is None:
-        return
-    raise LayerCompatibilityError(
-        describe(
-            repr(layer),
-            f"mask_constant={mask_constant!r} (input masking)",
-            "Masking is not supported: positions equal to the constant would be kept as "
-            "ordinary inputs. Compute the kernels of unpadded inputs of each length "
-            "separately, or crop the padding with nk.Index.",
-        )
-    )
+def _refuse_mask_options(
+    layer: object, store: Any, client: Any, scheduler: Any, pattern: Any
+) -> None:
+    """Options that input masking does not combine with: refuse them."""
+    for name, value in (
+        ("store", store),
+        ("client", client),
+        ("scheduler", scheduler),
+        ("pattern", pattern),
+    ):
+        if value is not None:
+            raise LayerCompatibilityError(
+                describe(
+                    repr(layer),
+                    f"mask_constant together with {name}=...",
+                    f"Masked kernels are computed in memory without {name}: drop one of them.",
+                )
+            )
 
 
 def one_block(layer: object, k: Flow) -> KernelBlock:

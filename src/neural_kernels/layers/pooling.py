@@ -272,6 +272,20 @@ class _GlobalPool(Layer):
         same = k.cov2 is k.cov1
         cov1 = spatial_reduce(k, k.cov1, "cov", op)
         channels = k.shape1[0] if k.channel_axis == 0 else k.shape1[-1]
+        if k.mask1 is not None and self.average:  # masked inputs: mean over unmasked only
+            from .masking import global_mean_counts
+
+            c12, c11, c22 = global_mean_counts(self, k)
+            total = spatial_reduce(k, k.cov1, "cov", "sum") / c11
+            return k.replace(
+                nngp=spatial_reduce(k, k.nngp, "pair", "sum") / c12,
+                ntk=None if k.ntk is None else spatial_reduce(k, k.ntk, "pair", "sum") / c12,
+                cov1=total,
+                cov2=total if same else spatial_reduce(k, k.cov2, "cov", "sum") / c22,
+                shape1=(channels,),
+                shape2=(channels,),
+                channel_axis=-1,
+            )
         return k.replace(
             nngp=spatial_reduce(k, k.nngp, "pair", op),
             ntk=None if k.ntk is None else spatial_reduce(k, k.ntk, "pair", op),

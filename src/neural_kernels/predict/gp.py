@@ -54,7 +54,8 @@ def gp_inference(
             ``net.kernel(x, store=...)``, is streamed block by block and never held
             whole; see :mod:`neural_kernels.predict._cg`).
         solver_options: for ``"cg"``: ``tol`` (relative residual, default ``1e-10``),
-            ``max_iter`` (1000), ``rank`` of the pivoted-Cholesky preconditioner (100).
+            ``max_iter`` (1000), ``preconditioner`` (``"pivoted_cholesky"``, default;
+            ``"nystrom"``, one streamed product; ``None``) and its ``rank`` (100).
 
     Returns:
         ``post(get=None, k_test_train=None, k_test_test=None, compute_cov=None)``.

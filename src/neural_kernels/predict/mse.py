@@ -79,7 +79,7 @@ def gradient_descent_mse(
         diag_reg_absolute: add ``diag_reg * I`` instead.
         solver: ``"cholesky"`` or ``"cg"`` (conjugate gradients, streaming a stored
             kernel; ``t = inf`` only), as in :func:`~neural_kernels.predict.gp_inference`.
-        solver_options: for ``"cg"``: ``tol``, ``max_iter``, ``rank``.
+        solver_options: for ``"cg"``: ``tol``, ``max_iter``, ``rank``, ``preconditioner``.
 
     Returns:
         ``predict_fn(t=None, *, k_test_train=None, k_test_test=None, get=None,

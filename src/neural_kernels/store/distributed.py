@@ -8,9 +8,9 @@ that dies mid-run loses its tasks in flight; the Dask scheduler runs them again 
 another worker, and since a chunk is marked done only after it is written, and every
 attempt writes the same values, the result does not change.
 
-``scheduler="local"`` starts a ``LocalCluster`` for the call (one worker process per
-core); an address such as ``"tcp://10.0.0.1:8786"`` connects to a scheduler started
-with the stock ``dask scheduler`` / ``dask worker`` commands.
+
+
+
 """
 
 from __future__ import annotations
@@ -67,12 +67,10 @@ def run_distributed(
     layout: str | None,
     path: str,
     blocks: list[Block],
-    done: int,
-    total: int,
-    progress: Callable[[int, int], None] | None,
+    finished: Callable[[int], None],
     workers: int | None = None,
 ) -> None:
-    """Run ``blocks`` as Dask tasks, each writing its chunk; wait for all of them."""
+    """Run ``blocks`` as Dask tasks, each writing its chunk; ``finished(pairs)`` after each."""
     from dask.distributed import as_completed
 
     with ExitStack() as stack:
@@ -87,6 +85,4 @@ def run_distributed(
             for block in blocks
         ]
         for future in as_completed(futures):
-            done += future.result()
-            if progress is not None:
-                progress(done, total)
+            finished(future.result())

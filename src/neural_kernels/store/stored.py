@@ -4,15 +4,24 @@ A symmetric kernel ``k(x, x)`` is stored once: only the blocks on and above the 
 diagonal are written, and a block below is its mirror :math:`B_{ji} = B_{ij}^\top` (with
 the spatial axis pairs swapped). :meth:`StoredMatrix.matmul` reads every stored block
 once per product, so a conjugate-gradient iteration costs one read of the store.
+
+**Reads.** The store's chunks are uncompressed (codec ``bytes``, little-endian), so a chunk
+file of a local store is, by the zarr version 3 specification, the chunk's C-order bytes;
+:class:`StoredMatrix` reads such files directly with numpy (a missing chunk is the fill
+value), which is several times faster than a read through zarr's asynchronous codec
+pipeline (a product streaming 75 MB took 0.54 s through zarr against 0.08 s to read the
+files). Any other layout (a compressed or remote store) is read through zarr.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import sys
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -47,6 +56,9 @@ class StoredMatrix:
         self.perm = tuple(int(p) for p in manifest["swap"])
         self.shape = tuple(int(s) for s in array.shape)
         self.dtype = torch_dtype(manifest["dtype"])
+        self.folder, self.chunk, self.encode = _direct_layout(array)
+        self._slab = np.empty(0, dtype=array.dtype)  # buffers reused across reads
+        self._chunk = np.empty(0, dtype=array.dtype)
 
     def __repr__(self) -> str:
         kind = "symmetric, " if self.symmetric else ""
@@ -56,8 +68,45 @@ class StoredMatrix:
     def ndim(self) -> int:
         return len(self.shape)
 
-    def _raw(self, i0: int, i1: int, j0: int, j1: int) -> Tensor:
-        return torch.from_numpy(self.array[i0:i1, j0:j1])
+    def _raw(self, i0: int, i1: int, j0: int, j1: int, reuse: bool = False) -> Tensor:
+        """Entries ``[i0:i1, j0:j1]`` as stored; ``reuse``: into a buffer kept for the next call.
+
+        Reused buffers matter: a fresh large array costs a page fault per page on first
+        touch (0.15-2 s for 128 MiB on a loaded machine, more than reading the files).
+        """
+        if self.folder is None:
+            return torch.from_numpy(self.array[i0:i1, j0:j1])
+        trailing = self.shape[2:]
+        shape = (i1 - i0, j1 - j0, *trailing)
+        if reuse:
+            size = int(np.prod(shape))
+            if self._slab.size < size:
+                self._slab = np.empty(size, dtype=self.array.dtype)
+            out = self._slab[:size].reshape(shape)
+        else:
+            out = np.empty(shape, dtype=self.array.dtype)
+        (cr, cc), fill = self.chunk[:2], self.array.metadata.fill_value
+        if self._chunk.size == 0:
+            self._chunk = np.empty(self.chunk, dtype=self.array.dtype)
+        view = memoryview(self._chunk.reshape(-1).view(np.uint8))  # type: ignore[arg-type]
+        for a in range(i0 // cr, -(-i1 // cr)):
+            for b in range(j0 // cc, -(-j1 // cc)):
+                r0, r1 = max(a * cr, i0), min((a + 1) * cr, i1)
+                s0, s1 = max(b * cc, j0), min((b + 1) * cc, j1)
+                dest = out[r0 - i0 : r1 - i0, s0 - j0 : s1 - j0]
+                name = os.path.join(self.folder, self.encode((a, b, *[0] * len(trailing))))
+                try:
+                    with open(name, "rb", buffering=0) as f:
+                        got = f.readinto(view)
+                        extra = f.read(1)
+                except FileNotFoundError:
+                    dest[...] = fill
+                    continue
+                if got != self._chunk.nbytes or extra:  # not a plain chunk: ask zarr
+                    dest[...] = self.array[r0:r1, s0:s1]
+                    continue
+                dest[...] = self._chunk[r0 - a * cr : r1 - a * cr, s0 - b * cc : s1 - b * cc]
+        return torch.from_numpy(out)
 
     def _mirror(self, t: Tensor) -> Tensor:
         return t.permute(1, 0, *(2 + p for p in self.perm))
@@ -115,9 +164,9 @@ class StoredMatrix:
         for i0 in range(0, n1, step):
             i1 = min(n1, i0 + step)
             if not self.symmetric:
-                out[i0:i1] = self._raw(i0, i1, 0, n2).to(out.dtype) @ v
+                out[i0:i1] = self._raw(i0, i1, 0, n2, reuse=True).to(out.dtype) @ v
                 continue
-            slab = self._raw(i0, i1, i0, n2).to(out.dtype)
+            slab = self._raw(i0, i1, i0, n2, reuse=True).to(out.dtype)
             for r0 in range(i0, i1, self.rows):
                 # the blocks on and right of the diagonal, each used as itself and as
                 # its mirror
@@ -182,6 +231,38 @@ class StoredKernel:
             layout=facts["layout"],
             channel_axis=facts["channel_axis"],
         )
+
+
+def _direct_layout(array: Any) -> tuple[str | None, tuple[int, ...], Any]:
+    """The folder, chunk shape and chunk-key encoder of chunk files numpy can read as is.
+
+    ``(None, (), None)`` unless the array is in a local store, on a regular grid, with the
+    ``bytes`` codec alone in this machine's byte order (then a chunk file is the chunk's
+    C-order bytes).
+    """
+    try:
+        from zarr.codecs import BytesCodec
+        from zarr.core.chunk_grids import RegularChunkGrid
+        from zarr.storage import LocalStore
+
+        meta = array.metadata
+        store = array.store_path.store
+        codecs = tuple(meta.codecs)
+        plain = (
+            isinstance(store, LocalStore)
+            and isinstance(meta.chunk_grid, RegularChunkGrid)
+            and len(codecs) == 1
+            and isinstance(codecs[0], BytesCodec)
+            and (codecs[0].endian is None or codecs[0].endian.value == sys.byteorder)
+            and np.dtype(array.dtype).isnative
+        )
+        if not plain:
+            return None, (), None
+        folder = os.path.join(str(store.root), array.store_path.path)
+        chunk = tuple(int(c) for c in meta.chunk_grid.chunk_shape)
+        return folder, chunk, meta.chunk_key_encoding.encode_chunk_key
+    except (ImportError, AttributeError):  # pragma: no cover (another zarr version)
+        return None, (), None
 
 
 def _not_a_store(path: str, why: str) -> StoreError:

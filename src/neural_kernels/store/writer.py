@@ -33,7 +33,7 @@ from torch import Tensor
 
 from .._validation import parse_get
 from ..core import tiling
-from ..errors import InputTypeError, StoreError, describe
+from ..errors import HyperparameterError, InputTypeError, StoreError, describe
 from .manifest import FORMAT, check_same, input_hash, versions
 from .stored import DONE_DIR, StoredKernel, manifest_of, open_kernel
 
@@ -170,6 +170,8 @@ def compute_stored(
     layout: str | None = None,
     client: Any = None,
     scheduler: Any = None,
+    local_workers: int | None = None,
+    chunk_progress: Callable[[int, int], None] | None = None,
 ) -> StoredKernel:
     """Compute (or resume computing) ``layer.kernel(x1, x2, get)`` into ``store``.
 
@@ -187,6 +189,9 @@ def compute_stored(
         client: a ``dask.distributed.Client``: blocks run as Dask tasks on its workers.
         scheduler: ``"local"`` starts a ``LocalCluster`` for this call; an address
             (``"tcp://host:8786"``) connects to a running scheduler.
+        local_workers: worker processes of ``scheduler="local"`` (default: one per core).
+        chunk_progress: called as ``chunk_progress(done, total)`` in chunks (blocks),
+            like ``progress`` (the CLI's progress bar).
 
     Returns:
         A :class:`~neural_kernels.store.StoredKernel` reading the finished store.
@@ -198,6 +203,14 @@ def compute_stored(
 
     """
     path = os.fspath(store)
+    if local_workers is not None and (int(local_workers) < 1 or scheduler != "local"):
+        raise HyperparameterError(
+            describe(
+                WHERE,
+                f"local_workers={local_workers!r} with scheduler={scheduler!r}",
+                "Pass local_workers >= 1 together with scheduler='local'.",
+            )
+        )
     names = tuple(n for n in ("nngp", "ntk") if n in parse_get(get, WHERE))
     a = _as_input(x1, "x1")
     symmetric = x2 is None
@@ -264,14 +277,28 @@ def compute_stored(
     blocks = _blocks(n1, n2, rows, cols, symmetric)
     total = sum((i1 - i0) * (j1 - j0) for i0, i1, j0, j1 in blocks)
     todo = pending_blocks(path, blocks)
-    done = total - sum((i1 - i0) * (j1 - j0) for i0, i1, j0, j1 in todo)
-    if progress is not None:
-        progress(done, total)
+    state = {
+        "pairs": total - sum((i1 - i0) * (j1 - j0) for i0, i1, j0, j1 in todo),
+        "chunks": len(blocks) - len(todo),
+    }
+
+    def tell() -> None:
+        if progress is not None:
+            progress(state["pairs"], total)
+        if chunk_progress is not None:
+            chunk_progress(state["chunks"], len(blocks))
+
+    def finished(pairs: int) -> None:
+        state["pairs"] += pairs
+        state["chunks"] += 1
+        tell()
+
+    tell()
     if client is not None or scheduler is not None:
         from .distributed import run_distributed
 
         run_distributed(
-            client, scheduler, layer, a, b, names, layout, path, todo, done, total, progress
+            client, scheduler, layer, a, b, names, layout, path, todo, finished, local_workers
         )
     else:
         # blocks run one thread each, as many at once as torch has threads
@@ -283,9 +310,7 @@ def compute_stored(
             ]
             try:
                 for future in as_completed(futures):
-                    done += future.result()
-                    if progress is not None:
-                        progress(done, total)
+                    finished(future.result())
             except BaseException:
                 for future in futures:
                     future.cancel()
