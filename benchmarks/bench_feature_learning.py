@@ -87,8 +87,36 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def transfer(quick: bool) -> list[dict[str, Any]]:
-    """Filled in with the transfer slice."""
-    return []
+    """SP against muP learning-rate grids, an MLP and a small CNN on digits (float32)."""
+    xtr, ytr, _, _ = digits(600, 0)
+    x = xtr.float()
+    lrs = [2.0**k for k in range(-6, 3)]
+    mlp = nk.Sequential(nk.Dense(64), nk.ReLU(), nk.Dense(64), nk.ReLU(), nk.Dense(10))
+    cnn = nk.Sequential(nk.Conv(8, (3, 3)), nk.ReLU(), nk.Flatten(), nk.Dense(10))
+    cases: list[tuple[str, Any, Any, tuple[int, ...]]] = [
+        ("mlp", mlp, x, (64, 256, 1024) if quick else (64, 256, 1024, 4096)),
+    ]
+    if not quick:
+        cases.append(("cnn", cnn, x.reshape(-1, 1, 8, 8), (8, 32, 128)))
+    rows = []
+    for arch, net, inputs, widths in cases:
+        for parametrization in ("standard", "mup"):
+            start = time.perf_counter()
+            res = nk.feature_learning.lr_transfer(
+                net, inputs, ytr, widths, lrs, parametrization, steps=60, batch_size=32
+            )
+            rows.append(
+                {
+                    "name": "feature_learning_transfer",
+                    "arch": arch,
+                    "n": 600,
+                    "steps": 60,
+                    **res.as_dict(),
+                    "seconds": time.perf_counter() - start,
+                    "peak_mb": maxrss_mb(),
+                }
+            )
+    return rows
 
 
 if __name__ == "__main__":

@@ -50,6 +50,7 @@ from ..errors import NeuralKernelsError, SolverError
 from ..report import Plot, Report, Section
 from . import bo, demo, permutations
 from . import dkm as dkm_command
+from . import feature_learning as feature_learning_command
 from . import kernel as kernel_command
 from . import predict as predict_command
 from . import theory as theory_command
@@ -65,6 +66,7 @@ COMMANDS: dict[str, Command] = {c.name: c for c in (demo.COMMAND, bo.COMMAND, pe
 COMMANDS[kernel_command.COMMAND.name] = kernel_command.COMMAND
 COMMANDS[predict_command.COMMAND.name] = predict_command.COMMAND
 COMMANDS[dkm_command.COMMAND.name] = dkm_command.COMMAND
+COMMANDS[feature_learning_command.COMMAND.name] = feature_learning_command.COMMAND
 COMMANDS[theory_command.COMMAND.name] = theory_command.COMMAND
 
 

@@ -5,6 +5,7 @@ r"""Feature learning beyond the kernel regime: exact infinite-width limits that 
   ``.feature_kernel`` and ``.sample(width)`` for finite networks that follow it;
   :class:`LinearNTKLimit`, its NTK counterpart (a linear model with frozen features).
 * :func:`linear_limit_sweep`: finite networks against both limits across widths.
+* :func:`lr_transfer`: final loss against learning rate per width (muP transfers).
 
 The finite networks in any abc-parametrization are in :mod:`neural_kernels.abc`.
 """
@@ -16,6 +17,8 @@ from .linear import LinearNTKNetwork as LinearNTKNetwork
 from .linear_sweep import LinearSweep as LinearSweep
 from .linear_sweep import linear_limit_sweep as linear_limit_sweep
 from .linear_sweep import relative_change as relative_change
+from .transfer import Transfer as Transfer
+from .transfer import lr_transfer as lr_transfer
 
 __all__ = [
     "LinearMuPLimit",
@@ -23,7 +26,9 @@ __all__ = [
     "LinearNTKLimit",
     "LinearNTKNetwork",
     "LinearSweep",
+    "Transfer",
     "linear_limit_sweep",
+    "lr_transfer",
     "relative_change",
 ]
 

@@ -9,6 +9,10 @@ r"""The sections of the demo report, one module each, in the order of :data:`SEC
 5. :mod:`.applications`: the scikit-learn classifier and exact permutation learning.
 6. :mod:`.deep_kernel_machines`: deep kernel machines against the NNGP for several nu.
 7. :mod:`.theory`: the results of :mod:`neural_kernels.theory` against experiments.
+8. :mod:`.feature_learning`: abc-parametrizations, muP's coordinate check and learning-rate
+   transfer, the exact linear muP limit against width.
+9. :mod:`.feature_learning_nonlinear`: nonlinear muP networks against the kernel limit.
+10. :mod:`.ntk_limits`: where the NTK picture stops describing trained networks.
 
 **Adding a section.** Write a module ``<name>.py`` here with a function
 ``build(ctx: Context) -> Section`` that returns a :class:`~neural_kernels.report.Section`
@@ -33,6 +37,7 @@ from ..model import Section
 from . import (
     applications,
     deep_kernel_machines,
+    feature_learning,
     feature_learning_nonlinear,
     finite_vs_infinite,
     gaussian_picture,
@@ -56,6 +61,7 @@ SECTIONS: tuple[tuple[str, Callable[[Context], Section]], ...] = (
     ("applications", applications.build),
     ("deep_kernel_machines", deep_kernel_machines.build),
     ("theory", theory.build),
+    ("feature_learning", feature_learning.build),
     ("feature_learning_nonlinear", feature_learning_nonlinear.build),
     ("ntk_limits", ntk_limits.build),
 )

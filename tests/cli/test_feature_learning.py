@@ -1,0 +1,26 @@
+"""``neural-kernels feature-learning`` at tiny sizes: the report and every number in JSON."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from neural_kernels.cli import main
+
+pytest.importorskip("sklearn", reason="needs the demo extra (the bundled digits)")
+
+
+def test_tiny_run_writes_the_report(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    out = tmp_path / "fl"
+    assert main(["feature-learning", "--out", str(out), "--quick", "--quiet"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    text = json.dumps(results)
+    assert "mup_limit_kernel_change" in text and "best_lr" in text
+    assert (out / "index.html").exists()
+
+
+def test_bad_widths_are_a_usage_error(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    out = tmp_path / "bad"
+    assert main(["feature-learning", "--out", str(out), "--quick", "--widths", "64"]) == 2
+    assert not out.exists()
