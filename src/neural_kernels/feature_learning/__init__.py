@@ -6,6 +6,12 @@ r"""Feature learning beyond the kernel regime: exact infinite-width limits that 
   :class:`LinearNTKLimit`, its NTK counterpart (a linear model with frozen features).
 * :func:`linear_limit_sweep`: finite networks against both limits across widths.
 * :func:`lr_transfer`: final loss against learning rate per width (muP transfers).
+* :func:`nonlinear_sweep`: tanh/ReLU MLPs across width: muP nets converge to a
+  width-independent trained function, NTK-parametrized ones to the kernel prediction.
+* :func:`ntk_limits_sweep`, :func:`ntk_gp_vs_ensemble`, :func:`split_digits_forgetting`:
+  where the NTK picture stops describing trained networks (conditioning of the empirical
+  NTK, the stable-Jacobian constant, kernel movement, linearisation gap, calibration of the
+  NTK-GP against a trained ensemble, forgetting on split digits).
 
 The finite networks in any abc-parametrization are in :mod:`neural_kernels.abc`.
 """
