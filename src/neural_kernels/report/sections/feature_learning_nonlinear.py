@@ -25,11 +25,11 @@ def build(ctx: Context) -> Section:
     lines = ["relative test-output gaps (mean over 2 seeds)"]
     for act, s in sweeps.items():
         lines.append(f"{act}: {'width':>6} {'muP next':>10} {'NTK-kernel':>11} {'muP-kernel':>11}")
-        succ = [*s.mup_successive_gap, float("nan")]
+        succ = [f"{g:>10.4g}" for g in s.mup_successive_gap] + [f"{'-':>10}"]
         for w, a, b, c in zip(
             s.widths, succ, s.ntk_gap_to_kernel, s.mup_gap_to_kernel, strict=True
         ):
-            lines.append(f"      {w:>6} {a:>10.4g} {b:>11.4g} {c:>11.4g}")
+            lines.append(f"      {w:>6} {a} {b:>11.4g} {c:>11.4g}")
 
     def drawer(act: str) -> Any:
         def draw(ax: Any) -> None:
