@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import pytest
@@ -281,3 +282,16 @@ def test_bad_fit_options_and_calls_are_refused(data, x_test) -> None:
         dkm.predict(x_test[:, :, None])
     with pytest.raises(nk.HyperparameterError, match="predict_proba"):
         dkm.predict_proba(x_test)
+
+
+def test_lbfgs_stops_once_a_step_gains_nothing() -> None:
+    x, y = regression(n=8, d=10, seed=3)
+    net = nk.Sequential(nk.Dense(4), nk.Dense(4, b_std=0.5), nk.Dense(4), nk.Dense(1))
+    full = nk.dkm.DKM(net, nu=1.0, noise_var=NOISE).fit(
+        x, y, steps=150, optimizer="lbfgs", ftol=0.0
+    )
+    early = nk.dkm.DKM(net, nu=1.0, noise_var=NOISE)
+    early.fit(x, y, steps=150, optimizer="lbfgs", ftol=1e-6)
+    assert len(early.history) < len(full.history)
+    assert early.history[-1] == pytest.approx(full.history[-1], rel=1e-4)
+    assert all(b >= a - 1e-9 * abs(a) for a, b in itertools.pairwise(early.history))
