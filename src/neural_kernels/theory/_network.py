@@ -27,7 +27,17 @@ from ..errors import (
 )
 from ..layers import Dense, Elementwise, Identity, Layer, Sequential
 
-__all__ = ["Chain", "check_inputs", "check_width", "input_gram", "read_chain"]
+__all__ = ["Chain", "chain_network", "check_inputs", "check_width", "input_gram", "read_chain"]
+
+
+def chain_network(
+    activation: Layer, depth: int, width: int, w_std: float, b_std: float = 0.0
+) -> Sequential:
+    """``Sequential(Dense, act, Dense, ..., act, Dense)``: ``depth`` Dense layers of ``width``."""
+    layers: list[Layer] = [Dense(width, w_std=w_std, b_std=b_std)]
+    for _ in range(depth - 1):
+        layers += [activation, Dense(width, w_std=w_std, b_std=b_std)]
+    return Sequential(*layers)
 
 
 @dataclass(frozen=True)

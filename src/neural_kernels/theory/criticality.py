@@ -188,14 +188,11 @@ def depth_profile(
         "mean_shift": K1/(n K) (L,), "ntk_variance": Var(Theta)/Theta^2 (L,)}``.
 
     """
-    from ..layers import Dense, Sequential
+    from ._network import chain_network
     from .finite_width import finite_width
 
     act = _check(activation)
-    layers: list = [Dense(width, w_std=w_std, b_std=b_std)]
-    for _ in range(depth - 1):
-        layers += [act, Dense(width, w_std=w_std, b_std=b_std)]
-    net = Sequential(*layers)
+    net = chain_network(act, depth, width, w_std, b_std)
     cw0 = w_std * w_std
     x = torch.tensor([[math.sqrt(max(k0 - b_std * b_std, 0.0) / cw0)]], dtype=torch.float64)
     fw = finite_width(net, x)

@@ -35,35 +35,24 @@ __all__ = [
 ]
 
 
-def _mlp(act: Any, depth: int, width: int, cw: float, cb: float = 0.0) -> Any:
-    import neural_kernels as nk
-
-    layers: list[Any] = [nk.Dense(width, w_std=math.sqrt(cw), b_std=math.sqrt(cb))]
-    for _ in range(depth - 1):
-        layers += [act, nk.Dense(width, w_std=math.sqrt(cw), b_std=math.sqrt(cb))]
-    return nk.Sequential(*layers)
-
-
-def _mean_se(t: torch.Tensor) -> tuple[float, float]:
-    return float(t.mean()), float(t.std() / math.sqrt(t.numel()))
-
-
 def finite_width_checks(n_samples: int = 100_000, seed: int = 0) -> list[dict[str, Any]]:
     """Rows ``{quantity, theory, leading_order, monte_carlo, se, z}`` of the check table."""
     import neural_kernels as nk
 
+    from ._network import chain_network
     from .finite_width import finite_width
     from .gram_chain import sample_gram_chain
+    from .risk_experiments import mean_and_error
 
     gen = torch.Generator().manual_seed(seed)
     one = torch.tensor([[1.0]], dtype=torch.float64)
     rows: list[dict[str, Any]] = []
     n, depth = 64, 8
-    net = _mlp(nk.ReLU(), depth, n, 2.0)
+    net = chain_network(nk.ReLU(), depth, n, math.sqrt(2.0))
     x = one * math.sqrt(1 / 2.0)
     fw = finite_width(net, x)
     g = sample_gram_chain(net, x, n_samples=n_samples, generator=gen)[-1, :, 0, 0]
-    value, se = _mean_se((g - 1.0) ** 2)
+    value, se = mean_and_error((g - 1.0) ** 2)
     exact = (1 + 5 / n) ** (depth - 1) - 1
     rows.append(
         {
@@ -74,10 +63,10 @@ def finite_width_checks(n_samples: int = 100_000, seed: int = 0) -> list[dict[st
             "se": se,
         }
     )
-    net = _mlp(nk.Tanh(), 8, 32, 1.0)
+    net = chain_network(nk.Tanh(), 8, 32, 1.0)
     fw = finite_width(net, one)
     g = sample_gram_chain(net, one, n_samples=n_samples, generator=gen)[-1, :, 0, 0]
-    value, se = _mean_se(g)
+    value, se = mean_and_error(g)
     rows.append(
         {
             "quantity": "tanh E[G^L], n=32, L=8",
@@ -87,10 +76,10 @@ def finite_width_checks(n_samples: int = 100_000, seed: int = 0) -> list[dict[st
             "se": se,
         }
     )
-    net = _mlp(nk.Tanh(), 4, 32, 1.0)
+    net = chain_network(nk.Tanh(), 4, 32, 1.0)
     fw = finite_width(net, one)
     g = sample_gram_chain(net, one, n_samples=n_samples, generator=gen)[-1, :, 0, 0]
-    value, se = _mean_se((g - g.mean()) ** 2)
+    value, se = mean_and_error((g - g.mean()) ** 2)
     var = float(fw.variance()[-1, 0, 0])
     rows.append(
         {

@@ -33,11 +33,18 @@ from ..errors import HyperparameterError, LayerCompatibilityError, ShapeError
 __all__ = [
     "kernel_eigensystem",
     "krr_experiment",
+    "mean_and_error",
     "power_law_task",
     "rf_experiment",
     "twin_features",
     "twin_rf_experiment",
 ]
+
+
+def mean_and_error(samples: Any) -> tuple[float, float]:
+    """The mean of ``samples`` and its standard error (``0`` for a single sample)."""
+    r = np.asarray(samples, dtype=np.float64).reshape(-1)
+    return float(r.mean()), float(r.std(ddof=1) / math.sqrt(r.size)) if r.size > 1 else 0.0
 
 
 def power_law_task(
@@ -109,8 +116,7 @@ def rf_experiment(
             ).solution[:, 0]
             beta = root * (g.T @ (phi.T @ alpha)) / math.sqrt(k_f)
         risks.append(float(((beta - v) ** 2).sum()) + noise)
-    r = np.asarray(risks)
-    return float(r.mean()), float(r.std(ddof=1) / math.sqrt(len(r))) if len(r) > 1 else 0.0
+    return mean_and_error(risks)
 
 
 def kernel_eigensystem(
@@ -183,8 +189,7 @@ def krr_experiment(
             knn + ridge * torch.eye(int(n), dtype=torch.float64), y[idx]
         ).solution
         risks.append(float(((k[:, idx] @ alpha - y) ** 2).mean()))
-    r = np.asarray(risks)
-    return float(r.mean()), float(r.std(ddof=1) / math.sqrt(len(r))) if len(r) > 1 else 0.0
+    return mean_and_error(risks)
 
 
 def _last_dense(net: Any) -> Any:
@@ -243,5 +248,4 @@ def twin_rf_experiment(
             pn @ pn.T + ridge * torch.eye(int(n), dtype=torch.float64), y[idx]
         ).solution
         risks.append(float(((phi @ (pn.T @ alpha) - y) ** 2).mean()))
-    r = np.asarray(risks)
-    return float(r.mean()), float(r.std(ddof=1) / math.sqrt(len(r))) if len(r) > 1 else 0.0
+    return mean_and_error(risks)
