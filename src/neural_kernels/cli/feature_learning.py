@@ -69,6 +69,7 @@ def run_feature_learning(cfg: FeatureLearningConfig) -> Report:
     """Run both experiments and return the report."""
     import neural_kernels as nk
     from neural_kernels.feature_learning._digits import digits
+    from neural_kernels.feature_learning.transfer import plot_transfers
 
     _widths(cfg.widths, "widths")  # refused before --quick's sizes replace them
     _widths(cfg.transfer_widths, "transfer-widths")
@@ -114,13 +115,7 @@ def run_feature_learning(cfg: FeatureLearningConfig) -> Report:
            for p in ("standard", "mup")}  # fmt: skip
 
     def draw_transfer(ax: Any) -> None:
-        for p, tr in res.items():
-            for w, row in zip(tr.widths, tr.loss, strict=True):
-                ax.plot(tr.lrs, row, "o-" if p == "mup" else "s--", ms=3, label=f"{p} n={w}")
-        ax.set_xscale("log", base=2)
-        ax.set_xlabel("learning rate")
-        ax.set_ylabel("training loss")
-        ax.legend(fontsize=6)
+        plot_transfers(res, ax)
 
     report.add(
         Section(

@@ -12,7 +12,7 @@ parametrization the optimum drifts with the width (TP5, Fig. 1).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,7 +24,7 @@ from .._validation import as_tensor, check_positive_int
 from ..abc.optim import check_lr, param_groups
 from ..errors import HyperparameterError, describe
 
-__all__ = ["Transfer", "lr_transfer"]
+__all__ = ["Transfer", "lr_transfer", "plot_transfers"]
 
 
 @dataclass(frozen=True)
@@ -87,6 +87,18 @@ class Transfer:
         ax.set_title(f"learning-rate transfer: {self.parametrization}")
         ax.legend(fontsize=6)
         return ax
+
+
+def plot_transfers(results: Mapping[str, Transfer], ax: Any) -> Any:
+    """Several parametrizations' sweeps on one axes (muP solid, others dashed); returns ``ax``."""
+    for p, tr in results.items():
+        for w, row in zip(tr.widths, tr.loss, strict=True):
+            ax.plot(tr.lrs, row, "o-" if p == "mup" else "s--", ms=3, label=f"{p} n={w}")
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("learning rate")
+    ax.set_ylabel("training loss")
+    ax.legend(fontsize=6)
+    return ax
 
 
 def lr_transfer(

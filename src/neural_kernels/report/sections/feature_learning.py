@@ -28,6 +28,7 @@ ROWS = (("standard c=0", nk.abc.ABC.standard(0)), ("standard c=1", nk.abc.ABC.st
 def build(ctx: Context) -> Section:
     """The section: classification, coordinate check, transfer, the linear limit."""
     from ...feature_learning._digits import digits
+    from ...feature_learning.transfer import plot_transfers
 
     table = {}
     lines = ["abc-parametrizations (depth 1): r, stable, regime"]
@@ -79,13 +80,7 @@ def build(ctx: Context) -> Section:
         ax.legend(fontsize=7)
 
     def draw_transfer(ax: Any) -> None:
-        for p, tr in transfer.items():
-            for w, row in zip(tr.widths, tr.loss, strict=True):
-                ax.plot(tr.lrs, row, "o-" if p == "mup" else "s--", ms=3, label=f"{p} n={w}")
-        ax.set_xscale("log", base=2)
-        ax.set_xlabel("learning rate")
-        ax.set_ylabel("training loss")
-        ax.legend(fontsize=6)
+        plot_transfers(transfer, ax)
 
     def draw_limit(ax: Any) -> None:
         ax.loglog(sweep.widths, sweep.mup_logit_gap, "o-", label="muP: logits vs limit")
