@@ -129,6 +129,23 @@ class _Linear:
     bias: bool
     dtype: torch.dtype
 
+    def _setup(
+        self,
+        where: str,
+        d_in: int,
+        d_out: int,
+        sigma_in: float,
+        sigma_out: float,
+        bias: bool,
+        dtype: torch.dtype,
+    ) -> None:
+        """Check and store the sizes and scales both limits share."""
+        check_positive_int(where, "d_in", d_in)
+        check_positive_int(where, "d_out", d_out)
+        self.sigma_in = _check_real(where, "sigma_in", sigma_in)
+        self.sigma_out = _check_real(where, "sigma_out", sigma_out)
+        self.d_in, self.d_out, self.bias, self.dtype = int(d_in), int(d_out), bool(bias), dtype
+
     def _inputs(self, x: Any, where: str) -> Tensor:
         t = as_tensor(x, "x", where).to(self.dtype)
         if t.ndim != 2 or t.shape[1] != self.d_in:
@@ -176,12 +193,8 @@ class LinearMuPLimit(_Linear):
         gram: Tensor | None = None,
     ) -> None:
         where = "LinearMuPLimit"
-        check_positive_int(where, "d_in", d_in)
-        check_positive_int(where, "d_out", d_out)
-        self.sigma_in = _check_real(where, "sigma_in", sigma_in)
-        self.sigma_out = _check_real(where, "sigma_out", sigma_out)
+        self._setup(where, d_in, d_out, sigma_in, sigma_out, bias, dtype)
         self.alpha = _check_real(where, "alpha", alpha)
-        self.d_in, self.d_out, self.bias, self.dtype = int(d_in), int(d_out), bool(bias), dtype
         h = self.hidden
         self.A = torch.zeros(h, self.d_in + self.bias, dtype=dtype)
         self.A[: self.d_in, : self.d_in] = self.sigma_in * torch.eye(self.d_in, dtype=dtype)
@@ -352,11 +365,7 @@ class LinearNTKLimit(_Linear):
         m0: Tensor | None = None,
     ) -> None:
         where = "LinearNTKLimit"
-        check_positive_int(where, "d_in", d_in)
-        check_positive_int(where, "d_out", d_out)
-        self.sigma_in = _check_real(where, "sigma_in", sigma_in)
-        self.sigma_out = _check_real(where, "sigma_out", sigma_out)
-        self.d_in, self.d_out, self.bias, self.dtype = int(d_in), int(d_out), bool(bias), dtype
+        self._setup(where, d_in, d_out, sigma_in, sigma_out, bias, dtype)
         shape = (self.d_out, self.d_in + self.bias)
         if m0 is not None and tuple(m0.shape) != shape:
             raise ShapeError(describe(where, f"m0 has shape {tuple(m0.shape)}", f"Give {shape}."))
