@@ -34,6 +34,7 @@ import argparse
 import json
 import math
 import os
+import resource
 import shutil
 import signal
 import subprocess
@@ -69,9 +70,9 @@ def _cnn() -> Any:
     )
 
 
-def gemm_rate() -> float:
-    """Measured float64 multiply-adds per second of a 2048 x 784 x 2048 product."""
-    a = torch.randn(2048, D, dtype=torch.float64)
+def gemm_rate(dtype: torch.dtype = torch.float64) -> float:
+    """Measured multiply-adds per second of a 2048 x 784 x 2048 product in ``dtype``."""
+    a = torch.randn(2048, D, dtype=dtype)
     a @ a.T
     start = time.perf_counter()
     for _ in range(3):
@@ -87,35 +88,62 @@ def read_rate(path: Path) -> float:
     return total / max(time.perf_counter() - start, 1e-9)
 
 
-def fc_case(n: int, block: int, preconditioner: str = "nystrom") -> dict[str, Any]:
-    """The fully connected NTK into a store, then CG (run in its own process)."""
+def cpu_seconds() -> float:
+    """User plus system CPU seconds of this process (all its threads) so far."""
+    use = resource.getrusage(resource.RUSAGE_SELF)
+    return use.ru_utime + use.ru_stime
+
+
+def fc_case(
+    n: int, block: int, preconditioner: str = "nystrom", dtype: str = "float64"
+) -> dict[str, Any]:
+    """The fully connected NTK into a store, then CG (run in its own process).
+
+    ``dtype="float32"`` computes and stores the kernel in float32 (half the disk and the
+    reads); the targets and the CG stay float64.
+    """
     g = torch.Generator().manual_seed(0)
-    x = torch.randn(n, D, generator=g, dtype=torch.float64)
+    x = torch.randn(n, D, generator=g, dtype=torch.float64).to(getattr(torch, dtype))
     y = torch.randn(n, 10, generator=g, dtype=torch.float64)
-    folder = Path(tempfile.mkdtemp(prefix="nk-bench-store-"))
+    folder = Path(tempfile.mkdtemp(prefix="nk-bench-store-", dir=os.environ.get("NK_BENCH_DIR")))
+    load_before = os.getloadavg()
     try:
-        start = time.perf_counter()
+        cpu0, start = cpu_seconds(), time.perf_counter()
         stored = _fc().kernel(x, None, "ntk", store=folder / "k.zarr", block_size=block)
         kernel_seconds = time.perf_counter() - start
+        kernel_cpu = cpu_seconds() - cpu0
+        load_kernel = os.getloadavg()
         disk = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
-        start = time.perf_counter()
+        cpu0, start = cpu_seconds(), time.perf_counter()
         options = {"preconditioner": None if preconditioner == "none" else preconditioner}
         post = nk.predict.gp_inference(
             stored, y, diag_reg=1e-3, solver="cg", solver_options=options
         )
         post("ntk", stored.ntk.read(0, 10, 0, n))  # one solve for all 10 targets
         cg_seconds = time.perf_counter() - start
+        cg_cpu = cpu_seconds() - cpu0
+        load_cg = os.getloadavg()
         solve = post.solves[0]
-        rate, disk_rate = gemm_rate(), read_rate(folder / "k.zarr" / "ntk")
+        rate, disk_rate = gemm_rate(x.dtype), read_rate(folder / "k.zarr" / "ntk")
         kernel_floor = n * (n + 1) / 2 * D / rate
         cg_floor = solve.iterations * disk / disk_rate  # the store holds the NTK alone
         return {
             "name": "store_fc_ntk_cg",
             "n": n,
             "block": block,
+            "dtype": dtype,
+            "inputs": "standard normal, 784 features (synthetic)",
             "seconds": kernel_seconds + cg_seconds,
             "kernel_seconds": kernel_seconds,
             "cg_seconds": cg_seconds,
+            "kernel_cpu_seconds": kernel_cpu,
+            "cg_cpu_seconds": cg_cpu,
+            "cores": os.cpu_count(),
+            "load_average_1_5_15": {
+                "start": load_before,
+                "after_kernel": load_kernel,
+                "after_cg": load_cg,
+            },
             "iterations": solve.iterations,
             "residual": solve.residual,
             "peak_mb": maxrss_mb(),
@@ -234,10 +262,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--only", choices=("fc", "cnn", "dask"), action="append", help="run these cases only"
     )
-    parser.add_argument("--case", nargs=3, metavar=("N", "BLOCK", "P"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--dtype",
+        choices=("float64", "float32"),
+        default="float64",
+        help="kernel dtype of the FC case (float32 halves disk and reads; CG stays float64)",
+    )
+    parser.add_argument("--case", nargs=4, metavar=("N", "BLOCK", "P", "D"), help=argparse.SUPPRESS)
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     if args.case:
-        print(json.dumps(fc_case(int(args.case[0]), int(args.case[1]), args.case[2])))
+        n, block, precond, dtype = args.case
+        print(json.dumps(fc_case(int(n), int(block), precond, dtype)))
         return 0
     try:
         import dask.distributed  # noqa: F401
@@ -254,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
         fc_n = args.n or fc_n
         fc = run_case_process(
             "benchmarks.bench_store",
-            [str(fc_n), str(args.block), args.preconditioner],
+            [str(fc_n), str(args.block), args.preconditioner, args.dtype],
             "store_fc_ntk_cg",
         )
         status = 0 if fc is not None else 1
