@@ -55,7 +55,8 @@ def gp_inference(
             whole; see :mod:`neural_kernels.predict._cg`).
         solver_options: for ``"cg"``: ``tol`` (relative residual, default ``1e-10``),
             ``max_iter`` (1000), ``preconditioner`` (``"pivoted_cholesky"``, default;
-            ``"nystrom"``, one streamed product; ``None``) and its ``rank`` (100).
+            ``"nystrom"``, one streamed product; ``None``) and its ``rank`` (100);
+            ``progress``, called as ``progress(kernel, iteration, residual)`` per iteration.
 
     Returns:
         ``post(get=None, k_test_train=None, k_test_test=None, compute_cov=None)``.
