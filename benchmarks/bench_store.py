@@ -167,6 +167,55 @@ def _digits(n: int) -> torch.Tensor:
     return ((x - x.mean()) / x.std())[:, None]  # (n, 1, 8, 8)
 
 
+def _labels(n: int) -> torch.Tensor:
+    """One-hot digit labels minus their mean, ``(n, 10)``."""
+    from sklearn.datasets import load_digits
+
+    y = torch.from_numpy(load_digits().target[:n])
+    return torch.nn.functional.one_hot(y, 10).to(torch.float64) - 0.1
+
+
+def solve_with(stored: Any, y: torch.Tensor, diag_reg: float) -> dict[str, Any]:
+    """CG on a stored kernel with each preconditioner (rank 100): iterations and seconds."""
+    out: dict[str, Any] = {}
+    for pre in ("pivoted_cholesky", "nystrom", None):
+        options = {"preconditioner": pre, "rank": 100, "max_iter": 20000}
+        cpu0, start = cpu_seconds(), time.perf_counter()
+        post = nk.predict.gp_inference(
+            stored, y, diag_reg=diag_reg, solver="cg", solver_options=options
+        )
+        post("ntk", stored.ntk.read(0, 10, 0, stored.ntk.shape[1]))
+        out[str(pre).lower()] = {
+            "iterations": post.solves[0].iterations,
+            "residual": post.solves[0].residual,
+            "seconds": time.perf_counter() - start,
+            "cpu_seconds": cpu_seconds() - cpu0,
+        }
+    return out
+
+
+def preconditioner_case(n_fc: int, n_cnn: int) -> dict[str, Any]:
+    """Pivoted Cholesky against Nystrom (and none) on stored NTKs of digits."""
+    folder = Path(tempfile.mkdtemp(prefix="nk-bench-pre-"))
+    result: dict[str, Any] = {"name": "store_preconditioners", "n": n_fc, "n_cnn": n_cnn}
+    try:
+        x = _digits(n_fc).flatten(1)
+        fc = _fc().kernel(x, None, "ntk", store=folder / "fc.zarr", block_size=256)
+        start = time.perf_counter()
+        cnn = _cnn().kernel(_digits(n_cnn), None, "ntk", store=folder / "cnn.zarr", block_size=64)
+        result["cnn_kernel_seconds"] = time.perf_counter() - start
+        for reg in (1e-4, 1e-6):
+            result[f"fc_ntk_digits_diag_reg_{reg:g}"] = solve_with(fc, _labels(n_fc), reg)
+            result[f"cnn_gap_ntk_digits_diag_reg_{reg:g}"] = solve_with(cnn, _labels(n_cnn), reg)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    first = result["fc_ntk_digits_diag_reg_0.0001"]
+    result["seconds"] = first["pivoted_cholesky"]["seconds"]
+    result["baseline"] = first["none"]["seconds"]  # CG without a preconditioner
+    result["peak_mb"] = maxrss_mb()
+    return result
+
+
 def cnn_resume_case(n: int, block: int) -> dict[str, Any]:
     """The CNN's NTK into a store, killed part-way, resumed; against an uninterrupted run."""
     x = _digits(n)
@@ -196,6 +245,7 @@ def cnn_resume_case(n: int, block: int) -> dict[str, Any]:
         resumed = _cnn().kernel(x, None, "ntk", store=folder / "cut.zarr", block_size=block)
         seconds = time.perf_counter() - start
         same = torch.equal(resumed.ntk.to_tensor(), whole.ntk.to_tensor())
+        solves = solve_with(whole, _labels(n), 1e-4)
         return {
             "name": "store_cnn_gap_resume",
             "n": n,
@@ -204,6 +254,7 @@ def cnn_resume_case(n: int, block: int) -> dict[str, Any]:
             "bit_identical": same,
             "seconds": seconds,
             "baseline_seconds": baseline,
+            "preconditioners_diag_reg_1e-4": solves,
             "peak_mb": maxrss_mb(),
         }
     finally:
@@ -260,7 +311,10 @@ def main(argv: list[str] | None = None) -> int:
         help="CG preconditioner of the FC case",
     )
     parser.add_argument(
-        "--only", choices=("fc", "cnn", "dask"), action="append", help="run these cases only"
+        "--only",
+        choices=("fc", "cnn", "dask", "precond"),
+        action="append",
+        help="run these cases only",
     )
     parser.add_argument(
         "--dtype",
@@ -283,7 +337,7 @@ def main(argv: list[str] | None = None) -> int:
     fc_n, cnn_n, dask_n = (
         (50_000, 1797, 4096) if args.full else (1000, 100, 512) if args.quick else (4000, 300, 1024)
     )
-    only = set(args.only or ("fc", "cnn", "dask"))
+    only = set(args.only or ("fc", "cnn", "dask", "precond"))
     status = 0
     if "fc" in only:
         fc_n = args.n or fc_n
@@ -299,6 +353,9 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(cnn_resume_case(cnn_n, 50 if cnn_n < 500 else 128)), flush=True)
     if "dask" in only:
         print(json.dumps(dask_case(dask_n, 128)), flush=True)
+    if "precond" in only:
+        pre_n = (1797, 1797) if args.full else (300, 100) if args.quick else (1797, 300)
+        print(json.dumps(preconditioner_case(*pre_n)), flush=True)
     return status
 
 
