@@ -61,7 +61,7 @@ class PredictConfig:
     get: str = "ntk"
     solver: str = "cg"
     diag_reg: float = 1e-4
-    preconditioner: str = "pivoted_cholesky"
+    preconditioner: str = "nystrom"
     tol: float = 1e-10
     out: str = "predict-report"
     quiet: bool = False
@@ -78,8 +78,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--diag-reg", type=float, metavar="R", help="default 1e-4")
     p.add_argument(
         "--preconditioner",
-        choices=("pivoted_cholesky", "nystrom", "none"),
-        help="CG preconditioner (default pivoted_cholesky)",
+        choices=("nystrom", "pivoted_cholesky", "none"),
+        help="CG preconditioner (default nystrom)",
     )
     p.add_argument("--tol", type=float, metavar="T", help="CG relative residual (default 1e-10)")
     p.add_argument("--out", metavar="DIR", help="output folder (default ./predict-report)")
