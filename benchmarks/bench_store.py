@@ -1,7 +1,7 @@
-"""Kernels in a store: compute, solve by CG, kill and resume, Dask throughput.
+"""Kernels in a store: compute, solve by CG, kill and resume, Dask throughput, preconditioners.
 
-Three cases, one JSON line each (``python -m benchmarks.bench_store [--quick] [--full]
-[--only fc|cnn|dask] [--n N]``):
+Four cases, one JSON line each (``python -m benchmarks.bench_store [--quick] [--full]
+[--only fc|cnn|dask|precond] [--n N] [--dtype float32]``):
 
 ``store_fc_ntk_cg``
     The NTK of ``Dense(512, w_std=sqrt(2), b_std=0.1), ReLU, Dense(1)`` on ``n``
@@ -16,7 +16,11 @@ Three cases, one JSON line each (``python -m benchmarks.bench_store [--quick] [-
     (``--quick`` 1000, ``--full`` the issue's 50,000: about 10 GB of disk (the upper
     block triangle of the NTK), target <= 30 min and <= 16 GB RSS; ``--n N`` any size,
     ``--block`` its block rows, ``--preconditioner`` nystrom (default),
-    pivoted_cholesky or none).
+    pivoted_cholesky or none, ``--dtype float32`` a float32 kernel: half the disk and
+    the reads, the CG still in float64). The machine may be shared: ``kernel_cpu_seconds``
+    and ``cg_cpu_seconds`` (this process, all threads) and the load averages
+    (``os.getloadavg``) at the start and after each phase tell how far the wall times
+    are inflated.
 ``store_cnn_gap_resume``
     The NTK of a CNN with global average pooling on ``n`` 8x8 digits into a store,
     killed with SIGKILL after a third of its blocks and resumed; ``bit_identical``
@@ -26,6 +30,13 @@ Three cases, one JSON line each (``python -m benchmarks.bench_store [--quick] [-
 ``store_dask_chunks_per_second``
     Chunks per second of the fully connected store with 1 and 2 local Dask worker
     processes (cluster start-up excluded); ``baseline`` is the in-process rate.
+``store_preconditioners``
+    Iterations, seconds and CPU seconds of CG (rank 100, relative residual ``1e-10``)
+    with the pivoted-Cholesky, the Nystrom and no preconditioner, on stored NTKs of the
+    fully connected network on all 1797 digits and of the CNN with global average
+    pooling on ``n_cnn`` digits (default 300, ``--quick`` 100 (300 FC), ``--full``
+    1797), ``diag_reg`` 1e-4 and 1e-6; ``baseline`` is CG without a preconditioner.
+    The ``store_cnn_gap_resume`` line carries the same comparison on its own store.
 """
 
 from __future__ import annotations
