@@ -42,7 +42,7 @@ Nystrom preconditioner took fewer iterations and less time than the pivoted Chol
 one in every case: the fully connected ReLU NTK of all 1797 digits 89 iterations against
 131 (``diag_reg=1e-4``) and 89 against 158 (``1e-6``), about 60% of the CPU time; a CNN
 with global average pooling on 300 digits 26 against 33 and 27 against 39, on all 1797
-digits 63 against 85 (``1e-4``; 70% of the CPU time); without a preconditioner 329-401
+digits 63 against 85 (``1e-4``; 70% of the CPU time); without a preconditioner 113-401
 iterations. Its set-up is one streamed product, where the
 pivoted Cholesky factor reads ``r`` block rows (about ``r / (n / block)`` reads of the
 store). The pivoted Cholesky factor stays the choice for a kernel that is not positive
