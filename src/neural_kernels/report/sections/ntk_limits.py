@@ -50,11 +50,11 @@ def build(ctx: Context) -> Section:
         "(converged) steps per task: forgetting and final accuracy by width"
     )
     for i, w in enumerate(fg.widths):
-        vals = [fg.forgetting["early"][i], fg.forgetting["converged"][i],
+        nums = [fg.forgetting["early"][i], fg.forgetting["converged"][i],
                 fg.final_accuracy["early"][i], fg.final_accuracy["converged"][i]]  # fmt: skip
-        text = ["diverged" if v is None else f"{v:.3f}" for v in vals]
-        lines.append(f"  width {w:>5}: forgetting early {text[0]}, converged {text[1]}; "
-                     f"accuracy early {text[2]}, converged {text[3]}")  # fmt: skip
+        cells = ["diverged" if v is None else f"{v:.3f}" for v in nums]
+        lines.append(f"  width {w:>5}: forgetting early {cells[0]}, converged {cells[1]}; "
+                     f"accuracy early {cells[2]}, converged {cells[3]}")  # fmt: skip
 
     def drawer(key: str) -> Any:
         def draw(ax: Any) -> None:
