@@ -9,7 +9,7 @@ On scikit-learn's digits, full sizes:
   (:data:`~neural_kernels.feature_learning.transfer.PROTOCOL`): final training loss after
   ``--transfer-steps`` 100 Adam steps (batch 64, all 1200 points), mean over
   ``--transfer-seeds`` 3, base rates ``2^-14 .. 2^-2``, SP against muP, an MLP
-  (``--transfer-widths`` 64 to 2048) and a CNN (``--cnn-widths`` 8 to 128); the best rate
+  (``--transfer-widths`` 64 to 1024) and a CNN (``--cnn-widths`` 8 to 64); the best rate
   per width, its move in grid steps and the slope of log2 rate against log2 width;
 * :func:`neural_kernels.feature_learning.forgetting_sweep`: five two-class split-digits
   tasks in turn, NTK parametrization, ``--forgetting-widths`` 64 to 4096, early-stopped
@@ -42,8 +42,8 @@ class FeatureLearningConfig:
     steps: int = 300
     seeds: int = 3
     widths: str = "64,256,1024,4096,16384"
-    transfer_widths: str = "64,128,256,512,1024,2048"
-    cnn_widths: str = "8,16,32,64,128"
+    transfer_widths: str = "64,128,256,512,1024"
+    cnn_widths: str = "8,16,32,64"
     transfer_optimizer: str = "adam"
     transfer_steps: int = 100
     transfer_seeds: int = 3
