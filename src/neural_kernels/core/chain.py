@@ -27,13 +27,13 @@ from .inputs import Geometry
 from .plan import Plan
 from .protocol import Facts
 
-__all__ = ["native_chain"]
+__all__ = ["chain_ops", "native_chain"]
 
 #: Runs the chain on one chunk ``(r0, r1, s0, s1)``, writing its pairs of the outputs.
 ChunkRunner = Callable[[int, int, int, int], None]
 
 
-def _ops(plan: Plan, geo: Geometry) -> list[ChainOp] | None:
+def chain_ops(plan: Plan, geo: Geometry) -> list[ChainOp] | None:
     """One op per step, or ``None`` when some step has none.
 
     Also ``None`` when a spatial step follows the plan's switch to same-position
@@ -84,7 +84,7 @@ def native_chain(
     lib = _native.library_for(fa, fb, *outs)
     if lib is None:
         return None
-    ops = _ops(plan, geo)
+    ops = chain_ops(plan, geo)
     if ops is None:
         return None
     variances: list[tuple[Tensor, Tensor] | None] = []
