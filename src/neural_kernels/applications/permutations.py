@@ -71,12 +71,12 @@ from ..layers.combinators import Sequential
 from ..layers.dense import Dense
 
 __all__ = [
+    "REFERENCE_GRID",
     "VARIANTS",
     "PermutationTask",
     "closed_form_mean",
     "ensemble_gaussian",
     "exact_fraction",
-    "REFERENCE_GRID",
     "finite_recovery_rate",
     "models_needed",
     "models_needed_bound",
