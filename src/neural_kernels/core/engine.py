@@ -32,6 +32,7 @@ from ..errors import HyperparameterError, NonFiniteError, describe
 from ..kernel import Kernel
 from . import tiling
 from .block import KernelBlock
+from .chain import native_chain
 from .inputs import (
     Geometry,
     features,
@@ -336,9 +337,17 @@ def compute_kernel(
         if geo.spatial:
             # Spatial chunks are the unit of work: each makes its own input kernel (the
             # interleaving copy is cheap while a chunk is in cache), and many similar
-            # chunks keep every worker busy.
+            # chunks keep every worker busy. Where the whole chain compiles, a chunk is
+            # one Gram product and one compiled call, both without the GIL.
+            compiled = native_chain(plan, geo, fa, fb, steps1, steps2, out) if replay else None
+
             def run_task(r0: int, r1: int, s0: int, s1: int) -> int:
-                return run_chunk(r0, r1, s0, s1, gram(fa[r0:r1], fb[s0:s1], geo), r0, s0)
+                if compiled is None:
+                    return run_chunk(r0, r1, s0, s1, gram(fa[r0:r1], fb[s0:s1], geo), r0, s0)
+                compiled(r0, r1, s0, s1)
+                if use_symmetry and r0 == s0:
+                    return (r1 - r0) * (r1 - r0 + 1) // 2
+                return (r1 - r0) * (s1 - s0)
 
             expensive = geo.pair_elements >= tiling.SPLIT_PAIR_ELEMENTS
             tasks = tiling.chunk_tasks(n1, n2, chunk_rows, chunk_cols, use_symmetry, expensive)
