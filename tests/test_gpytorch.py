@@ -107,6 +107,11 @@ def test_bad_arguments() -> None:
     assert float(zero_bias.b_std.detach()) == pytest.approx(1e-3)  # softplus cannot reach 0
     with pytest.raises(nk.HyperparameterError, match="no bias"):
         NeuralKernel(relu_net(1, b_std=None)).b_std = 1.0
+    # inputs of different feature sizes: our error before GPyTorch's own RuntimeError
+    k = NeuralKernel(relu_net(1)).double()
+    a, b = torch.rand(4, 3, dtype=torch.float64), torch.rand(5, 2, dtype=torch.float64)
+    with pytest.raises(nk.ShapeError, match="3 features and x2 2"):
+        k(a, b).to_dense()
 
 
 def test_marginal_likelihood_fits_stds() -> None:

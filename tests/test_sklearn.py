@@ -77,6 +77,24 @@ def test_bad_input_names_the_fix() -> None:
         NeuralKernel(net(), w_std=[1.0, 2.0, 3.0])(x)
 
 
+def test_bad_shapes_are_shape_errors_with_scikit_learns_words() -> None:
+    rng = np.random.default_rng(4)
+    x, y = rng.normal(size=(6, 2)), rng.normal(size=6)
+    reg = NeuralKernelRegressor(net()).fit(x, y)
+    # the words scikit-learn's estimator checks look for, then the fix
+    with pytest.raises(nk.ShapeError, match=r"X has 3 features, but .* expecting 2") as err:
+        reg.predict(rng.normal(size=(2, 3)))
+    assert isinstance(err.value, ValueError) and "Pass X (n, d)" in str(err.value)
+    with pytest.raises(nk.ShapeError, match="inconsistent numbers of samples"):
+        NeuralKernelRegressor(net()).fit(x, y[:5])
+    with pytest.raises(nk.ShapeError, match="dim 3"):
+        NeuralKernelRegressor(net()).fit(x, np.ones((6, 2, 2)))
+    with pytest.raises(nk.ShapeError, match="1d array"):
+        NeuralKernelClassifier(net()).fit(x, np.ones((6, 2)))
+    with pytest.raises(nk.NonFiniteError, match="NaN"):
+        NeuralKernelRegressor(net()).fit(np.full((6, 2), np.nan), y)
+
+
 def test_kernel_gradient_matches_finite_differences() -> None:
     x = np.random.default_rng(2).normal(size=(7, 3))
     kern = NeuralKernel(net(), get="ntk", w_std=[1.1, 0.8], b_std=0.3)

@@ -181,6 +181,24 @@ class NeuralKernel(_GpyKernel):
                 bs[slot] = b
         return with_stds(self.net, ws, bs)
 
+    def __call__(self, x1: Any, x2: Any = None, *args: Any, **kwargs: Any) -> Any:
+        """GPyTorch's call, after checking that ``x1`` and ``x2`` have equal feature sizes."""
+        if (
+            self.active_dims is None
+            and isinstance(x1, Tensor)
+            and isinstance(x2, Tensor)
+            and min(x1.dim(), x2.dim()) >= 2
+            and x1.shape[-1] != x2.shape[-1]
+        ):
+            raise ShapeError(
+                describe(
+                    "nk.gpytorch.NeuralKernel",
+                    f"x1 has {x1.shape[-1]} features and x2 {x2.shape[-1]}",
+                    "Pass inputs with the same number of features (the network's input size).",
+                )
+            )
+        return super().__call__(x1, x2, *args, **kwargs)
+
     def forward(
         self,
         x1: Tensor,

@@ -32,7 +32,7 @@ import torch
 from torch import Tensor
 
 from ._stds import check_network, std_layers, with_stds
-from .errors import HyperparameterError, ShapeError, describe
+from .errors import HyperparameterError, NonFiniteError, ShapeError, describe
 from .layers.activations import ReLU
 from .layers.base import Layer
 from .layers.combinators import Sequential
@@ -85,6 +85,32 @@ def _rows(x: Tensor, in_shape: Sequence[int] | None, where: str) -> Tensor:
             )
         )
     return x.reshape(x.shape[0], *shape)
+
+
+def _validated(where: str, call: Any, *args: Any, **kwargs: Any) -> Any:
+    """``call(*args, **kwargs)`` (scikit-learn's checks), its ``ValueError`` as ours.
+
+    The message keeps scikit-learn's words (its estimator checks match them) and adds the
+    fix: a :class:`ShapeError` or :class:`NonFiniteError`, both ``ValueError`` subclasses.
+    """
+    try:
+        return call(*args, **kwargs)
+    except ValueError as exc:
+        text = str(exc)
+        if "NaN" in text or "infinity" in text:
+            raise NonFiniteError(
+                describe(where, text, "Drop or impute the non-finite values.")
+            ) from exc
+        if any(w in text for w in ("feature", "sample", "dim", "shape", "1d array")):
+            raise ShapeError(
+                describe(
+                    where,
+                    text,
+                    "Pass X (n, d) with the d features of fit and targets with one row "
+                    "per row of X: y (n,) or, for the regressor, (n, k).",
+                )
+            ) from exc
+        raise
 
 
 class _KernelEstimator(BaseEstimator):
@@ -142,7 +168,8 @@ class _KernelEstimator(BaseEstimator):
 
     def _outputs(self, X: Any) -> np.ndarray:
         check_is_fitted(self)
-        X = validate_data(self, X, reset=False, dtype=np.float64)
+        where = f"nk.sklearn.{type(self).__name__}"
+        X = _validated(where, validate_data, self, X, reset=False, dtype=np.float64)
         x = _rows(_tensor(X), self.in_shape, f"nk.sklearn.{type(self).__name__}")
         t = None if self.t is None else float(self.t)
         mean = self._predict_fn(t=t, x_test=x, get=self.get).mean  # type: ignore[union-attr]
@@ -174,7 +201,16 @@ class NeuralKernelRegressor(RegressorMixin, _KernelEstimator):
 
     def fit(self, X: Any, y: Any) -> NeuralKernelRegressor:
         """Store the training data ``X (n, d)``, ``y (n,)`` or ``(n, k)``; return ``self``."""
-        X, y = validate_data(self, X, y, dtype=np.float64, y_numeric=True, multi_output=True)
+        X, y = _validated(
+            "nk.sklearn.NeuralKernelRegressor.fit",
+            validate_data,
+            self,
+            X,
+            y,
+            dtype=np.float64,
+            y_numeric=True,
+            multi_output=True,
+        )
         self._fit_targets(X, _tensor(y))
         return self
 
@@ -210,8 +246,9 @@ class NeuralKernelClassifier(ClassifierMixin, _KernelEstimator):
 
     def fit(self, X: Any, y: Any) -> NeuralKernelClassifier:
         """Regress the one-hot codes of the labels ``y (n,)``; return ``self``."""
-        X, y = validate_data(self, X, y, dtype=np.float64)
-        y = column_or_1d(y, warn=True)
+        where = "nk.sklearn.NeuralKernelClassifier.fit"
+        X, y = _validated(where, validate_data, self, X, y, dtype=np.float64)
+        y = _validated(where, column_or_1d, y, warn=True)
         check_classification_targets(y)
         encoder = LabelEncoder().fit(y)
         self.classes_ = encoder.classes_

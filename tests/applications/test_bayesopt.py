@@ -53,8 +53,28 @@ def test_ibnn_surrogate_is_botorchs_infinite_width_bnn() -> None:
         torch.testing.assert_close(k(x1, x2).to_dense(), ref(x1, x2).to_dense(), rtol=1e-9, atol=0)
         ntk = bo.surrogate_kernel("ntk").double()(x1, diag=True)  # type: ignore[union-attr]
         assert bool((ntk > ref(x1, diag=True)).all())  # the NTK adds positive terms
-    assert bo.surrogate_kernel("matern") is None
+    assert bo.surrogate_kernel("default") is None  # SingleTaskGP builds its own
     assert bo.surrogate_kernel("erf") is not None
+
+
+def test_matern_is_the_papers_baseline_and_the_tutorial_ibnn_is_fixed() -> None:
+    from gpytorch.kernels import MaternKernel, ScaleKernel
+
+    matern = bo.surrogate_kernel("matern", 6)
+    assert isinstance(matern, ScaleKernel) and isinstance(matern.base_kernel, MaternKernel)
+    assert matern.base_kernel.nu == 2.5 and matern.base_kernel.lengthscale.shape == (1, 6)
+    with pytest.raises(HyperparameterError, match="dim"):
+        bo.surrogate_kernel("matern")
+    # the tutorial's kernel: InfiniteWidthBNNKernel(2), weight_var 10, bias_var 5, scaled
+    tut = bo.surrogate_kernel("ibnn_tutorial").double()  # type: ignore[union-attr]
+    ref = InfiniteWidthBNNKernel(depth=2, acos_eps=0.0).double()
+    ref.weight_var = torch.tensor(10.0, dtype=torch.float64)
+    ref.bias_var = torch.tensor(5.0, dtype=torch.float64)
+    x = torch.rand(6, 4, dtype=torch.float64)
+    with torch.no_grad():
+        expected = tut.outputscale * ref(x).to_dense()
+        torch.testing.assert_close(tut(x).to_dense(), expected, rtol=1e-9, atol=0)
+    assert "ibnn_tutorial" in bo.FIXED and "ibnn" not in bo.FIXED
 
 
 @pytest.mark.parametrize(
@@ -74,7 +94,7 @@ def test_loop_shares_the_design_and_only_improves() -> None:
     problem = bo.make_problem("branin")
     runs = {
         s: bo.run_bo(problem, s, n_init=4, iterations=1, seed=3, raw_samples=8, restarts=1)
-        for s in ("matern", "ibnn")
+        for s in ("matern", "ibnn", "ibnn_tutorial")
     }
     from botorch.utils.sampling import draw_sobol_samples
 

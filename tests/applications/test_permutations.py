@@ -128,3 +128,72 @@ def test_finite_ensembles_approach_the_kernel_of_their_parametrization() -> None
     )
     assert rate > 0.5  # nngp-like ensembles of 32 (the kernel needs about 45 for 90%)
     assert perm.exact_fraction(out.mean(0), task.y_test) > 0.9
+
+
+def test_single_input_counts_are_exact_and_the_union_bound_covers_the_joint_count() -> None:
+    from scipy.stats import norm
+
+    k = 5
+    task = perm.permutation_task(k, generator=torch.Generator().manual_seed(2))
+    mean, cov = perm.ensemble_gaussian(task, "nngp")
+    var = cov.diagonal()
+    single = perm.models_needed_per_input(mean, var, task.y_test, 0.1)
+    assert single.shape == (len(task.x_test),) and bool((single >= 1).all())
+    # the worst input: the product of the k independent columns' probabilities (scipy)
+    i = int(single.argmax())
+    r = (mean[i].abs() / var[i].sqrt()).numpy()
+
+    def exact_prob(m: float) -> float:
+        return float(norm.cdf(r * math.sqrt(m)).prod())
+
+    m_i = float(single[i])
+    assert exact_prob(m_i) >= 0.9 > exact_prob(m_i - 1)
+    bound = perm.models_needed_bound(mean, var, task.y_test, 0.1)
+    joint = perm.models_needed(
+        mean, cov, task.y_test, 0.1, samples=4000, generator=torch.Generator().manual_seed(5)
+    )
+    # the union bound is sufficient: at least the joint count (up to its Monte Carlo error)
+    # and, failures being dominated by a few entries, not much more
+    assert m_i < bound and 0.96 * joint <= bound <= 1.1 * joint
+    assert perm.recovery_probability(mean, cov, task.y_test, int(bound)) >= 0.88
+    with pytest.raises(nk.HyperparameterError, match="delta"):
+        perm.models_needed_bound(mean, var, task.y_test, 0.0)
+    # a mean of the wrong sign is never rounded right, whatever the ensemble size
+    flipped = mean.clone()
+    flipped[0, 0] = -flipped[0, 0] if task.y_test[0, 0] > 0.5 else 1.0
+    assert perm.models_needed_bound(flipped, var, task.y_test) == math.inf
+    assert perm.models_needed_per_input(flipped, var, task.y_test)[0] == math.inf
+
+
+def test_training_inputs_count_as_exact() -> None:
+    # c = 1 inputs are the training pairs: zero variance and the target as mean (up to
+    # round-off, which must not be read as a sign), so adding them changes nothing
+    counts = []
+    for min_ones in (1, 2):
+        task = perm.permutation_task(4, min_ones=min_ones, generator=torch.Generator())
+        mean, cov = perm.ensemble_gaussian(task, "nngp")
+        m = perm.models_needed(
+            mean, cov, task.y_test, samples=2000, generator=torch.Generator().manual_seed(0)
+        )
+        bound = perm.models_needed_bound(mean, cov.diagonal(), task.y_test)
+        counts.append((m, bound))
+    assert math.isfinite(counts[0][0]) and counts[0][1] == counts[1][1]
+    assert abs(counts[0][0] - counts[1][0]) <= 0.1 * counts[1][0]
+
+
+@pytest.mark.parametrize("k", [4, 5, 8])
+def test_reference_counts_are_the_grid_point_above_the_count(k: int) -> None:
+    # the research brief's counts (48, 75, 118, 148, 185 at k = 4, 5, 8, 10, 12) are
+    # consecutive points of a ratio-1.25 grid: each is the first grid size >= the count
+    ref = perm.REFERENCE_GRID[k]
+    assert {k: perm.REFERENCE_GRID[k] for k in (4, 5, 8, 10, 12)} == {
+        4: 48,
+        5: 75,
+        8: 118,
+        10: 148,
+        12: 185,
+    }
+    task = perm.permutation_task(k, generator=torch.Generator().manual_seed(k))
+    mean, cov = perm.ensemble_gaussian(task, "nngp")
+    bound = perm.models_needed_bound(mean, cov.diagonal(), task.y_test, 0.1)
+    assert ref / 1.25 < bound <= ref

