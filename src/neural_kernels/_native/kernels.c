@@ -219,12 +219,13 @@ static void NK_NAME(nk_finish)(const NK_NAME(nk_job) *job, int64_t b, int64_t o0
                                int64_t o1, int64_t p1, T *sn, T *st, T *normbuf, T *rn,
                                T *rt) {
     const int64_t m1 = job->g.m[1], m2 = job->g.m[2], P = m2 * m2;
+    /* st is given exactly when rt is (the NTK is computed) */
     if (st) {
         NK_IVDEP
-        for (int64_t x = 0; x < P; x++) st[x] = job->att * st[x] + job->atn * sn[x] + job->ct;
+        for (int64_t x = 0; x < P; x++) rt[x] = job->att * st[x] + job->atn * sn[x] + job->ct;
     }
     NK_IVDEP
-    for (int64_t x = 0; x < P; x++) sn[x] = job->ann * sn[x] + job->bnn;
+    for (int64_t x = 0; x < P; x++) rn[x] = job->ann * sn[x] + job->bnn;
     if (job->act) {
         const int64_t M = job->g.m[0] * m1 * m2;
         const int64_t at1 = (b / job->cols) * M + (o0 * m1 + o1) * m2;
@@ -232,18 +233,17 @@ static void NK_NAME(nk_finish)(const NK_NAME(nk_job) *job, int64_t b, int64_t o0
         const T *a = job->sq1 + at1, *c = job->sq2 + at2;
         for (int64_t o2 = 0; o2 < m2; o2++)
             for (int64_t p2 = 0; p2 < m2; p2++) normbuf[o2 * m2 + p2] = a[o2] * c[p2];
+        T *tt = st ? rt : 0;
         if (job->rs1) {
             T *rnorm = normbuf + P;
             const T *ra = job->rs1 + at1, *rc = job->rs2 + at2;
             for (int64_t o2 = 0; o2 < m2; o2++)
                 for (int64_t p2 = 0; p2 < m2; p2++) rnorm[o2 * m2 + p2] = ra[o2] * rc[p2];
-            NK_NAME(nk_dual_r)(P, sn, st, normbuf, rnorm, sn, st, job->d2, job->s2);
+            NK_NAME(nk_dual_r)(P, rn, tt, normbuf, rnorm, rn, tt, job->d2, job->s2);
         } else {
-            NK_NAME(nk_dual)(P, sn, st, normbuf, sn, st, job->d2, job->s2, job->sn);
+            NK_NAME(nk_dual)(P, rn, tt, normbuf, rn, tt, job->d2, job->s2, job->sn);
         }
     }
-    memcpy(rn, sn, sizeof(T) * P);
-    if (rt) memcpy(rt, st, sizeof(T) * P);
 }
 
 /* Sum of `count` rows (each at base + offsets[u], optionally times a mask row) into out:
