@@ -147,6 +147,22 @@ class Chain:
             raise MemoryError("the compiled layer chain could not allocate its scratch")
 
 
+def _roots(var: tuple[Tensor, Tensor], dtype: torch.dtype) -> list[Tensor | None]:
+    """``sqrt(q1)``, ``sqrt(q2)``, ``snap / sqrt(q1)``, ``1 / sqrt(q2)`` as the eager dual has them.
+
+    Rows of positions, ``(n, M)``; zero variances give a zero root and a finite
+    reciprocal (of the smallest normal number).
+    """
+    tiny = torch.finfo(dtype).tiny
+    q1, q2 = (v.reshape(v.shape[0], -1).to(dtype) for v in var)
+    return [
+        q1.clamp_min(0.0).sqrt().contiguous(),
+        q2.clamp_min(0.0).sqrt().contiguous(),
+        (q1.clamp_min(tiny).rsqrt() * snap_factor(dtype)).contiguous(),
+        q2.clamp_min(tiny).rsqrt().contiguous(),
+    ]
+
+
 def compile_chain(
     lib: ctypes.CDLL,
     dtype: torch.dtype,
@@ -174,20 +190,18 @@ def compile_chain(
     for op, var in zip(ops, variances, strict=True):
         if op.kind == "skip":
             continue
-        pair: list[Tensor | None] = [None, None]
+        pair: list[Tensor | None] = [None] * 4
         if op.kind == "act":
             if var is None:
                 raise ValueError("an act op needs the variances at its input")
-            pair = [
-                v.reshape(v.shape[0], -1).clamp_min(0.0).sqrt().to(dtype).contiguous() for v in var
-            ]
+            pair = _roots(var, dtype)
         positions = math.prod(op.n) if op.kind == "act" else 0
         if op.kind == "act" and last is not None and last.kind == "conv" and not ints[-_OPI + 1]:
             # fuse into the convolution just before: its dual flag, slopes and variances
             ints[-_OPI + 1] = 1
             ints[-1] = positions
             floats[-_OPD + 5], floats[-_OPD + 6] = (float(s) for s in op.slopes)
-            roots[-2:] = pair
+            roots[-4:] = pair
             last = op
             continue
         ints += op.ints(False, positions)

@@ -88,9 +88,10 @@ int64_t nk_conv_scratch(const int64_t *n, const int64_t *m, const int64_t *taps,
                         const int64_t *stride, const int64_t *dil, const int64_t *before) {
     nk_geom g = nk_geometry(n, m, taps, stride, dil, before);
     int64_t pair = n[0] * n[0] * n[1] * n[1] * n[2] * n[2];
-    /* three output planes (window sums of both kernels, norms) live here too: on the
+    /* four output planes (window sums of both kernels, norms and their reciprocals) live
+       here too: on the
        heap, as a plane of a long sequence (L x L) is too large for a thread's stack */
-    int64_t planes = 3 * m[2] * m[2];
+    int64_t planes = 4 * m[2] * m[2];
     if (g.flat) return planes + taps[2] * n[2] * n[2] + 4 * pair + 4 * g.reach * (n[2] + 1);
     return planes + 2 * n[0] * n[0] * n[1] * n[1] * n[2] * g.w;
 }
@@ -109,8 +110,9 @@ int64_t nk_conv_scratch(const int64_t *n, const int64_t *m, const int64_t *taps,
           NK_DIAG   scale times the sum of the same-position entries (Flatten);
           NK_AFFINE nngp' = a_nn nngp + b_nn, ntk' = a_tt ntk + a_tn nngp + c_t, entrywise
                     (Dense on the collapsed kernel).
-   Each op with a dual has two pointers: the square-root variances of all first and all
-   second inputs, (N1, M) and (N2, M); the chunk's rows start at r0, its columns at s0. */
+   Each op has four pointers, set where it has a dual: the square-root variances of all
+   first and all second inputs, (N1, M) and (N2, M), then their reciprocals (the first
+   times the snap factor); the chunk's rows start at r0, its columns at s0. */
 enum { NK_CONV = 0, NK_ACT = 1, NK_POOL = 2, NK_GLOBAL = 3, NK_DIAG = 4, NK_AFFINE = 5 };
 #define NK_OPI 21
 #define NK_OPD 8
@@ -172,6 +174,35 @@ void NK_NAME(nk_abrelu_dual)(int64_t n, const T *k, const T *norm, const T *ntk,
                      (T)(0.5 * (a * a + b * b)), (T)snap);
 }
 
+/* nk_dual with the reciprocal norms given (rnorm: 1 / norm times the snap factor, as
+   the eager path's rsqrt; zero norms give any finite c, times a zero norm): a product
+   instead of a division and a test per entry. */
+static void NK_NAME(nk_dual_r)(int64_t n, const T *k_in, const T *t_in, const T *norm,
+                               const T *rnorm, T *k_out, T *t_out, T d2, T s2) {
+    if (t_in) {
+        NK_IVDEP
+        for (int64_t x = 0; x < n; x++) {
+            T c = k_in[x] * rnorm[x];
+            c = c > (T)1 ? (T)1 : (c < (T)-1 ? (T)-1 : c);
+            T th = NK_ACOS(c);
+            T s = (T)1 - c * c;
+            s = NK_SQRT(s > (T)0 ? s : (T)0);
+            k_out[x] = (d2 * (s - th * c) + s2 * c) * norm[x];
+            t_out[x] = t_in[x] * (s2 - d2 * th);
+        }
+        return;
+    }
+    NK_IVDEP
+    for (int64_t x = 0; x < n; x++) {
+        T c = k_in[x] * rnorm[x];
+        c = c > (T)1 ? (T)1 : (c < (T)-1 ? (T)-1 : c);
+        T th = NK_ACOS(c);
+        T s = (T)1 - c * c;
+        s = NK_SQRT(s > (T)0 ? s : (T)0);
+        k_out[x] = (d2 * (s - th * c) + s2 * c) * norm[x];
+    }
+}
+
 /* Everything one call needs: geometry, affine coefficients, optional activation. */
 typedef struct {
     nk_geom g;
@@ -180,6 +211,7 @@ typedef struct {
     T d2, s2, sn;
     int64_t cols;             /* example pairs are (i, j), batch index i * cols + j */
     const T *sq1, *sq2;       /* sqrt of the variances after the convolution */
+    const T *rs1, *rs2;       /* with them (or null): rsqrt of the variances, rs1 times snap */
 } NK_NAME(nk_job);
 
 /* Affine maps (and the dual) of one output plane, from its window sums, to the output. */
@@ -187,22 +219,31 @@ static void NK_NAME(nk_finish)(const NK_NAME(nk_job) *job, int64_t b, int64_t o0
                                int64_t o1, int64_t p1, T *sn, T *st, T *normbuf, T *rn,
                                T *rt) {
     const int64_t m1 = job->g.m[1], m2 = job->g.m[2], P = m2 * m2;
+    /* st is given exactly when rt is (the NTK is computed) */
     if (st) {
         NK_IVDEP
-        for (int64_t x = 0; x < P; x++) st[x] = job->att * st[x] + job->atn * sn[x] + job->ct;
+        for (int64_t x = 0; x < P; x++) rt[x] = job->att * st[x] + job->atn * sn[x] + job->ct;
     }
     NK_IVDEP
-    for (int64_t x = 0; x < P; x++) sn[x] = job->ann * sn[x] + job->bnn;
+    for (int64_t x = 0; x < P; x++) rn[x] = job->ann * sn[x] + job->bnn;
     if (job->act) {
         const int64_t M = job->g.m[0] * m1 * m2;
-        const T *a = job->sq1 + (b / job->cols) * M + (o0 * m1 + o1) * m2;
-        const T *c = job->sq2 + (b % job->cols) * M + (p0 * m1 + p1) * m2;
+        const int64_t at1 = (b / job->cols) * M + (o0 * m1 + o1) * m2;
+        const int64_t at2 = (b % job->cols) * M + (p0 * m1 + p1) * m2;
+        const T *a = job->sq1 + at1, *c = job->sq2 + at2;
         for (int64_t o2 = 0; o2 < m2; o2++)
             for (int64_t p2 = 0; p2 < m2; p2++) normbuf[o2 * m2 + p2] = a[o2] * c[p2];
-        NK_NAME(nk_dual)(P, sn, st, normbuf, sn, st, job->d2, job->s2, job->sn);
+        T *tt = st ? rt : 0;
+        if (job->rs1) {
+            T *rnorm = normbuf + P;
+            const T *ra = job->rs1 + at1, *rc = job->rs2 + at2;
+            for (int64_t o2 = 0; o2 < m2; o2++)
+                for (int64_t p2 = 0; p2 < m2; p2++) rnorm[o2 * m2 + p2] = ra[o2] * rc[p2];
+            NK_NAME(nk_dual_r)(P, rn, tt, normbuf, rnorm, rn, tt, job->d2, job->s2);
+        } else {
+            NK_NAME(nk_dual)(P, rn, tt, normbuf, rn, tt, job->d2, job->s2, job->sn);
+        }
     }
-    memcpy(rn, sn, sizeof(T) * P);
-    if (rt) memcpy(rt, st, sizeof(T) * P);
 }
 
 /* Sum of `count` rows (each at base + offsets[u], optionally times a mask row) into out:
@@ -249,7 +290,7 @@ static void NK_NAME(nk_flat_pair)(const NK_NAME(nk_job) *job, int64_t b, const T
     const int64_t n0 = g->n[0], n1 = g->n[1], n2 = g->n[2], P = n2 * n2;
     const int64_t planes = n0 * n0 * n1 * n1, in_pair = planes * P;
     T *sum_n = scratch, *sum_t = sum_n + P, *normbuf = sum_t + P;
-    T *mask = normbuf + P;
+    T *mask = normbuf + 2 * P; /* normbuf: norms, then reciprocal norms */
     T *yn = mask + g->taps[2] * P, *yt = yn + in_pair;
     const int64_t taps2 = g->taps[2];
     int64_t shift[taps2], mask_at[taps2];
@@ -307,7 +348,7 @@ static void NK_NAME(nk_conv_flat)(const NK_NAME(nk_job) *job, int64_t batch, con
     const int64_t in_pair = g->n[0] * g->n[0] * g->n[1] * g->n[1] * P;
     const int64_t out_pair = g->m[0] * g->m[0] * g->m[1] * g->m[1] * P;
     const int64_t margin = g->reach * (n2 + 1);
-    T *pn = scratch + 3 * P + g->taps[2] * P + 2 * in_pair;
+    T *pn = scratch + 4 * P + g->taps[2] * P + 2 * in_pair;
     T *pt = pn + in_pair + 2 * margin;
     for (int64_t q = 0; q < margin; q++) {
         pn[q] = pn[margin + in_pair + q] = 0;
@@ -383,7 +424,7 @@ static void NK_NAME(nk_conv_run)(const NK_NAME(nk_job) *job, int64_t batch, cons
     const int64_t out_pair = m[0] * m[0] * m[1] * m[1] * plane;
     const int64_t rows = n[0] * n[0] * n[1] * n[1] * n[2];
     T *acc_n = scratch, *acc_t = acc_n + plane, *normbuf = acc_t + plane;
-    T *pn = normbuf + plane, *pt = pn + rows * g->w;
+    T *pn = normbuf + 2 * plane, *pt = pn + rows * g->w;
     for (int64_t b = 0; b < batch; b++) {
         NK_NAME(nk_pad)(g, kn + b * in_pair, pn);
         if (kt) NK_NAME(nk_pad)(g, kt + b * in_pair, pt);
@@ -416,6 +457,7 @@ void NK_NAME(nk_conv_pairs)(int64_t batch, const int64_t *n, const int64_t *m,
     job.act = 0;
     job.cols = 1;
     job.sq1 = job.sq2 = 0;
+    job.rs1 = job.rs2 = 0;
     NK_NAME(nk_conv_run)(&job, batch, kn, kt, on, ot, scratch);
 }
 
@@ -439,6 +481,7 @@ void NK_NAME(nk_conv_abrelu)(int64_t rows, int64_t cols, const int64_t *n, const
     job.cols = cols;
     job.sq1 = sq1;
     job.sq2 = sq2;
+    job.rs1 = job.rs2 = 0;
     NK_NAME(nk_conv_run)(&job, rows * cols, kn, kt, on, ot, scratch);
 }
 
@@ -563,9 +606,11 @@ int NK_NAME(nk_chain)(int64_t nops, const int64_t *ops, const double *vals,
                 const double *v = vals + k * NK_OPD;
                 const T *cn = kn[cur], *ct = zero_t ? 0 : kt[cur];
                 T *nn = kn[cur ^ 1], *nt = want_t ? kt[cur ^ 1] : 0;
-                const T *sq1 = ptrs[2 * k] ? (const T *)ptrs[2 * k] + (r0 + i) * op[20] : 0;
-                const T *sq2 = ptrs[2 * k + 1] ? (const T *)ptrs[2 * k + 1] + (s0 + j) * op[20]
-                                               : 0;
+                const void *const *ps = ptrs + 4 * k;
+                const T *sq1 = ps[0] ? (const T *)ps[0] + (r0 + i) * op[20] : 0;
+                const T *sq2 = ps[1] ? (const T *)ps[1] + (s0 + j) * op[20] : 0;
+                const T *rs1 = ps[2] ? (const T *)ps[2] + (r0 + i) * op[20] : 0;
+                const T *rs2 = ps[3] ? (const T *)ps[3] + (s0 + j) * op[20] : 0;
                 const T d2 = (T)((v[5] - v[6]) * (v[5] - v[6]) * NK_INV_2PI);
                 const T s2 = (T)(0.5 * (v[5] * v[5] + v[6] * v[6]));
                 int64_t out_size = nk_pair_entries(op + 5);
@@ -578,13 +623,15 @@ int NK_NAME(nk_chain)(int64_t nops, const int64_t *ops, const double *vals,
                     job.d2 = d2, job.s2 = s2, job.sn = (T)snap;
                     job.cols = 1;
                     job.sq1 = sq1, job.sq2 = sq2;
+                    job.rs1 = rs1, job.rs2 = rs2;
                     if (job.g.flat) NK_NAME(nk_flat_pair)(&job, 0, cn, ct, nn, nt, scratch);
                     else NK_NAME(nk_conv_run)(&job, 1, cn, ct, nn, nt, scratch);
                     zero_t = !want_t;
                 } else if (op[0] == NK_ACT) {
                     NK_NAME(nk_outer_norm)(op + 2, sq1, sq2, norm);
+                    NK_NAME(nk_outer_norm)(op + 2, rs1, rs2, tmp1);
                     /* a zero NTK stays zero */
-                    NK_NAME(nk_dual)(size, cn, ct, norm, nn, ct ? nt : 0, d2, s2, (T)snap);
+                    NK_NAME(nk_dual_r)(size, cn, ct, norm, tmp1, nn, ct ? nt : 0, d2, s2);
                 } else if (op[0] == NK_POOL) {
                     NK_NAME(nk_pool_pair)(op, (T)v[7], cn, nn, tmp1, tmp2);
                     if (ct) NK_NAME(nk_pool_pair)(op, (T)v[7], ct, nt, tmp1, tmp2);
