@@ -48,7 +48,8 @@ structured strategy here and of Neural Tangents' structured derivatives (``vmap_
 ``--nt-script``), each the median of ``REPEATS`` runs; one JSON line per output mode with
 both medians over the rounds, their spread (min, max), the ratio of the medians, the
 floor and the ratio to it, and both peak memories (``nt_peak_mb``: Neural Tangents' peak
-RSS above its RSS after import, compilation included).
+RSS above its RSS after import, compilation included). With ``--threads 1`` XLA runs
+single-threaded too (steadier on a busy machine).
 """
 
 from __future__ import annotations
@@ -226,12 +227,19 @@ def _subprocess(args: list[str], threads: int) -> dict[str, Any] | None:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def _nt_run(python: str, script: str, outputs: str, n: int) -> dict[str, Any] | None:
-    """One Neural Tangents run (structured derivatives, ``vmap_axes=0``) in its process."""
+def _nt_run(python: str, script: str, outputs: str, n: int, threads: int) -> dict[str, Any] | None:
+    """One Neural Tangents run (structured derivatives, ``vmap_axes=0``) in its process.
+
+    ``threads == 1``: XLA's CPU backend single-threaded too (``XLA_FLAGS``).
+    """
     trace = "out" if outputs == "traced" else "none"
     cmd = [python, script, "--impl", "STRUCTURED_DERIVATIVES", "--trace", trace, "--n", str(n),
            "--vmap-axes", "0", "--sd-shim", "--repeats", str(REPEATS)]  # fmt: skip
-    done = subprocess.run(cmd, capture_output=True, text=True)
+    env = dict(os.environ)
+    if threads == 1:
+        flags = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+        env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} {flags}".strip()
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env)
     lines = [ln for ln in done.stdout.splitlines() if ln.startswith("{")]
     if done.returncode != 0 or not lines:
         print(f"Neural Tangents {outputs} failed:\n{done.stderr[-2000:]}", file=sys.stderr)
@@ -254,7 +262,7 @@ def beside_nt(python: str, script: str, n: int, rounds: int, threads: int) -> in
             for _ in range(rounds):
                 out = str(Path(tmp) / "k.pt")
                 record = _subprocess(["--case", "structured", outputs, str(n), out], threads)
-                nt = _nt_run(python, script, outputs, n)
+                nt = _nt_run(python, script, outputs, n, threads)
                 if record is None or nt is None:
                     status = 1
                     continue

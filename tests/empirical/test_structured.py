@@ -69,3 +69,46 @@ def test_structured_equals_the_jacobian_strategy(dtype, tol, trace):
     ref = nk.empirical_ntk(model, x, strategy="jacobian", trace_outputs=trace)
     assert ours.dtype == dtype and ours.shape == ref.shape
     assert rel_err(ours.double(), ref.double()) < tol
+
+
+def _nets(dtype: torch.dtype) -> dict[str, nn.Module]:
+    gen = torch.Generator().manual_seed(5)
+    no_bias = nk.Sequential(nk.Dense(12, b_std=None), nk.ReLU(), nk.Dense(3, b_std=None))
+
+    def conv(bias: bool) -> nn.Module:
+        torch.manual_seed(4)
+        return nn.Sequential(
+            nn.Conv2d(2, 3, 3, padding=1, bias=bias),
+            nn.ReLU(),
+            nn.Conv2d(3, 4, 3, stride=2, bias=bias),
+            nn.Tanh(),
+            nn.Flatten(),
+            nn.Linear(16, 3, bias=bias),
+        ).to(dtype)
+
+    torch.manual_seed(7)  # a wide convolution at few positions: its term pairs positions
+    few = nn.Sequential(
+        nn.Conv2d(6, 8, 3, padding=1, bias=False), nn.ReLU(), nn.Flatten(), nn.Linear(32, 3)
+    ).to(dtype)
+    return {
+        "mlp_no_bias": no_bias.module((7,), generator=gen, dtype=dtype),
+        "conv_bias": conv(True),
+        "conv_no_bias": conv(False),
+        "conv_few_positions": few,
+    }
+
+
+@pytest.mark.parametrize("dtype, tol", [(torch.float64, 1e-12), (torch.float32, 1e-5)])
+@pytest.mark.parametrize("name", ["mlp_no_bias", "conv_bias", "conv_no_bias", "conv_few_positions"])
+def test_structured_equals_jacobians_with_and_without_bias_and_on_conv_nets(dtype, tol, name):
+    model = _nets(dtype)[name]
+    shape = {"mlp_no_bias": (7,), "conv_few_positions": (6, 2, 2)}.get(name, (2, 6, 6))
+    gen = torch.Generator().manual_seed(6)
+    x1 = torch.randn(9, *shape, generator=gen, dtype=dtype)
+    x2 = torch.randn(5, *shape, generator=gen, dtype=dtype)
+    for trace in ("sum", "full"):
+        for b in (None, x2):
+            ours = nk.empirical_ntk(model, x1, b, strategy="structured", trace_outputs=trace)
+            ref = nk.empirical_ntk(model, x1, b, strategy="jacobian", trace_outputs=trace)
+            assert ours.dtype == dtype and ours.shape == ref.shape
+            assert rel_err(ours.double(), ref.double()) < tol, (trace, b is None)

@@ -90,9 +90,10 @@ def _outputs_first(a: Tensor) -> bool:
 def _gram_sum(a: Tensor, b: Tensor) -> Tensor:
     """``sum_o a[o] b[o]^T`` for ``a (k, b1, D)``, ``b (k, b2, D)``: ``(b1, b2)``.
 
-    Stored examples-first, ``(b, k, D)``, it is one GEMM of width ``k D``; stored
-    outputs-first (as the batched backward pass leaves cotangents), ``k`` GEMMs summed in
-    place (``addbmm``): no ``(k, b1, b2)`` temporary and no copy into the other layout.
+    Stored examples-first, ``(b, k, D)`` (the structured cotangents, the Jacobians), it
+    is one GEMM of width ``k D``; stored outputs-first (position-pair cotangents, summed
+    bias cotangents), ``k`` GEMMs summed in place (``addbmm``): no ``(k, b1, b2)``
+    temporary and no copy into the other layout.
     """
     if not _outputs_first(a) and not _outputs_first(b):  # stored (b, k, D): one GEMM
         return (
