@@ -1,10 +1,13 @@
 """``neural-kernels bo``: Bayesian optimisation with infinite-width surrogates against Matérn.
 
 For each problem (Branin 2-d, Hartmann 6-d, Ackley 10-d, the 200-d random-MLP objective)
-and each surrogate (``SingleTaskGP``'s default Matérn-5/2 ARD kernel, the I-BNN NNGP of a
-depth-3 ReLU network, and the NTK of the same network), run the BoTorch loop of
-:func:`neural_kernels.applications.bayesopt.run_bo` (``q = 1``, qLogEI, hyperparameters
-fitted by marginal likelihood) for ``--seeds`` seeds from a shared Sobol design, and
+and each surrogate of :data:`~neural_kernels.applications.bayesopt.SURROGATES` (by default
+the Matérn-5/2 ARD kernel with BoTorch's Gamma priors, the baseline of the I-BNN paper; the
+I-BNN NNGP of a depth-3 ReLU network; the NTK of the same network; on request
+``SingleTaskGP``'s current default, the tutorial's fixed I-BNN and a deeper Erf net), run
+the BoTorch loop of :func:`neural_kernels.applications.bayesopt.run_bo` (``q = 1``,
+qLogEI, hyperparameters fitted by marginal likelihood except for ``ibnn_tutorial``) for
+``--seeds`` seeds from a shared Sobol design, and
 report the best value found against the number of evaluations (mean and a band of one
 standard error over seeds) in ``--out`` (``index.html``, one PNG per problem,
 ``results.json`` with every curve). Needs the ``botorch`` extra.
@@ -55,7 +58,8 @@ class BoConfig:
     Attributes:
         out: output folder.
         problems: comma-separated problems (``branin,hartmann6,ackley10,mlp200``).
-        surrogates: comma-separated surrogates (``matern``, ``ibnn``, ``ntk``, ``erf``).
+        surrogates: comma-separated surrogates (``matern``, ``ibnn``, ``ntk``, ``erf``,
+            ``default``, ``ibnn_tutorial``).
         seeds: repetitions (seed ``s`` draws the initial design of every surrogate).
         n_init: Sobol initial points.
         iterations: BO steps after the initial design (one evaluation each).
