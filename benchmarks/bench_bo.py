@@ -10,7 +10,7 @@ fresh subprocess and prints one JSON line:
 ``peak_mb``
     peak resident memory of the case's process (``VmHWM``) above the post-import baseline.
 ``baseline_seconds`` / ``ratio``
-    the same loop with ``SingleTaskGP``'s default Matérn-5/2 kernel in the same run, and
+    the same loop with the Matérn-5/2 ARD surrogate (``"matern"``) in the same run, and
     ``seconds / baseline_seconds``.
 ``best``
     the best value found (for the quality comparison over seeds, run ``neural-kernels bo``).
@@ -32,7 +32,7 @@ from ._common import run_case as run_case_process
 
 NAME = "bo_loop"
 ITERATIONS = 3
-SURROGATES = ("matern", "ibnn", "ntk")
+SURROGATES = ("matern", "ibnn", "ntk", "ibnn_tutorial")
 #: (problem, initial points)
 CASES = (("branin", 10), ("hartmann6", 20), ("mlp200", 50))
 QUICK_CASES = (("branin", 6),)

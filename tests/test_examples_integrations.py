@@ -21,3 +21,5 @@ def test_integrations(capsys: pytest.CaptureFixture[str]) -> None:
     assert res["bo_branin_start"] <= res["bo_branin_best"] <= -0.397887 + 1e-6
     # k = 4: tens of models, far fewer than the 2^4 - 1 - 4 = 11 inputs times k^2
     assert 10 <= res["permutation_models_needed"] <= 16 * 11
+    # the union bound is sufficient: at least the sampled count, up to its Monte Carlo error
+    assert res["permutation_models_bound"] >= 0.9 * res["permutation_models_needed"]

@@ -33,6 +33,10 @@ def test_applications_section() -> None:
     for row in section.data["permutations"].values():
         assert row["nngp"]["mu_off_c2"] < 0 < row["nngp"]["mu_on_c2"]
         assert row["nngp"]["models_for_90pct"] < row["ntk"]["models_for_90pct"]
+        bound = row["nngp"]["models_for_90pct_union_bound"]
+        assert (
+            0.9 * row["nngp"]["models_for_90pct"] <= bound <= 1.2 * row["nngp"]["models_for_90pct"]
+        )
         curve = row["nngp"]["recovery_vs_models"]
         assert curve == sorted(curve) and curve[-1] > 0.9
     assert section.plots and section.summary

@@ -46,3 +46,27 @@ def test_small_run_writes_every_curve(tmp_path, capsys) -> None:
     assert all(v <= sec["optimum"] + 1e-9 for v in final["per_seed"])
     assert "bo branin" in capsys.readouterr().out
     assert (out / "index.html").exists()
+
+
+def test_curves_file_resumes_a_run(tmp_path) -> None:
+    curves = tmp_path / "curves.jsonl"
+    flags = ["--problems", "branin", "--surrogates", "ibnn_tutorial", "--n-init", "3"]
+    flags += ["--iterations", "1", "--raw-samples", "8", "--restarts", "1", "--quiet"]
+    flags += ["--curves", str(curves)]
+    assert main(["bo", "--out", str(tmp_path / "a"), "--seeds", "1", *flags]) == 0
+    first = [json.loads(line) for line in curves.read_text().splitlines()]
+    assert len(first) == 1 and len(first[0]["best"]) == 4 and first[0]["seconds"] > 0
+    # a torn line (an interrupted write) is ignored; seed 0 is reused, seed 1 is run
+    with curves.open("a") as fh:
+        fh.write('{"key": "[\\"branin\\"')
+    assert main(["bo", "--out", str(tmp_path / "b"), "--seeds", "2", *flags]) == 0
+    lines = curves.read_text().splitlines()
+    assert len(lines) == 3 and json.loads(lines[-1])["key"].startswith('["branin", ')
+    res = json.loads((tmp_path / "b" / "results.json").read_text())["bo_branin"]
+    runs = res["best_so_far"]["ibnn_tutorial"]
+    assert runs[0] == first[0]["best"] and len(runs) == 2
+    assert res["seconds"]["ibnn_tutorial"] >= first[0]["seconds"]
+    # other sizes are other runs: nothing reused
+    more = [f if f != "1" else "2" for f in flags]  # --iterations 2 (and restarts 2)
+    assert main(["bo", "--out", str(tmp_path / "c"), "--seeds", "1", *more]) == 0
+    assert len(curves.read_text().splitlines()) == 4

@@ -1,10 +1,13 @@
 """``neural-kernels bo``: Bayesian optimisation with infinite-width surrogates against Matérn.
 
 For each problem (Branin 2-d, Hartmann 6-d, Ackley 10-d, the 200-d random-MLP objective)
-and each surrogate (``SingleTaskGP``'s default Matérn-5/2 ARD kernel, the I-BNN NNGP of a
-depth-3 ReLU network, and the NTK of the same network), run the BoTorch loop of
-:func:`neural_kernels.applications.bayesopt.run_bo` (``q = 1``, qLogEI, hyperparameters
-fitted by marginal likelihood) for ``--seeds`` seeds from a shared Sobol design, and
+and each surrogate of :data:`~neural_kernels.applications.bayesopt.SURROGATES` (by default
+the Matérn-5/2 ARD kernel with BoTorch's Gamma priors, the baseline of the I-BNN paper; the
+I-BNN NNGP of a depth-3 ReLU network; the NTK of the same network; on request
+``SingleTaskGP``'s current default, the tutorial's fixed I-BNN and a deeper Erf net), run
+the BoTorch loop of :func:`neural_kernels.applications.bayesopt.run_bo` (``q = 1``,
+qLogEI, hyperparameters fitted by marginal likelihood except for ``ibnn_tutorial``) for
+``--seeds`` seeds from a shared Sobol design, and
 report the best value found against the number of evaluations (mean and a band of one
 standard error over seeds) in ``--out`` (``index.html``, one PNG per problem,
 ``results.json`` with every curve). Needs the ``botorch`` extra.
@@ -14,14 +17,22 @@ The defaults are sized to run in a few minutes (``--n-init 8 --iterations 10
 
     neural-kernels bo --n-init 20 --iterations 50 --seeds 5 --raw-samples 256 --restarts 4
 
-and the tutorial-sized 200-d problem alone::
+and the tutorial-sized 200-d problem alone (BoTorch's tutorial: 50 Sobol points, 100
+steps, ``optimize_acqf`` with 10 restarts and 200 raw samples), resumable::
 
-    neural-kernels bo --problems mlp200 --n-init 50 --iterations 100 --seeds 3
+    neural-kernels bo --problems mlp200 --surrogates matern,ibnn,ibnn_tutorial \
+        --n-init 50 --iterations 100 --seeds 3 --restarts 10 --raw-samples 200 \
+        --curves mlp200.jsonl
+
+``--curves FILE`` appends every finished (problem, surrogate, seed) curve to ``FILE`` (one
+JSON line) and takes the curves already there (same sizes) instead of rerunning them, so
+a long comparison can be split over processes and resumed after an interruption.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import time
 from dataclasses import asdict, dataclass
@@ -47,12 +58,14 @@ class BoConfig:
     Attributes:
         out: output folder.
         problems: comma-separated problems (``branin,hartmann6,ackley10,mlp200``).
-        surrogates: comma-separated surrogates (``matern``, ``ibnn``, ``ntk``, ``erf``).
+        surrogates: comma-separated surrogates (``matern``, ``ibnn``, ``ntk``, ``erf``,
+            ``default``, ``ibnn_tutorial``).
         seeds: repetitions (seed ``s`` draws the initial design of every surrogate).
         n_init: Sobol initial points.
         iterations: BO steps after the initial design (one evaluation each).
         raw_samples: raw samples of ``optimize_acqf``.
         restarts: restarts of ``optimize_acqf``.
+        curves: JSON-lines file of finished curves, read and appended ("": none).
         quiet: no progress output.
 
     """
@@ -65,6 +78,7 @@ class BoConfig:
     iterations: int = 10
     raw_samples: int = 32
     restarts: int = 2
+    curves: str = ""
     quiet: bool = False
 
 
@@ -85,8 +99,39 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--restarts", type=int, metavar="N", help=f"optimize_acqf (default: {d.restarts})"
     )
+    p.add_argument(
+        "--curves", metavar="FILE.jsonl", help="finished curves: reused and appended (resumable)"
+    )
     p.add_argument("--quiet", action=argparse.BooleanOptionalAction, help="no progress output")
     p.add_argument("--config", metavar="FILE.toml", help="read options from a TOML file")
+
+
+def _run_key(cfg: BoConfig, problem: str, surrogate: str, seed: int) -> str:
+    return json.dumps(
+        [problem, surrogate, seed, cfg.n_init, cfg.iterations, cfg.raw_samples, cfg.restarts]
+    )
+
+
+def _load_curves(path: str) -> dict[str, tuple[list[float], float]]:
+    """(curve, seconds) of earlier runs in ``path`` by run key (torn lines are ignored)."""
+    out: dict[str, tuple[list[float], float]] = {}
+    if not path or not Path(path).expanduser().exists():
+        return out
+    for line in Path(path).expanduser().read_text().splitlines():
+        try:
+            rec = json.loads(line)
+            out[rec["key"]] = ([float(v) for v in rec["best"]], float(rec["seconds"]))
+        except (ValueError, KeyError, TypeError):
+            continue
+    return out
+
+
+def _append(path: str, line: str) -> None:
+    """Append one line, after a newline if an interrupted write left the file without one."""
+    file = Path(path).expanduser()
+    torn = file.exists() and file.stat().st_size > 0 and not file.read_bytes().endswith(b"\n")
+    with file.open("a") as fh:
+        fh.write(("\n" if torn else "") + line + "\n")
 
 
 def check_config(cfg: BoConfig) -> tuple[list[str], list[str]]:
@@ -118,6 +163,7 @@ def run_bo_report(cfg: BoConfig) -> Report:
 
     problems, surrogates = check_config(cfg)
     report = Report("bo", asdict(cfg))
+    done_before = _load_curves(cfg.curves)
     total = len(problems) * len(surrogates) * cfg.seeds
     done = 0
     with Progress("bo: problems x surrogates x seeds", enabled=not cfg.quiet) as progress:
@@ -126,22 +172,32 @@ def run_bo_report(cfg: BoConfig) -> Report:
             curves: dict[str, list[list[float]]] = {}
             seconds: dict[str, float] = {}
             for surrogate in surrogates:
-                start = time.perf_counter()
                 curves[surrogate] = []
+                seconds[surrogate] = 0.0
                 for seed in range(cfg.seeds):
-                    best = run_bo(
-                        problem,
-                        surrogate,
-                        n_init=cfg.n_init,
-                        iterations=cfg.iterations,
-                        seed=seed,
-                        raw_samples=cfg.raw_samples,
-                        restarts=cfg.restarts,
-                    )
-                    curves[surrogate].append([float(v) for v in best])
+                    key = _run_key(cfg, name, surrogate, seed)
+                    start = time.perf_counter()
+                    if key in done_before:
+                        curves[surrogate].append(done_before[key][0])
+                        seconds[surrogate] += done_before[key][1]
+                    else:
+                        best = run_bo(
+                            problem,
+                            surrogate,
+                            n_init=cfg.n_init,
+                            iterations=cfg.iterations,
+                            seed=seed,
+                            raw_samples=cfg.raw_samples,
+                            restarts=cfg.restarts,
+                        )
+                        curves[surrogate].append([float(v) for v in best])
+                        took = time.perf_counter() - start
+                        seconds[surrogate] += took
+                        if cfg.curves:
+                            rec = {"key": key, "best": curves[surrogate][-1], "seconds": took}
+                            _append(cfg.curves, json.dumps(rec))
                     done += 1
                     progress(done, total)
-                seconds[surrogate] = time.perf_counter() - start
             report.add(_section(name, problem.dim, problem.optimum, curves, seconds, cfg))
     return report
 
