@@ -1,7 +1,8 @@
 """The structured strategy's cotangents (``neural_kernels.empirical._structured``).
 
-The ``k`` output cotangents (one backward pass of a scalar per output) must equal those of
-explicit one-hot output cotangents, the traced Gram product must take both memory layouts,
+The ``k`` output cotangents (one backward pass of a scalar per output, or groups of
+outputs per batched pass when there are many) must equal those of explicit one-hot output
+cotangents, the traced Gram product must take both memory layouts,
 and the structured kernel must equal the per-example Jacobian strategy (``torch.func``) to
 1e-12 in float64 and 1e-5 in float32, traced and in full blocks.
 """
@@ -26,24 +27,36 @@ def _mlp(dtype: torch.dtype) -> nn.Module:
     return net.module((7,), generator=torch.Generator().manual_seed(3), dtype=dtype)
 
 
-def test_cotangents_equal_explicit_one_hot_passes():
+@pytest.mark.parametrize("k, batched", [(3, True), (20, True), (20, False)])
+def test_cotangents_equal_explicit_one_hot_passes(monkeypatch, k, batched):
+    """Few outputs: a pass per output; 20: pairs per batched pass (or per output without it)."""
     gen = torch.Generator().manual_seed(0)
     w1 = torch.randn(6, 5, generator=gen, dtype=torch.float64)
-    w2 = torch.randn(3, 6, generator=gen, dtype=torch.float64)
+    w2 = torch.randn(k, 6, generator=gen, dtype=torch.float64)
     x = torch.randn(9, 5, generator=gen, dtype=torch.float64)
     z1 = (x @ w1.T).requires_grad_(True)
     z2 = torch.tanh(z1) @ w2.T
     unused = torch.zeros(9, 2, dtype=torch.float64, requires_grad=True)
+    grad = torch.autograd.grad
+
+    def no_batched_backward(*args, **kwargs):
+        if kwargs.get("is_grads_batched"):
+            raise RuntimeError("no batching rule")
+        return grad(*args, **kwargs)
+
+    if not batched:
+        monkeypatch.setattr(torch.autograd, "grad", no_batched_backward)
     with torch.no_grad():  # as the strategy calls it
         got = _cotangents(z2, [z1, z2, unused])
-    assert got[2].shape == (3, 9, 2) and not got[2].any()
-    for o in range(3):
-        onehot = torch.zeros(9, 3, dtype=torch.float64)
+    monkeypatch.undo()
+    assert got[2].shape == (k, 9, 2) and not got[2].any()
+    for o in range(k):
+        onehot = torch.zeros(9, k, dtype=torch.float64)
         onehot[:, o] = 1.0
         (want,) = torch.autograd.grad(z2, [z1], onehot, retain_graph=True)
         assert torch.allclose(got[0][o], want, rtol=1e-14, atol=1e-14)
     # the cotangents of z2 for output o are the one-hot e_o of every example
-    assert torch.equal(got[1], torch.eye(3, dtype=torch.float64)[:, None].expand(3, 9, 3))
+    assert torch.equal(got[1], torch.eye(k, dtype=torch.float64)[:, None].expand(k, 9, k))
     # stored examples-first: a traced Gram product is one GEMM
     assert got[0].transpose(0, 1).is_contiguous()
 
@@ -90,8 +103,10 @@ def _nets(dtype: torch.dtype) -> dict[str, nn.Module]:
     few = nn.Sequential(
         nn.Conv2d(6, 8, 3, padding=1, bias=False), nn.ReLU(), nn.Flatten(), nn.Linear(32, 3)
     ).to(dtype)
+    many = nk.Sequential(nk.Dense(12), nk.Erf(), nk.Dense(20))  # outputs in groups per pass
     return {
         "mlp_no_bias": no_bias.module((7,), generator=gen, dtype=dtype),
+        "mlp_20_outputs": many.module((7,), generator=gen, dtype=dtype),
         "conv_bias": conv(True),
         "conv_no_bias": conv(False),
         "conv_few_positions": few,
@@ -99,10 +114,13 @@ def _nets(dtype: torch.dtype) -> dict[str, nn.Module]:
 
 
 @pytest.mark.parametrize("dtype, tol", [(torch.float64, 1e-12), (torch.float32, 1e-5)])
-@pytest.mark.parametrize("name", ["mlp_no_bias", "conv_bias", "conv_no_bias", "conv_few_positions"])
+@pytest.mark.parametrize(
+    "name", ["mlp_no_bias", "mlp_20_outputs", "conv_bias", "conv_no_bias", "conv_few_positions"]
+)
 def test_structured_equals_jacobians_with_and_without_bias_and_on_conv_nets(dtype, tol, name):
     model = _nets(dtype)[name]
-    shape = {"mlp_no_bias": (7,), "conv_few_positions": (6, 2, 2)}.get(name, (2, 6, 6))
+    shapes = {"mlp_no_bias": (7,), "mlp_20_outputs": (7,), "conv_few_positions": (6, 2, 2)}
+    shape = shapes.get(name, (2, 6, 6))
     gen = torch.Generator().manual_seed(6)
     x1 = torch.randn(9, *shape, generator=gen, dtype=dtype)
     x2 = torch.randn(5, *shape, generator=gen, dtype=dtype)

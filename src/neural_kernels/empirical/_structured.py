@@ -228,35 +228,68 @@ def structured_features(prep: Prepared, plan: Plan, x: Tensor) -> list[Feature]:
     return feats
 
 
+def _outputs_per_pass(k: int) -> int:
+    """Outputs whose cotangents one backward pass computes: 1 for few outputs, ``k // 8`` else.
+
+    One pass per output keeps the least in flight; with many outputs the passes' fixed cost
+    adds up, so groups of ``k // 8`` (eight passes) share one batched pass, whose
+    intermediates (a few times the group's cotangents) stay under half the storage.
+    """
+    return 1 if k < 16 else k // 8
+
+
 def _cotangents(out: Tensor, targets: list[Tensor]) -> list[Tensor]:
     """``d out[:, o] / d target`` for every output ``o``: ``(k, b, *target.shape[1:])``.
 
-    One backward pass over the batch per output, of the scalar ``sum_i out[i, o]`` (the
-    examples are independent, so each example's rows are its own cotangents), written
-    into storage laid out examples-first, ``(b, k, ...)`` in memory, so that a traced
-    Gram matrix is one GEMM. Per pass only one output's cotangents are in flight, so the
-    peak memory is the storage plus one example batch's backward. (A single batched pass,
-    ``is_grads_batched``, does the same work in a few larger products but holds the
-    intermediate cotangents of all ``k`` outputs at once, and explicit output cotangents
-    make ``torch.autograd.grad`` import torch's symbolic-shape module, about 40 MB.) The
-    graph is kept: the ``"add"`` uses differentiate their tensors afterwards.
+    Backward passes over the whole batch (the examples are independent, so each example's
+    rows are its own cotangents), written into storage laid out examples-first, ``(b, k,
+    ...)`` in memory, so that a traced Gram matrix is one GEMM. With few outputs (the usual
+    case) one pass per output, of the scalar ``sum_i out[i, o]``: only one output's
+    cotangents are in flight, and no explicit output cotangents (with them,
+    ``torch.autograd.grad`` imports torch's symbolic-shape module, about 40 MB). With many
+    outputs, groups of outputs per batched pass (:func:`_outputs_per_pass`). The graph is
+    kept: the ``"add"`` uses differentiate their tensors afterwards.
     """
     b, k = out.shape
     live = [i for i, t in enumerate(targets) if t.requires_grad and out.requires_grad]
     grads = [t.new_empty((b, k, *t.shape[1:])) if i in live else t.new_zeros((b, k, *t.shape[1:]))
              for i, t in enumerate(targets)]  # fmt: skip
-    for o in range(k if live else 0):
-        with torch.enable_grad():  # the scalar joins the graph (the callers run in no_grad)
-            scalar = out[:, o].sum()
-        found = torch.autograd.grad(
-            scalar, [targets[i] for i in live], retain_graph=True, allow_unused=True
-        )
+    step = _outputs_per_pass(k)
+    for o0 in range(0, k if live else 0, step):
+        o1 = min(k, o0 + step)
+        found = _pass(out, [targets[i] for i in live], o0, o1)
         for i, g in zip(live, found, strict=True):
             if g is None:
-                grads[i][:, o] = 0.0
-            else:
-                grads[i][:, o] = g
+                grads[i][:, o0:o1] = 0.0
+            else:  # (c, b, ...) -> the storage's (b, c, ...) slice
+                grads[i][:, o0:o1] = g.transpose(0, 1)
     return [g.transpose(0, 1) for g in grads]
+
+
+def _pass(out: Tensor, targets: list[Tensor], o0: int, o1: int) -> list[Tensor | None]:
+    """The cotangents ``(o1 - o0, b, ...)`` of the outputs ``o0 <= o < o1`` (``None``: unused)."""
+    if o1 - o0 == 1:
+        with torch.enable_grad():  # the scalar joins the graph (the callers run in no_grad)
+            scalar = out[:, o0].sum()
+        found = torch.autograd.grad(scalar, targets, retain_graph=True, allow_unused=True)
+        return [None if g is None else g.unsqueeze(0) for g in found]
+    c, (b, k) = o1 - o0, out.shape
+    onehot = out.new_zeros(c, b, k)
+    onehot[torch.arange(c), :, torch.arange(o0, o1)] = 1.0
+    try:
+        batched = torch.autograd.grad(
+            out, targets, onehot, retain_graph=True, allow_unused=True, is_grads_batched=True
+        )
+        return list(batched)
+    except RuntimeError:  # an operation without a batched backward: one pass per output
+        rows = [_pass(out, targets, o, o + 1) for o in range(o0, o1)]
+        stacked: list[Tensor | None] = []
+        for i, t in enumerate(targets):
+            parts = [r[i] for r in rows]
+            zero = torch.zeros_like(t)[None]
+            used = [zero if g is None else g for g in parts]
+            stacked.append(None if all(g is None for g in parts) else torch.cat(used))
+        return stacked
 
 
 def _kb(g: Tensor, *shape: int) -> Tensor:
