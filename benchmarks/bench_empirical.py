@@ -40,6 +40,16 @@ Also: every run's seconds (``runs``), torch's thread count and the 1-minute load
 machine, spinning OpenMP threads otherwise make small matrix products 10-100x slower.
 
 ``python -m benchmarks.bench_empirical [--quick] [--threads T]`` (``--quick``: ``n = 32``).
+
+``--nt PYTHON`` instead measures this library beside Neural Tangents in one sitting: for
+traced and full, ``--rounds`` alternating pairs of runs, each in a fresh process, of the
+structured strategy here and of Neural Tangents' structured derivatives (``vmap_axes=0``;
+``PYTHON`` is an interpreter of the environment of ``shared/neural_tangents/``, the script
+``--nt-script``), each the median of ``REPEATS`` runs; one JSON line per output mode with
+both medians over the rounds, their spread (min, max), the ratio of the medians, the
+floor and the ratio to it, and both peak memories (``nt_peak_mb``: Neural Tangents' peak
+RSS above its RSS after import, compilation included). With ``--threads 1`` XLA runs
+single-threaded too (steadier on a busy machine).
 """
 
 from __future__ import annotations
@@ -81,6 +91,8 @@ NT_SECONDS = {
 }
 NT_BEST = {"traced": 0.033, "full": 0.13}
 ROOT = Path(__file__).resolve().parents[1]
+NT_SCRIPT = "/work/shared/neural_tangents/nt_empirical_bench.py"
+ROUNDS = 5
 
 
 def model_and_inputs(n: int, width: int = WIDTH, d: int = D, seed: int = 0):
@@ -215,6 +227,67 @@ def _subprocess(args: list[str], threads: int) -> dict[str, Any] | None:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def _nt_run(python: str, script: str, outputs: str, n: int, threads: int) -> dict[str, Any] | None:
+    """One Neural Tangents run (structured derivatives, ``vmap_axes=0``) in its process.
+
+    ``threads == 1``: XLA's CPU backend single-threaded too (``XLA_FLAGS``).
+    """
+    trace = "out" if outputs == "traced" else "none"
+    cmd = [python, script, "--impl", "STRUCTURED_DERIVATIVES", "--trace", trace, "--n", str(n),
+           "--vmap-axes", "0", "--sd-shim", "--repeats", str(REPEATS)]  # fmt: skip
+    env = dict(os.environ)
+    if threads == 1:
+        flags = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+        env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} {flags}".strip()
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    lines = [ln for ln in done.stdout.splitlines() if ln.startswith("{")]
+    if done.returncode != 0 or not lines:
+        print(f"Neural Tangents {outputs} failed:\n{done.stderr[-2000:]}", file=sys.stderr)
+        return None
+    return json.loads(lines[-1])
+
+
+def _spread(values: list[float]) -> dict[str, Any]:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values),
+            "runs": values}  # fmt: skip
+
+
+def beside_nt(python: str, script: str, n: int, rounds: int, threads: int) -> int:
+    """Alternate runs of this library and Neural Tangents; one JSON line per output mode."""
+    status = 0
+    with tempfile.TemporaryDirectory() as tmp:
+        for outputs in ("traced", "full"):
+            ours: list[dict[str, Any]] = []
+            theirs: list[dict[str, Any]] = []
+            for _ in range(rounds):
+                out = str(Path(tmp) / "k.pt")
+                record = _subprocess(["--case", "structured", outputs, str(n), out], threads)
+                nt = _nt_run(python, script, outputs, n, threads)
+                if record is None or nt is None:
+                    status = 1
+                    continue
+                ours.append(record)
+                theirs.append(nt)
+            if not ours:
+                continue
+            mine = _spread([r["seconds"] for r in ours])
+            nts = _spread([r["median_s"] for r in theirs])
+            floor = _spread([r["floor_seconds"] for r in ours])
+            print(json.dumps({
+                "name": f"{NAME}_beside_nt", "n": n, "dtype": "float32", "outputs": outputs,
+                "rounds": len(ours), "threads": threads, "seconds": mine, "nt_seconds": nts,
+                "ratio_to_nt": mine["median"] / nts["median"], "floor_seconds": floor,
+                "ratio_to_floor": mine["median"] / floor["median"],
+                "nt_ratio_to_floor": nts["median"] / floor["median"],
+                "peak_mb": max(r["peak_mb"] for r in ours),
+                "peak_total_mb": max(r["peak_total_mb"] for r in ours),
+                "nt_peak_mb": max(r["peak_rss_mb"] - r["rss_after_import_mb"] for r in theirs),
+                "nt_peak_total_mb": max(r["peak_rss_mb"] for r in theirs),
+                "loadavg_1min": os.getloadavg()[0],
+            }), flush=True)  # fmt: skip
+    return status
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_empirical")
     parser.add_argument("--quick", action="store_true", help=f"n={QUICK_N} (smoke run)")
@@ -223,8 +296,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--case", nargs=4, metavar=("STRATEGY", "OUTPUTS", "N", "OUT"),
                         help=argparse.SUPPRESS)  # fmt: skip
     parser.add_argument("--loop", nargs=2, metavar=("N", "DIR"), help=argparse.SUPPRESS)
+    parser.add_argument("--nt", metavar="PYTHON", help="alternate with Neural Tangents (see above)")
+    parser.add_argument("--nt-script", default=NT_SCRIPT, help="Neural Tangents' timing script")
+    parser.add_argument("--rounds", type=int, default=ROUNDS, help="alternating rounds (--nt)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.nt is not None:
+        n = QUICK_N if args.quick else N
+        return beside_nt(args.nt, args.nt_script, n, args.rounds, args.threads)
     if args.loop is not None:  # the naive loop, in this (fresh) process
         print(json.dumps(run_loop(int(args.loop[0]), Path(args.loop[1]))), flush=True)
         return 0

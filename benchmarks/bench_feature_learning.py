@@ -12,10 +12,11 @@ float64 for the linear sweep, float32 for the transfer grids:
     ``mup_logit_gap`` and ``mup_kernel_gap`` in [-0.7, -0.35]. ``baseline_seconds``:
     the limit alone (no finite networks) on the same batches.
 ``feature_learning_transfer``
-    :func:`neural_kernels.feature_learning.lr_transfer`: training loss after a fixed
-    budget against the learning rate (factor-2 grid) for widths 64 to 4096, SP and
-    muP, an MLP and a small CNN on digits; the best learning rate per width and its
-    largest move in grid steps (muP: <= 1).
+    :func:`neural_kernels.feature_learning.transfer_study` under TP5's protocol (Adam,
+    training loss on the 1200 digits after 100 steps of batch 64, 3 seeds, base rates
+    2^-14..2^-2): SP against muP, an MLP (widths 64 to 1024) and a small CNN (8 to 64);
+    per width the best rate (mean over seeds and per seed), its largest move in grid
+    steps and the slope of log2 best rate against log2 width (``--arch``: one of them).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import neural_kernels as nk
@@ -77,46 +79,47 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_feature_learning")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--only", choices=("linear", "transfer"))
+    parser.add_argument("--arch", choices=("mlp", "cnn"), help="transfer: one architecture")
     args = parser.parse_args(argv)
     if args.only in (None, "linear"):
         print(json.dumps(linear(args.quick)), flush=True)
     if args.only in (None, "transfer"):
-        for row in transfer(args.quick):
+        for row in transfer(args.quick, (args.arch,) if args.arch else ("mlp", "cnn")):
             print(json.dumps(row), flush=True)
     return 0
 
 
-def transfer(quick: bool) -> list[dict[str, Any]]:
-    """SP against muP learning-rate grids, an MLP and a small CNN on digits (float32)."""
-    xtr, ytr, _, _ = digits(600, 0)
-    x = xtr.float()
-    lrs = [2.0**k for k in range(-6, 3)]
-    mlp = nk.Sequential(nk.Dense(64), nk.ReLU(), nk.Dense(64), nk.ReLU(), nk.Dense(10))
-    cnn = nk.Sequential(nk.Conv(8, (3, 3)), nk.ReLU(), nk.Flatten(), nk.Dense(10))
-    cases: list[tuple[str, Any, Any, tuple[int, ...]]] = [
-        ("mlp", mlp, x, (64, 256, 1024) if quick else (64, 256, 1024, 4096)),
-    ]
-    if not quick:
-        cases.append(("cnn", cnn, x.reshape(-1, 1, 8, 8), (8, 32, 128)))
-    rows = []
-    for arch, net, inputs, widths in cases:
-        for parametrization in ("standard", "mup"):
+def transfer(quick: bool, archs: tuple[str, ...] = ("mlp", "cnn")) -> Iterator[dict[str, Any]]:
+    """SP against muP under TP5's protocol (:data:`~neural_kernels.feature_learning.transfer
+    .PROTOCOL`: Adam, 100 steps, 3 seeds, 2^-14..2^-2), an MLP and a small CNN (float32).
+
+    One row per architecture and parametrization, yielded as soon as it is done.
+    ``baseline_seconds``: the same grid at the smallest width alone (where SP = muP).
+    ``quick``: the three smallest widths, one seed, 20 steps.
+    """
+    from neural_kernels.feature_learning.transfer import PROTOCOL, transfer_study
+
+    kw: dict[str, Any] = {"steps": 20, "seeds": 1} if quick else {}
+    for arch in archs:
+        widths = PROTOCOL["widths"][arch][:3] if quick else PROTOCOL["widths"][arch]
+        start = time.perf_counter()
+        transfer_study((arch,), {arch: widths[:1] * 2}, parametrizations=("mup",), **kw)
+        baseline = (time.perf_counter() - start) / 2
+        for p in ("standard", "mup"):
             start = time.perf_counter()
-            res = nk.feature_learning.lr_transfer(
-                net, inputs, ytr, widths, lrs, parametrization, steps=60, batch_size=32
-            )
-            rows.append(
-                {
-                    "name": "feature_learning_transfer",
-                    "arch": arch,
-                    "n": 600,
-                    "steps": 60,
-                    **res.as_dict(),
-                    "seconds": time.perf_counter() - start,
-                    "peak_mb": maxrss_mb(),
-                }
-            )
-    return rows
+            tr = transfer_study((arch,), {arch: widths}, parametrizations=(p,), **kw)[arch][p]
+            yield {
+                "name": "feature_learning_transfer",
+                "arch": arch,
+                "n": PROTOCOL["n_train"],
+                "batch_size": PROTOCOL["batch_size"],
+                "seeds": kw.get("seeds", PROTOCOL["seeds"]),
+                **tr.as_dict(),
+                "seconds": time.perf_counter() - start,
+                "baseline": "the grid at the smallest width",
+                "baseline_seconds": baseline,
+                "peak_mb": maxrss_mb(),
+            }
 
 
 if __name__ == "__main__":

@@ -22,7 +22,10 @@ the compiled kernels ran) and ``eager_seconds`` (one run of the same kernel on t
 PyTorch path), and Neural Tangents' time and peak memory where measured. The floor is,
 per layer and covariance entry, nine multiply-adds and one arc-cosine in eager PyTorch
 on cache-sized buffers; ``dual_floor_seconds`` is the compiled arc-cosine dual alone
-(NNGP and NTK), once per entry and layer, split over the threads.
+(NNGP and NTK), once per entry and layer, split over the threads;
+``compiled_floor_seconds`` the compiled convolution and then the compiled dual of every
+convolution of the network as separate calls (:func:`compiled_floor`), with
+``ratio_to_compiled_floor``; ``target_fraction_of_nt`` the goal for ``fraction_of_nt``.
 
 ``python -m benchmarks.bench_spatial [--quick]`` (``--quick``: tiny sizes, smoke only).
 """
@@ -57,6 +60,8 @@ CASES = (
     ("digits_cnn_gap", 1797, "float64"),
 )
 QUICK_CASES = (("cnn_gap", 8, "float64"), ("cnn_flatten", 8, "float32"), ("myrtle5", 2, "float64"))
+#: Goals (float64): at most this fraction of Neural Tangents' time.
+TARGET_FRACTION_OF_NT = {("cnn_gap", "float64"): 0.05, ("myrtle5", "float64"): 0.06}
 #: Neural Tangents on this machine kind: (seconds, peak RSS MB).
 NT = {
     ("cnn_gap", 128, "float64"): (4.9, 3821),
@@ -173,9 +178,75 @@ def dual_floor(total: int, layers: int, dtype: torch.dtype) -> Callable[[], None
     return run
 
 
+def _conv_ops(net: nk.Layer, shape: tuple[int, ...]) -> list[Any] | None:
+    """The ``conv`` ops of the network's compiled chain (``None``: it does not compile)."""
+    from neural_kernels.core.chain import chain_ops
+    from neural_kernels.core.inputs import Geometry
+
+    plan = plan_network(net, shape, lambda: "bench")
+    ops = chain_ops(plan, Geometry(shape, 0, shape[1:], "full"))
+    return None if ops is None else [op for op in ops if op.kind == "conv"]
+
+
+def conv_entries(net: nk.Layer, shape: tuple[int, ...], n: int) -> int | None:
+    """Covariance entries the network's convolutions read, summed over its layers."""
+    ops = _conv_ops(net, shape)
+    if ops is None:
+        return None
+    return n * (n + 1) // 2 * sum(math.prod(op.n) ** 2 for op in ops)
+
+
+def compiled_floor(
+    net: nk.Layer, shape: tuple[int, ...], n: int, dtype: torch.dtype
+) -> Callable[[], None] | None:
+    """The compiled convolution and then the compiled arc-cosine dual, as separate calls.
+
+    For each convolution of the network, its geometry on as many example pairs as the
+    kernel computes (``n (n + 1) / 2``), NNGP and NTK, in batches of about 2**18
+    entries split over the threads (as the engine's workers do). ``None`` without the
+    compiled kernels or when the network has no compiled chain.
+    """
+    ops = _conv_ops(net, shape)
+    if not nk.native_status()["available"] or not ops:
+        return None
+    from concurrent.futures import ThreadPoolExecutor
+
+    from neural_kernels import _native
+
+    threads = torch.get_num_threads()
+    pairs = n * (n + 1) // 2
+    gen = torch.Generator().manual_seed(0)
+    jobs = []
+    for op in ops:
+        in_pair = math.prod(op.n) ** 2
+        batch = max(1, min(pairs, (1 << 18) // in_pair))
+        axes = [s for size in op.n for s in (size, size)]
+        k = (torch.rand(batch, *axes, generator=gen, dtype=dtype) - 0.5) * 0.1
+        out_axes = [s for size in op.m for s in (size, size)]
+        jobs.append((op, k, torch.ones(batch, *out_axes, dtype=dtype), -(-pairs // batch)))
+
+    def work(i: int) -> None:
+        for op, k, norm, steps in jobs:
+            for _ in range(i, steps, threads):
+                geometry = (op.taps, op.stride, op.dilation, op.before, op.m, op.coef)
+                got = _native.conv_pairs(k, k, 1, *geometry)
+                assert got is not None and got[1] is not None
+                _native.abrelu_dual(got[0], norm, got[1], 0.0, 1.0)
+
+    def run() -> None:
+        if threads == 1:
+            work(0)
+            return
+        with ThreadPoolExecutor(threads) as pool:
+            list(pool.map(work, range(threads)))
+
+    return run
+
+
 def run_case(name: str, n: int, dtype_name: str) -> dict[str, Any]:
     """Measure one case in this process; returns the JSON record."""
     dtype = getattr(torch, dtype_name)
+    nt_seconds, nt_mb = NT.get((name, n, dtype_name), (None, None))
     net, shape, layers = network(name)
     x = _inputs(name, n, shape, dtype)
     get = "ntk" if name == "digits_cnn_gap" else ("nngp", "ntk")
@@ -202,7 +273,10 @@ def run_case(name: str, n: int, dtype_name: str) -> dict[str, Any]:
     floor_seconds, _ = median_time(floor(total, layers, dtype), 1 if repeats == 1 else 3)
     compiled = dual_floor(total, layers, dtype)
     dual_seconds = None if compiled is None else median_time(compiled, 1)[0]
-    nt_seconds, nt_mb = NT.get((name, n, dtype_name), (None, None))
+    full = name != "digits_cnn_gap" and _mixing(net, shape)
+    chain = compiled_floor(net, shape, n, dtype) if full else None
+    chain_seconds = None if chain is None else median_time(chain, 1)[0]
+    fraction = None if nt_seconds is None else seconds / nt_seconds
     return {
         "name": name,
         "n": n,
@@ -218,7 +292,10 @@ def run_case(name: str, n: int, dtype_name: str) -> dict[str, Any]:
         "ratio_to_dual_floor": None if dual_seconds is None else seconds / dual_seconds,
         "nt_seconds": nt_seconds,
         "nt_peak_mb": nt_mb,
-        "fraction_of_nt": None if nt_seconds is None else seconds / nt_seconds,
+        "compiled_floor_seconds": chain_seconds,
+        "ratio_to_compiled_floor": None if chain_seconds is None else seconds / chain_seconds,
+        "fraction_of_nt": fraction,
+        "target_fraction_of_nt": TARGET_FRACTION_OF_NT.get((name, dtype_name)),
         "native": native["available"],
         "eager_seconds": eager_seconds,
         "runs": runs,

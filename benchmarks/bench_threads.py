@@ -27,18 +27,27 @@ thread count:
     ``n^2``) at the rate of a ``(k n, 512) x (512, 512)`` GEMM measured just before.
     Fully connected: one Gram product and three elementwise passes per layer.
     Convolutional: nine multiply-adds and one arc-cosine per covariance entry and
-    layer (eager); ``dual_floor_seconds`` the compiled arc-cosine dual alone.
+    layer (eager); ``dual_floor_seconds`` the compiled arc-cosine dual alone;
+    ``compiled_floor_seconds`` the compiled convolution then the compiled dual, as
+    separate calls, for every convolution of the network on all the pairs computed
+    (:func:`benchmarks.bench_spatial.compiled_floor`), and ``ratio_to_compiled_floor``.
 ``speedup_over_one``
     (on the two-thread line) the one-thread median over the two-thread one (target
     ``>= 1.7`` on CNN-GAP).
 ``nt_seconds`` / ``ratio_to_nt``
     Neural Tangents 0.6.5 (JAX 0.5.3, XLA on CPU) on this machine kind, measured side by
     side with this library in one sitting (it uses every core).
+``targets`` / ``meets_targets``
+    (convolutional workloads, two-thread line) the goals: at most ``ratio_to_nt`` of
+    Neural Tangents (CNN-GAP 0.05, Myrtle-5 0.06), ``ratio_to_compiled_floor`` at most
+    2, and a ``speedup`` of two threads over one of at least 1.7 on CNN-GAP; and
+    whether this run's numbers meet each.
 ``native_fraction`` / ``torch_op_fraction`` / ``amdahl_bound``
     (convolutional workloads, one more single-threaded run) the shares of the time spent
     inside the compiled kernels and inside the other torch calls, both of which run
     without the GIL, and ``2 / (1 + rest)``: the most two threads can gain over one while
-    the ``rest`` holds the GIL (see :func:`gil_shares`). All three come from one run, so
+    the ``rest`` holds the GIL (see :func:`gil_shares`; the compiled layer chain counts
+    as compiled). All three come from one run, so
     they need no idle machine.
 ``peak_mb``
     ``VmHWM`` after all rounds, above the post-setup baseline (one value per workload).
@@ -75,6 +84,11 @@ SIZES = {
     "fc_relu3": (2000, 300),
     "cnn_gap": (128, 8),
     "myrtle5": (32, 2),
+}
+#: Goals of the convolutional workloads (two threads; see the module docstring).
+TARGETS = {
+    "cnn_gap": {"ratio_to_nt": 0.05, "ratio_to_compiled_floor": 2.0, "speedup": 1.7},
+    "myrtle5": {"ratio_to_nt": 0.06, "ratio_to_compiled_floor": 2.0},
 }
 #: Neural Tangents 0.6.5 (JAX 0.5.3, XLA on CPU) on this machine kind, seconds.
 NT_SECONDS = {
@@ -148,7 +162,15 @@ def _workload(name: str, n: int) -> tuple[Callable[[], Any], Callable[[], dict[s
             return {"floor_seconds": _median(lambda: fc_floor(x), 3)}
 
         return lambda: net.kernel(x), floor_fc
-    from .bench_spatial import _inputs, dual_floor, entries, floor, network
+    from .bench_spatial import (
+        _inputs,
+        compiled_floor,
+        conv_entries,
+        dual_floor,
+        entries,
+        floor,
+        network,
+    )
 
     net, shape, layers = network(name)
     xs = _inputs(name, n, shape, torch.float64)
@@ -161,6 +183,9 @@ def _workload(name: str, n: int) -> tuple[Callable[[], Any], Callable[[], dict[s
         }
         compiled = dual_floor(total, layers, torch.float64)
         record["dual_floor_seconds"] = None if compiled is None else _median(compiled, 3)
+        chain = compiled_floor(net, shape, n, torch.float64)
+        record["compiled_floor_seconds"] = None if chain is None else _median(chain, 3)
+        record["conv_entries"] = conv_entries(net, shape, n)
         return record
 
     return lambda: net.kernel(xs, get=("nngp", "ntk")), floor_conv
@@ -191,12 +216,14 @@ def gil_shares(run: Callable[[], Any]) -> dict[str, float] | None:
     """
     import neural_kernels as nk
     from neural_kernels import _native
+    from neural_kernels._native.chain import Chain
 
     if not nk.native_status()["available"]:
         return None
     inside = [0.0]
     names = ("conv_abrelu", "conv_pairs", "abrelu_dual")
     saved = {name: getattr(_native, name) for name in names}
+    chain_run = Chain.run
 
     def timed(fn: Callable[..., Any]) -> Callable[..., Any]:
         def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -213,6 +240,7 @@ def gil_shares(run: Callable[[], Any]) -> dict[str, float] | None:
     ops = _OpTimer()
     for name in names:
         setattr(_native, name, timed(saved[name]))
+    Chain.run = timed(chain_run)  # type: ignore[method-assign]
     try:
         start = time.perf_counter()
         with ops:
@@ -221,6 +249,7 @@ def gil_shares(run: Callable[[], Any]) -> dict[str, float] | None:
     finally:
         for name in names:
             setattr(_native, name, saved[name])
+        Chain.run = chain_run  # type: ignore[method-assign]
     native, torch_ops = inside[0] / total, ops.seconds / total
     rest = max(0.0, 1.0 - native - torch_ops)
     return {
@@ -278,14 +307,33 @@ def measure(name: str, n: int, rounds: int) -> list[dict[str, Any]]:
         record["ratio_to_floor"] = seconds / record["floor_seconds"]
         if record.get("dual_floor_seconds"):
             record["ratio_to_dual_floor"] = seconds / record["dual_floor_seconds"]
+        if record.get("compiled_floor_seconds"):
+            record["ratio_to_compiled_floor"] = seconds / record["compiled_floor_seconds"]
         record["speedup_over_one"] = one / seconds
         record["nt_seconds"] = nt
         record["ratio_to_nt"] = None if nt is None else seconds / nt
+        if name in TARGETS and t == THREADS[-1]:
+            record["targets"] = TARGETS[name]
+            record["meets_targets"] = _meets(record, TARGETS[name])
         record.update(shares or {})
         record["runs"] = runs[t]
         record["loadavg_1min"] = [load, os.getloadavg()[0]]
         records.append(record)
     return records
+
+
+def _meets(record: dict[str, Any], targets: dict[str, float]) -> dict[str, bool | None]:
+    """Whether the record meets each target (``None``: not measured in this run)."""
+    got = {
+        "ratio_to_nt": record.get("ratio_to_nt"),
+        "ratio_to_compiled_floor": record.get("ratio_to_compiled_floor"),
+        "speedup": record.get("speedup_over_one"),
+    }
+    out: dict[str, bool | None] = {}
+    for key, goal in targets.items():
+        value = got[key]
+        out[key] = None if value is None else (value >= goal if key == "speedup" else value <= goal)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from neural_kernels.errors import HyperparameterError
-from neural_kernels.feature_learning.forgetting import split_digits_forgetting
+from neural_kernels.feature_learning.forgetting import forgetting_sweep, split_digits_forgetting
 
 pytest.importorskip("sklearn", reason="needs the test extra (scikit-learn digits)")
 
@@ -29,3 +29,22 @@ def test_bad_input() -> None:
         split_digits_forgetting(16, 1, "mean_field")
     with pytest.raises(HyperparameterError, match="early_steps"):
         split_digits_forgetting(16, 1, early_steps=10, converged_steps=5)
+
+
+def test_sweep_averages_the_runs_over_seeds() -> None:
+    r = forgetting_sweep((16, 32), seeds=2, early_steps=2, converged_steps=6)
+    assert r.widths == [16, 32] and set(r.runs) == {"16", "32"}
+    for i, w in enumerate(r.widths):
+        runs = r.runs[str(w)]
+        assert [run["width"] for run in runs] == [w, w]
+        for regime in ("early", "converged"):
+            mean = sum(run["forgetting"][regime] for run in runs) / 2
+            assert r.forgetting[regime][i] == pytest.approx(mean)
+            acc = sum(run["final_accuracy"][regime] for run in runs) / 2
+            assert r.final_accuracy[regime][i] == pytest.approx(acc)
+    # the seeds give different initialisations
+    assert runs[0]["accuracy"] != runs[1]["accuracy"]
+    with pytest.raises(HyperparameterError, match="seeds"):
+        forgetting_sweep((16,), seeds=0)
+    with pytest.raises(HyperparameterError, match="widths"):
+        forgetting_sweep((), seeds=1)

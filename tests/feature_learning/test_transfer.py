@@ -45,3 +45,44 @@ def test_bad_input() -> None:
         nk.feature_learning.lr_transfer(NET, x, y, [8, 16], [0.1, -1.0])
     with pytest.raises(nk.HyperparameterError, match="steps"):
         nk.feature_learning.lr_transfer(NET, x, y, [8, 16], [0.1], steps=0)
+
+
+def test_adam_per_seed_optima_and_slope() -> None:
+    x, y = _data()
+    res = nk.feature_learning.lr_transfer(NET, x, y, [8, 16, 32], [1e-3, 1e-2, 1e-1], "mup",
+                                          steps=4, batch_size=16, seeds=2,
+                                          optimizer="adam")  # fmt: skip
+    assert res.optimizer == "adam" and res.steps == 4
+    assert res.seed_loss is not None and res.seed_loss.shape == (2, 3, 3)
+    np.testing.assert_allclose(res.loss, res.seed_loss.mean(0))
+    per_seed = res.best_lr_per_seed
+    assert len(per_seed) == 2 and all(len(b) == 3 for b in per_seed)
+    # the slope of log2(best rate) against log2(width), by hand
+    lw, lb = np.log2(res.widths), np.log2(res.best_lr)
+    expected = np.sum((lw - lw.mean()) * (lb - lb.mean())) / np.sum((lw - lw.mean()) ** 2)
+    assert res.slope == pytest.approx(expected, abs=1e-12)
+    assert res.at_edge == [i in (0, 2) for i in res.best_index]
+    d = res.as_dict()
+    assert d["optimizer"] == "adam" and len(d["seed_loss"]) == 2 and len(d["seed_shift"]) == 2
+    # Adam and SGD are different trainings of the same networks
+    sgd = nk.feature_learning.lr_transfer(NET, x, y, [8, 16, 32], [1e-3, 1e-2, 1e-1], "mup",
+                                          steps=4, batch_size=16, seeds=2)  # fmt: skip
+    assert not np.allclose(sgd.loss, res.loss)
+    with pytest.raises(nk.HyperparameterError, match="optimizer"):
+        nk.feature_learning.lr_transfer(NET, x, y, [8, 16], [0.1], optimizer="rmsprop")
+
+
+def test_transfer_study_runs_the_protocol_per_architecture() -> None:
+    pytest.importorskip("sklearn", reason="needs the test extra (scikit-learn digits)")
+    from neural_kernels.feature_learning.transfer import PROTOCOL, architecture
+
+    res = nk.feature_learning.transfer_study(("mlp", "cnn"), {"mlp": (4, 8), "cnn": (2, 4)},
+                                             steps=2, seeds=1, n_train=64,
+                                             lrs=[1e-3, 1e-2])  # fmt: skip
+    assert set(res) == {"mlp", "cnn"} and set(res["cnn"]) == {"standard", "mup"}
+    assert res["cnn"]["mup"].widths == (2, 4) and res["mlp"]["standard"].optimizer == "adam"
+    # at the base width SP and muP are the same network: the same losses
+    assert res["mlp"]["standard"].loss[0] == pytest.approx(res["mlp"]["mup"].loss[0], rel=1e-5)
+    assert PROTOCOL["optimizer"] == "adam" and len(PROTOCOL["lrs"]["adam"]) >= 9
+    with pytest.raises(nk.HyperparameterError, match="arch"):
+        architecture("transformer")

@@ -87,3 +87,17 @@ def test_cg_refusals() -> None:
     )
     with pytest.raises(SolverError, match="after 1 iterations"):
         post("nngp", ktd)
+
+
+def test_progress_reports_every_iteration_and_the_final_residual() -> None:
+    k, ktd, _, y = _problem(80)
+    calls: list[tuple[str, int, float]] = []
+    options = {"rank": 10, "progress": lambda *a: calls.append(a)}
+    post = nk.predict.gp_inference(k, y, diag_reg=1e-4, solver="cg", solver_options=options)
+    post("ntk", ktd)
+    (solve,) = post.solves
+    assert [c[1] for c in calls] == list(range(solve.iterations + 1))
+    assert calls[0][2] == 1.0 and calls[-1][2] == solve.residual <= 1e-10
+    assert {c[0] for c in calls} == {solve.kernel}
+    with pytest.raises(HyperparameterError, match="progress=3"):
+        nk.predict.gp_inference(k, y, solver="cg", solver_options={"progress": 3})

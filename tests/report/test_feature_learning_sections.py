@@ -49,4 +49,9 @@ def test_ntk_limits_section() -> None:
     ntk = runs["ntk"]["1"]
     assert ntk["256"]["kernel_movement"] < ntk["16"]["kernel_movement"]
     assert math.isfinite(data["ntk_gp_vs_ensemble"]["ntk_gp"]["log_likelihood"])
+    fg = data["forgetting"]
+    assert fg["widths"] == [64, 256] and set(fg["runs"]) == {"64", "256"}
+    for regime in ("early", "converged"):
+        assert all(0.0 <= v <= 1.0 for v in fg["forgetting"][regime])
+    assert any("forgetting early" in line for line in section.summary)
     _draw_all(section)

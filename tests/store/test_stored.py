@@ -67,3 +67,47 @@ def test_nystrom_cg_from_a_store_equals_the_in_memory_solve(tmp_path: Path) -> N
     xt = torch.randn(9, 4, generator=g, dtype=torch.float64)
     ktd = net.kernel(xt, x, get="ntk")
     torch.testing.assert_close(got("ntk", ktd).mean, want("ntk", ktd).mean, atol=1e-6, rtol=0)
+
+
+def test_gradient_descent_at_infinity_from_a_store(tmp_path: Path) -> None:
+    g = torch.Generator().manual_seed(7)
+    x = torch.randn(60, 4, generator=g, dtype=torch.float64)
+    xt = torch.randn(8, 4, generator=g, dtype=torch.float64)
+    y = torch.randn(60, 2, generator=g, dtype=torch.float64)
+    net = _net()
+    stored = net.kernel(x, store=tmp_path / "k.zarr", block_size=16)
+    ktd = net.kernel(xt, x)
+    want = nk.predict.gradient_descent_mse(net.kernel(x), y, diag_reg=1e-4)(
+        float("inf"), k_test_train=ktd
+    )
+    got = nk.predict.gradient_descent_mse(stored, y, diag_reg=1e-4, solver="cg")(
+        float("inf"), k_test_train=ktd
+    )
+    for name in ("nngp", "ntk"):
+        torch.testing.assert_close(
+            getattr(got, name).mean, getattr(want, name).mean, atol=1e-6, rtol=0
+        )
+
+
+def test_float32_store_is_solved_in_float64(tmp_path: Path) -> None:
+    # a float32 store halves the disk and the reads; with float64 targets CG runs in
+    # float64 on the rounded kernel, to the same residual, within float32 rounding of
+    # the float64 solution
+    g = torch.Generator().manual_seed(8)
+    x = torch.randn(80, 5, generator=g, dtype=torch.float64)
+    y = torch.randn(80, 3, generator=g, dtype=torch.float64)
+    net = _net()
+    s32 = net.kernel(x.float(), get="ntk", store=tmp_path / "k32.zarr", block_size=32)
+    s64 = net.kernel(x, get="ntk", store=tmp_path / "k64.zarr", block_size=32)
+    assert s32.ntk.dtype == torch.float32
+    b32, b64 = (
+        sum(f.stat().st_size for f in (p / "ntk" / "c").rglob("*") if f.is_file())
+        for p in (tmp_path / "k32.zarr", tmp_path / "k64.zarr")
+    )
+    assert 2 * b32 == b64
+    ktd = s64.ntk.read(0, 10, 0, 80)
+    posts = [nk.predict.gp_inference(s, y, diag_reg=1e-3, solver="cg") for s in (s32, s64)]
+    got, want = (p("ntk", ktd).mean for p in posts)
+    assert got.dtype == torch.float64 and posts[0].solves[0].residual <= 1e-10
+    torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
+    assert not torch.equal(got, want)  # float32 rounding, not the same kernel

@@ -4,7 +4,9 @@ The arc-cosine dual of the ReLU family and the full-layout convolution are the t
 operations that dominate convolutional kernels (every position pair of every example
 pair, every layer). In eager PyTorch each is a dozen passes over memory; the C
 functions of ``kernels.c`` do each in one pass, with the arc-cosine vectorised through
-glibc's vector math library where there is one.
+glibc's vector math library where there is one. A network made only of such layers
+(and pooling, ``Flatten``, ``Dense`` after them) runs its whole layer chain in one
+compiled call per chunk of example pairs (:mod:`neural_kernels._native.chain`).
 
 The source is compiled once per machine with the system C compiler (``$CC``, else
 ``cc``, ``gcc`` or ``clang``) into a cache folder (``$NEURAL_KERNELS_CACHE``, else
@@ -36,7 +38,14 @@ from torch import Tensor
 
 from .._numerics import snap_factor
 
-__all__ = ["abrelu_dual", "conv_abrelu", "conv_pairs", "native_status", "set_native"]
+__all__ = [
+    "abrelu_dual",
+    "conv_abrelu",
+    "conv_pairs",
+    "library_for",
+    "native_status",
+    "set_native",
+]
 
 _SOURCE = Path(__file__).with_name("kernels.c")
 _LOCK = threading.Lock()
@@ -167,6 +176,10 @@ def _declare(lib: ctypes.CDLL) -> None:
         fused = getattr(lib, f"nk_conv_abrelu_{suffix}")
         fused.restype = None
         fused.argtypes = [_I64, _I64, *([_PTR] * 6), *([_PTR] * 7), *([_D] * 8)]
+        chain = getattr(lib, f"nk_chain_{suffix}")
+        chain.restype = ctypes.c_int
+        chain.argtypes = [_I64, _PTR, _PTR, _PTR, *([_I64] * 4), _PTR, _PTR, _I64, _PTR, _PTR]
+        chain.argtypes += [_I64, _I64, _D]
     lib.nk_conv_scratch.restype = _I64
     lib.nk_conv_scratch.argtypes = [_PTR] * 6
 
@@ -278,7 +291,7 @@ def _known_zero(t: Tensor | None) -> bool:
     )
 
 
-def _library_for(first: Tensor, *others: Tensor | None) -> ctypes.CDLL | None:
+def library_for(first: Tensor, *others: Tensor | None) -> ctypes.CDLL | None:
     """The compiled library, if it is on and takes these tensors (else ``None``).
 
     They must be CPU float32 or float64 of one dtype, none requiring grad (those take
@@ -352,7 +365,7 @@ def abrelu_dual(
         ``(nngp, ntk)`` of the shape of ``k`` (``ntk`` is ``None`` when not given).
 
     """
-    lib = _library_for(k, norm, ntk)
+    lib = library_for(k, norm, ntk)
     if lib is None:
         return None
     k = k.contiguous()
@@ -404,7 +417,7 @@ def conv_pairs(
         ``(nngp', ntk')`` with shape ``(*lead_axes, O1, O1', ..., Od, Od')``.
 
     """
-    lib = _library_for(nngp, ntk)
+    lib = library_for(nngp, ntk)
     if lib is None:
         return None
     geometry, kn, kt, on, ot, scratch = _conv_buffers(
@@ -450,7 +463,7 @@ def conv_abrelu(
         ``(nngp', ntk')`` of shape ``(n1, n2, O1, O1', ..., Od, Od')``, or ``None``.
 
     """
-    lib = _library_for(nngp, ntk, var1, var2)
+    lib = library_for(nngp, ntk, var1, var2)
     if lib is None:
         return None
     geometry, kn, kt, on, ot, scratch = _conv_buffers(

@@ -18,6 +18,10 @@
  *        S[o, o'] = sum_t K[s o + d t - p, s o' + d t - p]   (zero outside the input)
  *        nngp' = a_nn S(nngp) + b_nn,   ntk' = a_tt S(ntk) + a_tn S(nngp) + c_t.
  *
+ * 3. nk_chain_{f64,f32}: a whole chain of such layers (and pooling, Flatten, Dense after
+ *    a collapse) on a block of example pairs, one pair at a time, from the inputs' Gram
+ *    product to the output entries (see 3. below and neural_kernels._native.chain).
+ *
  * The typed functions are written once below (NK_TYPED) and instantiated for double
  * and float by including this file into itself.
  */
@@ -25,6 +29,7 @@
 
 #include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* glibc's vector math library (libmvec) has SIMD arc-cosines; declaring them lets the
@@ -83,12 +88,36 @@ int64_t nk_conv_scratch(const int64_t *n, const int64_t *m, const int64_t *taps,
                         const int64_t *stride, const int64_t *dil, const int64_t *before) {
     nk_geom g = nk_geometry(n, m, taps, stride, dil, before);
     int64_t pair = n[0] * n[0] * n[1] * n[1] * n[2] * n[2];
-    /* three output planes (window sums of both kernels, norms) live here too: on the
+    /* four output planes (window sums of both kernels, norms and their reciprocals) live
+       here too: on the
        heap, as a plane of a long sequence (L x L) is too large for a thread's stack */
-    int64_t planes = 3 * m[2] * m[2];
+    int64_t planes = 4 * m[2] * m[2];
     if (g.flat) return planes + taps[2] * n[2] * n[2] + 4 * pair + 4 * g.reach * (n[2] + 1);
     return planes + 2 * n[0] * n[0] * n[1] * n[1] * n[2] * g.w;
 }
+
+/* 3. The layer chain of a block of example pairs (nk_chain_*), one op after another on
+   one pair at a time, so that every op reads the previous one's output from cache. An
+   op is NK_OPI integers and NK_OPD doubles:
+       ints:    kind, fused dual (conv), n[3], m[3], taps[3], stride[3], dil[3], before[3],
+                positions M of a row of the square-root variances of the dual's input
+       doubles: a_nn, b_nn, a_tn, a_tt, c_t, slope a, slope b, scale
+   kinds: NK_CONV   the convolution of 2. (then the dual, if fused);
+          NK_ACT    the dual alone: norm[p, p'] = sq1[p] sq2[p'];
+          NK_POOL   window sums on each axis of a pair separately (AvgPool / SumPool),
+                    times scale: both kernels alike;
+          NK_GLOBAL scale times the sum of all entries (global pooling);
+          NK_DIAG   scale times the sum of the same-position entries (Flatten);
+          NK_AFFINE nngp' = a_nn nngp + b_nn, ntk' = a_tt ntk + a_tn nngp + c_t, entrywise
+                    (Dense on the collapsed kernel).
+   Each op has four pointers, set where it has a dual: the square-root variances of all
+   first and all second inputs, (N1, M) and (N2, M), then their reciprocals (the first
+   times the snap factor); the chunk's rows start at r0, its columns at s0. */
+enum { NK_CONV = 0, NK_ACT = 1, NK_POOL = 2, NK_GLOBAL = 3, NK_DIAG = 4, NK_AFFINE = 5 };
+#define NK_OPI 21
+#define NK_OPD 8
+
+static int64_t nk_pair_entries(const int64_t *s) { return s[0] * s[0] * s[1] * s[1] * s[2] * s[2]; }
 
 #define NK_TYPED
 #define T double
@@ -145,6 +174,35 @@ void NK_NAME(nk_abrelu_dual)(int64_t n, const T *k, const T *norm, const T *ntk,
                      (T)(0.5 * (a * a + b * b)), (T)snap);
 }
 
+/* nk_dual with the reciprocal norms given (rnorm: 1 / norm times the snap factor, as
+   the eager path's rsqrt; zero norms give any finite c, times a zero norm): a product
+   instead of a division and a test per entry. */
+static void NK_NAME(nk_dual_r)(int64_t n, const T *k_in, const T *t_in, const T *norm,
+                               const T *rnorm, T *k_out, T *t_out, T d2, T s2) {
+    if (t_in) {
+        NK_IVDEP
+        for (int64_t x = 0; x < n; x++) {
+            T c = k_in[x] * rnorm[x];
+            c = c > (T)1 ? (T)1 : (c < (T)-1 ? (T)-1 : c);
+            T th = NK_ACOS(c);
+            T s = (T)1 - c * c;
+            s = NK_SQRT(s > (T)0 ? s : (T)0);
+            k_out[x] = (d2 * (s - th * c) + s2 * c) * norm[x];
+            t_out[x] = t_in[x] * (s2 - d2 * th);
+        }
+        return;
+    }
+    NK_IVDEP
+    for (int64_t x = 0; x < n; x++) {
+        T c = k_in[x] * rnorm[x];
+        c = c > (T)1 ? (T)1 : (c < (T)-1 ? (T)-1 : c);
+        T th = NK_ACOS(c);
+        T s = (T)1 - c * c;
+        s = NK_SQRT(s > (T)0 ? s : (T)0);
+        k_out[x] = (d2 * (s - th * c) + s2 * c) * norm[x];
+    }
+}
+
 /* Everything one call needs: geometry, affine coefficients, optional activation. */
 typedef struct {
     nk_geom g;
@@ -153,6 +211,7 @@ typedef struct {
     T d2, s2, sn;
     int64_t cols;             /* example pairs are (i, j), batch index i * cols + j */
     const T *sq1, *sq2;       /* sqrt of the variances after the convolution */
+    const T *rs1, *rs2;       /* with them (or null): rsqrt of the variances, rs1 times snap */
 } NK_NAME(nk_job);
 
 /* Affine maps (and the dual) of one output plane, from its window sums, to the output. */
@@ -160,22 +219,31 @@ static void NK_NAME(nk_finish)(const NK_NAME(nk_job) *job, int64_t b, int64_t o0
                                int64_t o1, int64_t p1, T *sn, T *st, T *normbuf, T *rn,
                                T *rt) {
     const int64_t m1 = job->g.m[1], m2 = job->g.m[2], P = m2 * m2;
+    /* st is given exactly when rt is (the NTK is computed) */
     if (st) {
         NK_IVDEP
-        for (int64_t x = 0; x < P; x++) st[x] = job->att * st[x] + job->atn * sn[x] + job->ct;
+        for (int64_t x = 0; x < P; x++) rt[x] = job->att * st[x] + job->atn * sn[x] + job->ct;
     }
     NK_IVDEP
-    for (int64_t x = 0; x < P; x++) sn[x] = job->ann * sn[x] + job->bnn;
+    for (int64_t x = 0; x < P; x++) rn[x] = job->ann * sn[x] + job->bnn;
     if (job->act) {
         const int64_t M = job->g.m[0] * m1 * m2;
-        const T *a = job->sq1 + (b / job->cols) * M + (o0 * m1 + o1) * m2;
-        const T *c = job->sq2 + (b % job->cols) * M + (p0 * m1 + p1) * m2;
+        const int64_t at1 = (b / job->cols) * M + (o0 * m1 + o1) * m2;
+        const int64_t at2 = (b % job->cols) * M + (p0 * m1 + p1) * m2;
+        const T *a = job->sq1 + at1, *c = job->sq2 + at2;
         for (int64_t o2 = 0; o2 < m2; o2++)
             for (int64_t p2 = 0; p2 < m2; p2++) normbuf[o2 * m2 + p2] = a[o2] * c[p2];
-        NK_NAME(nk_dual)(P, sn, st, normbuf, sn, st, job->d2, job->s2, job->sn);
+        T *tt = st ? rt : 0;
+        if (job->rs1) {
+            T *rnorm = normbuf + P;
+            const T *ra = job->rs1 + at1, *rc = job->rs2 + at2;
+            for (int64_t o2 = 0; o2 < m2; o2++)
+                for (int64_t p2 = 0; p2 < m2; p2++) rnorm[o2 * m2 + p2] = ra[o2] * rc[p2];
+            NK_NAME(nk_dual_r)(P, rn, tt, normbuf, rnorm, rn, tt, job->d2, job->s2);
+        } else {
+            NK_NAME(nk_dual)(P, rn, tt, normbuf, rn, tt, job->d2, job->s2, job->sn);
+        }
     }
-    memcpy(rn, sn, sizeof(T) * P);
-    if (rt) memcpy(rt, st, sizeof(T) * P);
 }
 
 /* Sum of `count` rows (each at base + offsets[u], optionally times a mask row) into out:
@@ -210,23 +278,20 @@ static void NK_NAME(nk_sum_rows)(int64_t n, const T *base, const int64_t *offset
     }
 }
 
-/* Flat path. Stride one and output size = input size on the last axis: each tap of
-   that axis is one constant shift of the flattened (n2 x n2) plane, masked where a
-   position falls into the padding. The filter is separable: first every input plane
-   is summed over the last axis's taps (Y), then each output plane over the planes the
-   other axes' taps select. */
-static void NK_NAME(nk_conv_flat)(const NK_NAME(nk_job) *job, int64_t batch, const T *kn,
-                                  const T *kt, T *on, T *ot, T *scratch) {
+/* Flat path, one example pair. Stride one and output size = input size on the last
+   axis: each tap of that axis is one constant shift of the flattened (n2 x n2) plane,
+   masked where a position falls into the padding. The filter is separable: first every
+   input plane is summed over the last axis's taps (Y), then each output plane over the
+   planes the other axes' taps select. The taps read up to `reach (n2 + 1)` entries
+   beyond the pair (bn, bt), where the mask zeroes them: those entries must be finite. */
+static void NK_NAME(nk_flat_pair)(const NK_NAME(nk_job) *job, int64_t b, const T *bn,
+                                  const T *bt, T *rn, T *rt, T *scratch) {
     const nk_geom *g = &job->g;
     const int64_t n0 = g->n[0], n1 = g->n[1], n2 = g->n[2], P = n2 * n2;
     const int64_t planes = n0 * n0 * n1 * n1, in_pair = planes * P;
-    const int64_t out_pair = g->m[0] * g->m[0] * g->m[1] * g->m[1] * P;
-    const int64_t margin = g->reach * (n2 + 1);
     T *sum_n = scratch, *sum_t = sum_n + P, *normbuf = sum_t + P;
-    T *mask = normbuf + P;
+    T *mask = normbuf + 2 * P; /* normbuf: norms, then reciprocal norms */
     T *yn = mask + g->taps[2] * P, *yt = yn + in_pair;
-    T *pn = yt + in_pair;
-    T *pt = pn + in_pair + 2 * margin;
     const int64_t taps2 = g->taps[2];
     int64_t shift[taps2], mask_at[taps2];
     for (int64_t t = 0; t < taps2; t++) {
@@ -239,16 +304,57 @@ static void NK_NAME(nk_conv_flat)(const NK_NAME(nk_job) *job, int64_t batch, con
                     (o + off >= 0 && o + off < n2 && p + off >= 0 && p + off < n2) ? (T)1
                                                                                    : (T)0;
     }
+    const int64_t ntaps = g->taps[0] * g->taps[1];
+    int64_t tap_at[ntaps];
+    for (int64_t r = 0; r < planes; r++) {
+        NK_NAME(nk_sum_rows)(P, bn + r * P, shift, mask, mask_at, taps2, yn + r * P);
+        if (bt) NK_NAME(nk_sum_rows)(P, bt + r * P, shift, mask, mask_at, taps2, yt + r * P);
+    }
+    int64_t row = 0;
+    for (int64_t o0 = 0; o0 < g->m[0]; o0++)
+        for (int64_t p0 = 0; p0 < g->m[0]; p0++)
+            for (int64_t o1 = 0; o1 < g->m[1]; o1++)
+                for (int64_t p1 = 0; p1 < g->m[1]; p1++, row += P) {
+                    /* the planes of Y the other axes' taps select */
+                    int64_t nt = 0;
+                    for (int64_t t0 = 0; t0 < g->taps[0]; t0++) {
+                        int64_t off0 = t0 * g->dil[0] - g->before[0];
+                        int64_t i0 = o0 * g->stride[0] + off0;
+                        int64_t j0 = p0 * g->stride[0] + off0;
+                        if (i0 < 0 || i0 >= n0 || j0 < 0 || j0 >= n0) continue;
+                        for (int64_t t1 = 0; t1 < g->taps[1]; t1++) {
+                            int64_t off1 = t1 * g->dil[1] - g->before[1];
+                            int64_t i1 = o1 * g->stride[1] + off1;
+                            int64_t j1 = p1 * g->stride[1] + off1;
+                            if (i1 < 0 || i1 >= n1 || j1 < 0 || j1 >= n1) continue;
+                            tap_at[nt++] = (((i0 * n0 + j0) * n1 + i1) * n1 + j1) * P;
+                        }
+                    }
+                    NK_NAME(nk_sum_rows)(P, yn, tap_at, 0, 0, nt, sum_n);
+                    if (bt) NK_NAME(nk_sum_rows)(P, yt, tap_at, 0, 0, nt, sum_t);
+                    else
+                        for (int64_t x = 0; x < P; x++) sum_t[x] = 0;
+                    NK_NAME(nk_finish)(job, b, o0, p0, o1, p1, sum_n, rt ? sum_t : 0, normbuf,
+                                       rn + row, rt ? rt + row : 0);
+                }
+}
+
+/* Flat path over a batch of pairs: all but the first and last pair read their margins
+   inside the input buffer; those two are copied between zero margins. */
+static void NK_NAME(nk_conv_flat)(const NK_NAME(nk_job) *job, int64_t batch, const T *kn,
+                                  const T *kt, T *on, T *ot, T *scratch) {
+    const nk_geom *g = &job->g;
+    const int64_t n2 = g->n[2], P = n2 * n2;
+    const int64_t in_pair = g->n[0] * g->n[0] * g->n[1] * g->n[1] * P;
+    const int64_t out_pair = g->m[0] * g->m[0] * g->m[1] * g->m[1] * P;
+    const int64_t margin = g->reach * (n2 + 1);
+    T *pn = scratch + 4 * P + g->taps[2] * P + 2 * in_pair;
+    T *pt = pn + in_pair + 2 * margin;
     for (int64_t q = 0; q < margin; q++) {
         pn[q] = pn[margin + in_pair + q] = 0;
         pt[q] = pt[margin + in_pair + q] = 0;
     }
-    const int64_t ntaps = g->taps[0] * g->taps[1];
-    int64_t tap_at[ntaps];
     for (int64_t b = 0; b < batch; b++) {
-        /* taps read up to `margin` entries beyond a pair, where the mask zeroes them:
-           inside the buffer for all but its first and last pair, which are copied
-           between zero margins */
         const T *bn = kn + b * in_pair, *bt = kt ? kt + b * in_pair : 0;
         if (b == 0 || b == batch - 1) {
             memcpy(pn + margin, bn, sizeof(T) * in_pair);
@@ -258,39 +364,8 @@ static void NK_NAME(nk_conv_flat)(const NK_NAME(nk_job) *job, int64_t batch, con
                 bt = pt + margin;
             }
         }
-        for (int64_t r = 0; r < planes; r++) {
-            NK_NAME(nk_sum_rows)(P, bn + r * P, shift, mask, mask_at, taps2, yn + r * P);
-            if (kt) NK_NAME(nk_sum_rows)(P, bt + r * P, shift, mask, mask_at, taps2, yt + r * P);
-        }
-        T *rn = on + b * out_pair;
-        T *rt = ot ? ot + b * out_pair : 0;
-        int64_t row = 0;
-        for (int64_t o0 = 0; o0 < g->m[0]; o0++)
-            for (int64_t p0 = 0; p0 < g->m[0]; p0++)
-                for (int64_t o1 = 0; o1 < g->m[1]; o1++)
-                    for (int64_t p1 = 0; p1 < g->m[1]; p1++, row += P) {
-                        /* the planes of Y the other axes' taps select */
-                        int64_t nt = 0;
-                        for (int64_t t0 = 0; t0 < g->taps[0]; t0++) {
-                            int64_t off0 = t0 * g->dil[0] - g->before[0];
-                            int64_t i0 = o0 * g->stride[0] + off0;
-                            int64_t j0 = p0 * g->stride[0] + off0;
-                            if (i0 < 0 || i0 >= n0 || j0 < 0 || j0 >= n0) continue;
-                            for (int64_t t1 = 0; t1 < g->taps[1]; t1++) {
-                                int64_t off1 = t1 * g->dil[1] - g->before[1];
-                                int64_t i1 = o1 * g->stride[1] + off1;
-                                int64_t j1 = p1 * g->stride[1] + off1;
-                                if (i1 < 0 || i1 >= n1 || j1 < 0 || j1 >= n1) continue;
-                                tap_at[nt++] = (((i0 * n0 + j0) * n1 + i1) * n1 + j1) * P;
-                            }
-                        }
-                        NK_NAME(nk_sum_rows)(P, yn, tap_at, 0, 0, nt, sum_n);
-                        if (kt) NK_NAME(nk_sum_rows)(P, yt, tap_at, 0, 0, nt, sum_t);
-                        else
-                            for (int64_t x = 0; x < P; x++) sum_t[x] = 0;
-                        NK_NAME(nk_finish)(job, b, o0, p0, o1, p1, sum_n, ot ? sum_t : 0,
-                                           normbuf, rn + row, rt ? rt + row : 0);
-                    }
+        NK_NAME(nk_flat_pair)(job, b, bn, bt, on + b * out_pair, ot ? ot + b * out_pair : 0,
+                              scratch);
     }
 }
 
@@ -349,7 +424,7 @@ static void NK_NAME(nk_conv_run)(const NK_NAME(nk_job) *job, int64_t batch, cons
     const int64_t out_pair = m[0] * m[0] * m[1] * m[1] * plane;
     const int64_t rows = n[0] * n[0] * n[1] * n[1] * n[2];
     T *acc_n = scratch, *acc_t = acc_n + plane, *normbuf = acc_t + plane;
-    T *pn = normbuf + plane, *pt = pn + rows * g->w;
+    T *pn = normbuf + 2 * plane, *pt = pn + rows * g->w;
     for (int64_t b = 0; b < batch; b++) {
         NK_NAME(nk_pad)(g, kn + b * in_pair, pn);
         if (kt) NK_NAME(nk_pad)(g, kt + b * in_pair, pt);
@@ -382,6 +457,7 @@ void NK_NAME(nk_conv_pairs)(int64_t batch, const int64_t *n, const int64_t *m,
     job.act = 0;
     job.cols = 1;
     job.sq1 = job.sq2 = 0;
+    job.rs1 = job.rs2 = 0;
     NK_NAME(nk_conv_run)(&job, batch, kn, kt, on, ot, scratch);
 }
 
@@ -405,7 +481,206 @@ void NK_NAME(nk_conv_abrelu)(int64_t rows, int64_t cols, const int64_t *n, const
     job.cols = cols;
     job.sq1 = sq1;
     job.sq2 = sq2;
+    job.rs1 = job.rs2 = 0;
     NK_NAME(nk_conv_run)(&job, rows * cols, kn, kt, on, ot, scratch);
+}
+
+
+/* Window sums along one axis of a (outer, n, inner) array: (outer, m, inner), zero
+   outside the input. */
+static void NK_NAME(nk_pool_axis)(const T *in, T *out, int64_t outer, int64_t n, int64_t m,
+                                  int64_t inner, int64_t w, int64_t s, int64_t before) {
+    for (int64_t a = 0; a < outer; a++)
+        for (int64_t o = 0; o < m; o++) {
+            T *d = out + (a * m + o) * inner;
+            for (int64_t c = 0; c < inner; c++) d[c] = 0;
+            for (int64_t t = 0; t < w; t++) {
+                int64_t i = s * o + t - before;
+                if (i < 0 || i >= n) continue;
+                const T *src = in + (a * n + i) * inner;
+                NK_IVDEP
+                for (int64_t c = 0; c < inner; c++) d[c] += src[c];
+            }
+        }
+}
+
+/* Pooling of one pair: window sums on each of its six axes in turn, then the scale. */
+static void NK_NAME(nk_pool_pair)(const int64_t *op, T scale, const T *in, T *out, T *tmp1,
+                                  T *tmp2) {
+    int64_t dims[6];
+    for (int i = 0; i < 3; i++) dims[2 * i] = dims[2 * i + 1] = op[2 + i];
+    const T *src = in;
+    T *bufs[2] = {tmp1, tmp2};
+    int which = 0;
+    for (int k = 0; k < 6; k++) {
+        int i = k / 2;
+        int64_t n = dims[k], m = op[5 + i], w = op[8 + i], s = op[11 + i], before = op[17 + i];
+        if (n == m && w == 1 && s == 1 && before == 0) continue;
+        int64_t outer = 1, inner = 1;
+        for (int j = 0; j < k; j++) outer *= dims[j];
+        for (int j = k + 1; j < 6; j++) inner *= dims[j];
+        NK_NAME(nk_pool_axis)(src, bufs[which], outer, n, m, inner, w, s, before);
+        dims[k] = m;
+        src = bufs[which];
+        which ^= 1;
+    }
+    int64_t size = dims[0] * dims[1] * dims[2] * dims[3] * dims[4] * dims[5];
+    for (int64_t x = 0; x < size; x++) out[x] = scale * src[x];
+}
+
+/* Sum of n entries with eight running sums (a shorter rounding chain than one). */
+static T NK_NAME(nk_sum)(const T *x, int64_t n, int64_t step) {
+    T acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int v = 0; v < 8; v++) acc[v] += x[(i + v) * step];
+    for (; i < n; i++) acc[0] += x[i * step];
+    return ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]));
+}
+
+/* norm[p, p'] = sq1[p] sq2[p'] in the interleaved pair layout of sizes s[3]. */
+static void NK_NAME(nk_outer_norm)(const int64_t *s, const T *sq1, const T *sq2, T *norm) {
+    const int64_t n0 = s[0], n1 = s[1], n2 = s[2];
+    for (int64_t p0 = 0; p0 < n0; p0++)
+        for (int64_t q0 = 0; q0 < n0; q0++)
+            for (int64_t p1 = 0; p1 < n1; p1++)
+                for (int64_t q1 = 0; q1 < n1; q1++)
+                    for (int64_t p2 = 0; p2 < n2; p2++) {
+                        T a = sq1[(p0 * n1 + p1) * n2 + p2];
+                        const T *c = sq2 + (q0 * n1 + q1) * n2;
+                        for (int64_t q2 = 0; q2 < n2; q2++) *norm++ = a * c[q2];
+                    }
+}
+
+/* The whole chain on a block of rows x cols example pairs; see 3. at the top. The input
+   is the Gram product g (rows P, cols P) with row stride g_ld (P positions of sizes
+   in[3], example i's position p at row i P + p); the output pair (i, j) goes to
+   on + i out_row + j out_col (and ot alike, when not null: the NTK, whose input is zero).
+   Returns 0, or 1 when the scratch could not be allocated. */
+int NK_NAME(nk_chain)(int64_t nops, const int64_t *ops, const double *vals,
+                      const void *const *ptrs, int64_t rows, int64_t cols, int64_t r0,
+                      int64_t s0, const int64_t *in, const T *g, int64_t g_ld, T *on, T *ot,
+                      int64_t out_row, int64_t out_col, double snap) {
+    /* buffer sizes: the largest pair, the largest flat-path margin, the conv scratch */
+    int64_t big = nk_pair_entries(in), margin = 0, conv = 0;
+    for (int64_t k = 0; k < nops; k++) {
+        const int64_t *op = ops + k * NK_OPI;
+        int64_t a = nk_pair_entries(op + 2), b = nk_pair_entries(op + 5);
+        if (a > big) big = a;
+        if (b > big) big = b;
+        if (op[0] == NK_CONV) {
+            nk_geom g0 = nk_geometry(op + 2, op + 5, op + 8, op + 11, op + 14, op + 17);
+            int64_t need = nk_conv_scratch(op + 2, op + 5, op + 8, op + 11, op + 14, op + 17);
+            if (need > conv) conv = need;
+            if (g0.flat && g0.reach * (g0.n[2] + 1) > margin) margin = g0.reach * (g0.n[2] + 1);
+        }
+    }
+    const int64_t slot = big + 2 * margin;
+    /* zeroed: the flat path reads (and masks) a margin around each pair, never NaN */
+    T *mem = (T *)calloc((size_t)(4 * slot + 3 * big + conv), sizeof(T));
+    if (!mem) return 1;
+    T *kn[2] = {mem + margin, mem + slot + margin};
+    T *kt[2] = {mem + 2 * slot + margin, mem + 3 * slot + margin};
+    T *tmp1 = mem + 4 * slot, *tmp2 = tmp1 + big, *norm = tmp2 + big, *scratch = norm + big;
+    const int64_t P = in[0] * in[1] * in[2];
+    const int want_t = ot != 0;
+    for (int64_t i = 0; i < rows; i++)
+        for (int64_t j = 0; j < cols; j++) {
+            /* the input pair, interleaved: (p0, q0, p1, q1, p2, q2) */
+            int cur = 0, zero_t = 1; /* the input NTK is zero */
+            T *d = kn[0];
+            const T *gi = g + i * P * g_ld + j * P;
+            for (int64_t p0 = 0; p0 < in[0]; p0++)
+                for (int64_t q0 = 0; q0 < in[0]; q0++)
+                    for (int64_t p1 = 0; p1 < in[1]; p1++)
+                        for (int64_t q1 = 0; q1 < in[1]; q1++)
+                            for (int64_t p2 = 0; p2 < in[2]; p2++) {
+                                const T *src =
+                                    gi + ((p0 * in[1] + p1) * in[2] + p2) * g_ld +
+                                    (q0 * in[1] + q1) * in[2];
+                                for (int64_t q2 = 0; q2 < in[2]; q2++) *d++ = src[q2];
+                            }
+            int64_t size = nk_pair_entries(in);
+            for (int64_t k = 0; k < nops; k++) {
+                const int64_t *op = ops + k * NK_OPI;
+                const double *v = vals + k * NK_OPD;
+                const T *cn = kn[cur], *ct = zero_t ? 0 : kt[cur];
+                T *nn = kn[cur ^ 1], *nt = want_t ? kt[cur ^ 1] : 0;
+                const void *const *ps = ptrs + 4 * k;
+                const T *sq1 = ps[0] ? (const T *)ps[0] + (r0 + i) * op[20] : 0;
+                const T *sq2 = ps[1] ? (const T *)ps[1] + (s0 + j) * op[20] : 0;
+                const T *rs1 = ps[2] ? (const T *)ps[2] + (r0 + i) * op[20] : 0;
+                const T *rs2 = ps[3] ? (const T *)ps[3] + (s0 + j) * op[20] : 0;
+                const T d2 = (T)((v[5] - v[6]) * (v[5] - v[6]) * NK_INV_2PI);
+                const T s2 = (T)(0.5 * (v[5] * v[5] + v[6] * v[6]));
+                int64_t out_size = nk_pair_entries(op + 5);
+                if (op[0] == NK_CONV) {
+                    NK_NAME(nk_job) job;
+                    job.g = nk_geometry(op + 2, op + 5, op + 8, op + 11, op + 14, op + 17);
+                    job.ann = (T)v[0], job.bnn = (T)v[1], job.atn = (T)v[2];
+                    job.att = (T)v[3], job.ct = (T)v[4];
+                    job.act = (int)op[1];
+                    job.d2 = d2, job.s2 = s2, job.sn = (T)snap;
+                    job.cols = 1;
+                    job.sq1 = sq1, job.sq2 = sq2;
+                    job.rs1 = rs1, job.rs2 = rs2;
+                    if (job.g.flat) NK_NAME(nk_flat_pair)(&job, 0, cn, ct, nn, nt, scratch);
+                    else NK_NAME(nk_conv_run)(&job, 1, cn, ct, nn, nt, scratch);
+                    zero_t = !want_t;
+                } else if (op[0] == NK_ACT) {
+                    NK_NAME(nk_outer_norm)(op + 2, sq1, sq2, norm);
+                    NK_NAME(nk_outer_norm)(op + 2, rs1, rs2, tmp1);
+                    /* a zero NTK stays zero */
+                    NK_NAME(nk_dual_r)(size, cn, ct, norm, tmp1, nn, ct ? nt : 0, d2, s2);
+                } else if (op[0] == NK_POOL) {
+                    NK_NAME(nk_pool_pair)(op, (T)v[7], cn, nn, tmp1, tmp2);
+                    if (ct) NK_NAME(nk_pool_pair)(op, (T)v[7], ct, nt, tmp1, tmp2);
+                } else if (op[0] == NK_GLOBAL || op[0] == NK_DIAG) {
+                    /* NK_DIAG: entry (p0, p0, p1, p1, p2, p2); along the last axis
+                       the same-position entries are a2 + 1 apart */
+                    if (op[0] == NK_GLOBAL) {
+                        nn[0] = (T)v[7] * NK_NAME(nk_sum)(cn, size, 1);
+                        if (ct) nt[0] = (T)v[7] * NK_NAME(nk_sum)(ct, size, 1);
+                    } else {
+                        const int64_t a0 = op[2], a1 = op[3], a2 = op[4];
+                        T sn = 0, st = 0;
+                        for (int64_t p0 = 0; p0 < a0; p0++)
+                            for (int64_t p1 = 0; p1 < a1; p1++) {
+                                int64_t at = ((p0 * a0 + p0) * a1 + p1) * a1 + p1;
+                                sn += NK_NAME(nk_sum)(cn + at * a2 * a2, a2, a2 + 1);
+                                if (ct) st += NK_NAME(nk_sum)(ct + at * a2 * a2, a2, a2 + 1);
+                            }
+                        nn[0] = (T)v[7] * sn;
+                        if (ct) nt[0] = (T)v[7] * st;
+                    }
+                } else { /* NK_AFFINE */
+                    const T ann = (T)v[0], bnn = (T)v[1], atn = (T)v[2], att = (T)v[3];
+                    const T c_t = (T)v[4];
+                    if (nt) {
+                        if (ct)
+                            for (int64_t x = 0; x < size; x++)
+                                nt[x] = att * ct[x] + atn * cn[x] + c_t;
+                        else
+                            for (int64_t x = 0; x < size; x++) nt[x] = atn * cn[x] + c_t;
+                        zero_t = 0;
+                    }
+                    for (int64_t x = 0; x < size; x++) nn[x] = ann * cn[x] + bnn;
+                }
+                cur ^= 1;
+                size = out_size;
+            }
+            T *dn = on + i * out_row + j * out_col;
+            memcpy(dn, kn[cur], sizeof(T) * size);
+            if (ot) {
+                T *dt = ot + i * out_row + j * out_col;
+                if (zero_t)
+                    for (int64_t x = 0; x < size; x++) dt[x] = 0;
+                else
+                    memcpy(dt, kt[cur], sizeof(T) * size);
+            }
+        }
+    free(mem);
+    return 0;
 }
 
 #endif /* NK_TYPED */

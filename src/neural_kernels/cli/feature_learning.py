@@ -1,16 +1,27 @@
-"""``neural-kernels feature-learning``: the linear muP limit and learning-rate transfer, full sizes.
+"""``neural-kernels feature-learning``: the linear muP limit, learning-rate transfer, forgetting.
 
-On scikit-learn's digits: :func:`neural_kernels.feature_learning.linear_limit_sweep`
-(1200 train / 597 test, batch 64, lr 0.5, ``--steps`` 300 SGD steps, ``--seeds`` 3,
-``--widths`` 64 to 16384: finite muP networks against the exact limit, the NTK feature
-kernel's change) and :func:`neural_kernels.feature_learning.lr_transfer` (an MLP, SP
-against muP, learning rates ``2^-6 .. 2^2``, ``--transfer-widths`` 64 to 4096). Writes
-``index.html``, plots and ``results.json`` into ``--out``. ``--quick``: small sizes.
+On scikit-learn's digits, full sizes:
+
+* :func:`neural_kernels.feature_learning.linear_limit_sweep` (1200 train / 597 test,
+  batch 64, lr 0.5, ``--steps`` 300 SGD steps, ``--seeds`` 3, ``--widths`` 64 to 16384:
+  finite muP networks against the exact limit, the NTK feature kernel's change);
+* :func:`neural_kernels.feature_learning.transfer_study`, TP5's protocol
+  (:data:`~neural_kernels.feature_learning.transfer.PROTOCOL`): final training loss after
+  ``--transfer-steps`` 100 Adam steps (batch 64, all 1200 points), mean over
+  ``--transfer-seeds`` 3, base rates ``2^-14 .. 2^-2``, SP against muP, an MLP
+  (``--transfer-widths`` 64 to 1024) and a CNN (``--cnn-widths`` 8 to 64); the best rate
+  per width, its move in grid steps and the slope of log2 rate against log2 width;
+* :func:`neural_kernels.feature_learning.forgetting_sweep`: five two-class split-digits
+  tasks in turn, NTK parametrization, ``--forgetting-widths`` 64 to 4096, early-stopped
+  (10 steps per task) against converged (300) training.
+
+Writes ``index.html``, plots and ``results.json`` into ``--out``. ``--quick``: small sizes.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -31,14 +42,22 @@ class FeatureLearningConfig:
     steps: int = 300
     seeds: int = 3
     widths: str = "64,256,1024,4096,16384"
-    transfer_widths: str = "64,256,1024,4096"
-    transfer_steps: int = 60
+    transfer_widths: str = "64,128,256,512,1024"
+    cnn_widths: str = "8,16,32,64"
+    transfer_optimizer: str = "adam"
+    transfer_steps: int = 100
+    transfer_seeds: int = 3
+    forgetting_widths: str = "64,256,1024,4096"
+    forgetting_seeds: int = 3
+    forgetting_steps: int = 300
     quick: bool = False
     quiet: bool = False
 
 
 QUICK: dict[str, Any] = {"steps": 20, "seeds": 1, "widths": "16,64", "transfer_widths": "16,32",
-                         "transfer_steps": 5}  # fmt: skip
+                         "cnn_widths": "4,8", "transfer_steps": 5, "transfer_seeds": 1,
+                         "forgetting_widths": "16,32", "forgetting_seeds": 1,
+                         "forgetting_steps": 20}  # fmt: skip
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -48,8 +67,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int, metavar="N", help=f"SGD steps (default: {d.steps})")
     p.add_argument("--seeds", type=int, metavar="N", help=f"seeds (default: {d.seeds})")
     p.add_argument("--widths", metavar="N,N,...", help=f"widths (default: {d.widths})")
-    p.add_argument("--transfer-widths", metavar="N,N,...", help="widths of the transfer grid")
+    p.add_argument("--transfer-widths", metavar="N,N,...", help="MLP widths of the transfer grid")
+    p.add_argument("--cnn-widths", metavar="N,N,...", help="CNN widths of the transfer grid")
+    p.add_argument("--transfer-optimizer", choices=("adam", "sgd"), help="(default: adam)")
     p.add_argument("--transfer-steps", type=int, metavar="N", help="steps of each transfer run")
+    p.add_argument("--transfer-seeds", type=int, metavar="N", help="seeds per transfer point")
+    p.add_argument("--forgetting-widths", metavar="N,N,...", help="widths of the forgetting runs")
+    p.add_argument("--forgetting-seeds", type=int, metavar="N", help="seeds per forgetting width")
+    p.add_argument("--forgetting-steps", type=int, metavar="N", help="converged steps per task")
     p.add_argument("--quick", action=argparse.BooleanOptionalAction, help="small sizes")
     p.add_argument("--quiet", action=argparse.BooleanOptionalAction, help="no progress output")
     p.add_argument("--config", metavar="FILE.toml", help="read options from a TOML file")
@@ -69,17 +94,25 @@ def run_feature_learning(cfg: FeatureLearningConfig) -> Report:
     """Run both experiments and return the report."""
     import neural_kernels as nk
     from neural_kernels.feature_learning._digits import digits
-    from neural_kernels.feature_learning.transfer import plot_transfers
 
-    _widths(cfg.widths, "widths")  # refused before --quick's sizes replace them
-    _widths(cfg.transfer_widths, "transfer-widths")
+    lists = ("widths", "transfer_widths", "cnn_widths", "forgetting_widths")
+    for name in lists:  # refused before --quick's sizes replace them
+        _widths(getattr(cfg, name), name.replace("_", "-"))
     if cfg.quick:
         cfg = replace(cfg, **QUICK)  # type: ignore[arg-type]
-    for name in ("steps", "seeds", "transfer_steps"):
+    counts = ("steps", "seeds", "transfer_steps", "transfer_seeds", "forgetting_seeds")
+    for name in counts:
         if getattr(cfg, name) < 1:
             raise UsageError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(cfg, name)}")
-    widths = _widths(cfg.widths, "widths")
-    twidths = _widths(cfg.transfer_widths, "transfer-widths")
+    if cfg.forgetting_steps < 11:
+        raise UsageError(f"--forgetting-steps must be > 10, got {cfg.forgetting_steps}")
+    if cfg.transfer_optimizer not in ("adam", "sgd"):
+        raise UsageError(
+            f"--transfer-optimizer must be adam or sgd, got {cfg.transfer_optimizer!r}"
+        )
+    widths, twidths, cwidths, fwidths = (
+        _widths(getattr(cfg, n), n.replace("_", "-")) for n in lists
+    )
     start = time.perf_counter()
     report = Report("feature_learning", asdict(cfg))
     xtr, ytr, xte, yte = digits(1200, 597)
@@ -108,27 +141,82 @@ def run_feature_learning(cfg: FeatureLearningConfig) -> Report:
             title="The exact muP limit of the linear network",
         )
     )
-    net = nk.Sequential(nk.Dense(64), nk.ReLU(), nk.Dense(64), nk.ReLU(), nk.Dense(10))
-    lrs = [2.0**k for k in range(-6, 3)]
-    res = {p: nk.feature_learning.lr_transfer(net, xtr[:600].float(), ytr[:600], twidths, lrs,
-                                              p, steps=cfg.transfer_steps, batch_size=32)
-           for p in ("standard", "mup")}  # fmt: skip
-
-    def draw_transfer(ax: Any) -> None:
-        plot_transfers(res, ax)
-
-    report.add(
-        Section(
-            "transfer",
-            {p: tr.as_dict() for p, tr in res.items()},
-            [f"{p}: best lr per width {tr.best_lr} (moves {tr.shift})" for p, tr in res.items()],
-            [Plot("transfer", draw_transfer, "Training loss against learning rate.")],
-            title="Learning-rate transfer across width",
-        )
-    )
+    report.add(_transfer_section(cfg, twidths, cwidths))
+    report.add(_forgetting_section(cfg, fwidths))
     total = time.perf_counter() - start
     report.add(Section("timings", {"total_seconds": total}, [f"time     {total:.1f} s"]))
     return report
+
+
+def _transfer_section(cfg: FeatureLearningConfig, mlp: list[int], cnn: list[int]) -> Section:
+    """TP5's learning-rate transfer protocol: SP against muP, MLP and CNN."""
+    from neural_kernels.feature_learning.transfer import plot_transfers, transfer_study
+
+    res = transfer_study(("mlp", "cnn"), {"mlp": mlp, "cnn": cnn},
+                         optimizer=cfg.transfer_optimizer, steps=cfg.transfer_steps,
+                         seeds=cfg.transfer_seeds)  # fmt: skip
+    lines = [f"{cfg.transfer_optimizer}, {cfg.transfer_steps} steps, batch 64, 1200 digits, "
+             f"{cfg.transfer_seeds} seed(s); best base rate per width (log2), its move in grid "
+             "steps and the slope of log2 rate against log2 width"]  # fmt: skip
+    for arch, d in res.items():
+        for p, tr in d.items():
+            best = [round(math.log2(v)) for v in tr.best_lr]
+            lines.append(f"  {arch} {p:>8}: widths {list(tr.widths)} best 2^{best} "
+                         f"(moves {tr.shift}, slope {tr.slope:.2f})")  # fmt: skip
+
+    def drawer(arch: str) -> Any:
+        def draw(ax: Any) -> None:
+            plot_transfers(res[arch], ax)
+            ax.set_yscale("log")
+            ax.set_title(f"{arch}, {cfg.transfer_optimizer}")
+
+        return draw
+
+    return Section(
+        "transfer",
+        {arch: {p: tr.as_dict() for p, tr in d.items()} for arch, d in res.items()},
+        lines,
+        [
+            Plot(f"transfer_{a}", drawer(a), f"{a}: training loss against base learning rate.")
+            for a in res
+        ],
+        title="Learning-rate transfer across width",
+    )
+
+
+def _forgetting_section(cfg: FeatureLearningConfig, widths: list[int]) -> Section:
+    """Split digits: forgetting against width, early-stopped and converged."""
+    from neural_kernels.feature_learning.forgetting import forgetting_sweep
+
+    res = forgetting_sweep(tuple(widths), 1, "ntk", seeds=cfg.forgetting_seeds,
+                           converged_steps=cfg.forgetting_steps)  # fmt: skip
+    lines = [f"5 two-class tasks in turn, NTK-parametrized ReLU MLP, {res.seeds} seed(s); "
+             f"per task {res.early_steps} (early) or {res.converged_steps} (converged) GD steps",
+             f"{'width':>8} {'forget early':>13} {'forget conv.':>13} {'acc early':>10} "
+             f"{'acc conv.':>10}"]  # fmt: skip
+    for i, w in enumerate(res.widths):
+        vals = [res.forgetting["early"][i], res.forgetting["converged"][i],
+                res.final_accuracy["early"][i], res.final_accuracy["converged"][i]]  # fmt: skip
+        lines.append(f"{w:>8} " + " ".join("diverged" if v is None else f"{v:>13.4f}"
+                                           for v in vals))  # fmt: skip
+
+    def draw(ax: Any) -> None:
+        for regime, style in (("early", "o-"), ("converged", "s--")):
+            pts = [(w, v) for w, v in zip(res.widths, res.forgetting[regime], strict=True)
+                   if v is not None]  # fmt: skip
+            if pts:
+                ax.semilogx(*zip(*pts, strict=True), style, label=regime)
+        ax.set_xlabel("width")
+        ax.set_ylabel("average forgetting")
+        ax.legend(fontsize=7)
+
+    return Section(
+        "forgetting",
+        res.to_dict(),
+        lines,
+        [Plot("forgetting", draw, "Forgetting on split digits against width.")],
+        title="Forgetting on split digits: early-stopped against converged",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -143,7 +231,7 @@ def run(args: argparse.Namespace) -> int:
 
 COMMAND = Command(
     "feature-learning",
-    "the exact linear muP limit and learning-rate transfer on the digits",
+    "the exact linear muP limit, learning-rate transfer and forgetting on the digits",
     add_arguments,
     run,
 )

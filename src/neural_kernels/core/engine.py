@@ -32,6 +32,7 @@ from ..errors import HyperparameterError, NonFiniteError, describe
 from ..kernel import Kernel
 from . import tiling
 from .block import KernelBlock
+from .chain import native_chain
 from .inputs import (
     Geometry,
     features,
@@ -145,10 +146,14 @@ def _self_pass(
 
     Every step's output is checked for overflow. With ``steps`` (an empty list), the
     per-position variances of every input after each step are appended to it, one
-    ``(n, *spatial)`` tensor per step (``None`` where branches are in flight).
+    ``(n, *spatial)`` tensor per step (``None`` where branches are in flight). Without
+    autograd, large passes are split over torch's threads, one batch each.
     """
+    threads = 1 if _wants_grad(plan, f) else torch.get_num_threads()
     with tiling.single_threaded():
-        return _self_pass_batches(plan, geo, f, want_ntk, memory_budget, where, pattern, steps)
+        return _self_pass_batches(
+            plan, geo, f, want_ntk, memory_budget, where, pattern, steps, threads
+        )
 
 
 def _self_pass_batches(
@@ -160,12 +165,17 @@ def _self_pass_batches(
     where: _Where,
     pattern: Tensor | None,
     steps: list[Tensor | None] | None,
+    threads: int = 1,
 ) -> KernelBlock:
     per_example = 4 * geo.pair_elements * f.element_size()
-    batch = max(1, min(f.shape[0], tiling.budget(memory_budget) // per_example))
-    parts: list[KernelBlock] = []
-    records: list[list[Tensor | None]] = []
-    for i0 in range(0, f.shape[0], batch):
+    n = f.shape[0]
+    batch = max(1, min(n, tiling.budget(memory_budget) // per_example))
+    workers = 1
+    # split over the threads when the whole pass fits the budget (the same memory)
+    if threads > 1 and n * geo.pair_elements >= tiling.PARALLEL_SELF_ENTRIES and batch == n:
+        batch, workers = -(-n // threads), threads
+
+    def one(i0: int) -> tuple[KernelBlock, list[Tensor | None]]:
         c = self_cov(f[i0 : i0 + batch], geo)
         p = None if pattern is None else pattern[i0 : i0 + batch]
         record: list[Tensor | None] = []
@@ -182,8 +192,11 @@ def _self_pass_batches(
         )
         if not isinstance(k, KernelBlock):  # pragma: no cover (plan_network refuses it)
             raise TypeError("the network ends with branches")
-        parts.append(k)
-        records.append(record)
+        return k, record
+
+    done = tiling.map_threads(one, list(range(0, n, batch)), workers)
+    parts = [k for k, _ in done]
+    records = [r for _, r in done]
     if steps is not None:
         for ts in zip(*records, strict=True):
             steps.append(None if ts[0] is None else torch.cat(ts) if len(ts) > 1 else ts[0])
@@ -336,9 +349,17 @@ def compute_kernel(
         if geo.spatial:
             # Spatial chunks are the unit of work: each makes its own input kernel (the
             # interleaving copy is cheap while a chunk is in cache), and many similar
-            # chunks keep every worker busy.
+            # chunks keep every worker busy. Where the whole chain compiles, a chunk is
+            # one Gram product and one compiled call, both without the GIL.
+            compiled = native_chain(plan, geo, fa, fb, steps1, steps2, out) if replay else None
+
             def run_task(r0: int, r1: int, s0: int, s1: int) -> int:
-                return run_chunk(r0, r1, s0, s1, gram(fa[r0:r1], fb[s0:s1], geo), r0, s0)
+                if compiled is None:
+                    return run_chunk(r0, r1, s0, s1, gram(fa[r0:r1], fb[s0:s1], geo), r0, s0)
+                compiled(r0, r1, s0, s1)
+                if use_symmetry and r0 == s0:
+                    return (r1 - r0) * (r1 - r0 + 1) // 2
+                return (r1 - r0) * (s1 - s0)
 
             expensive = geo.pair_elements >= tiling.SPLIT_PAIR_ELEMENTS
             tasks = tiling.chunk_tasks(n1, n2, chunk_rows, chunk_cols, use_symmetry, expensive)

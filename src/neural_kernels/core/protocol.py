@@ -23,6 +23,7 @@ import torch
 from torch import Tensor
 
 if TYPE_CHECKING:  # pragma: no cover
+    from .._native.chain import ChainOp
     from .block import KernelBlock
 
 __all__ = [
@@ -205,6 +206,10 @@ class KernelLayer(Protocol):
         self, k: KernelBlock, nxt: KernelLayer, variances: tuple[Tensor, Tensor]
     ) -> KernelBlock | None:
         """Run this layer and ``nxt`` in one step, or ``None`` (no fused implementation)."""
+        ...
+
+    def chain_op(self, facts: Facts) -> ChainOp | None:
+        """The layer as an op of the compiled per-chunk chain, or ``None``."""
         ...
 
     def tensors(self) -> Iterator[Tensor]:

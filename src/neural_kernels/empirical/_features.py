@@ -88,12 +88,18 @@ def _outputs_first(a: Tensor) -> bool:
 
 
 def _gram_sum(a: Tensor, b: Tensor) -> Tensor:
-    """``sum_o a[o] b[o]^T`` for ``a (k, b1, D)``, ``b (k, b2, D)``: ``(b1, b2)``."""
+    """``sum_o a[o] b[o]^T`` for ``a (k, b1, D)``, ``b (k, b2, D)``: ``(b1, b2)``.
+
+    Stored examples-first, ``(b, k, D)`` (the structured cotangents, the Jacobians), it
+    is one GEMM of width ``k D``; stored outputs-first (position-pair cotangents, summed
+    bias cotangents), ``k`` GEMMs summed in place (``addbmm``): no ``(k, b1, b2)``
+    temporary and no copy into the other layout.
+    """
     if not _outputs_first(a) and not _outputs_first(b):  # stored (b, k, D): one GEMM
         return (
             a.transpose(0, 1).reshape(a.shape[1], -1) @ b.transpose(0, 1).reshape(b.shape[1], -1).T
         )
-    return torch.bmm(a, b.transpose(1, 2)).sum(dim=0)
+    return a.new_empty(a.shape[1], b.shape[1]).addbmm_(a, b.transpose(1, 2), beta=0)
 
 
 def _gram_full(a: Tensor, b: Tensor) -> Tensor:
@@ -123,8 +129,7 @@ def _term(a: Feature, b: Feature, full: bool) -> Tensor:
         h = a.g.reshape(k * b1 * s1, -1) @ b.g.reshape(k * b2 * s2, -1).T
         h = h.view(k, b1, s1, k, b2, s2).mul_(c.view(1, b1, s1, 1, b2, s2))
         return h.sum(dim=(2, 5)).permute(1, 0, 3, 2)
-    h = torch.bmm(a.g.reshape(k, b1 * s1, -1), b.g.reshape(k, b2 * s2, -1).transpose(1, 2))
-    h = h.sum(dim=0).mul_(c)
+    h = _gram_sum(a.g.reshape(k, b1 * s1, -1), b.g.reshape(k, b2 * s2, -1)).mul_(c)
     return h.view(b1, s1, b2, s2).sum(dim=(1, 3))
 
 

@@ -23,7 +23,7 @@ elsewhere) falls back to per-example Jacobians.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import torch
@@ -231,58 +231,32 @@ def structured_features(prep: Prepared, plan: Plan, x: Tensor) -> list[Feature]:
 def _cotangents(out: Tensor, targets: list[Tensor]) -> list[Tensor]:
     """``d out[:, o] / d target`` for every output ``o``: ``(k, b, *target.shape[1:])``.
 
-    One backward pass over the batch for all ``k`` outputs at once (``is_grads_batched``:
-    the one-hot cotangents ``e_o`` of every example are vmapped, so each layer pulls its
-    ``k b`` rows back by one product); an operation without a batched backward falls back
-    to one pass per output. The examples are independent, so each example's rows are its
-    own cotangents. The graph is kept: the ``"add"`` uses differentiate their tensors
-    afterwards. The results are stored examples-first, ``(b, k, ...)`` in memory, so that
-    a traced Gram matrix is one GEMM.
+    One backward pass over the batch per output, of the scalar ``sum_i out[i, o]`` (the
+    examples are independent, so each example's rows are its own cotangents), written
+    into storage laid out examples-first, ``(b, k, ...)`` in memory, so that a traced
+    Gram matrix is one GEMM. Per pass only one output's cotangents are in flight, so the
+    peak memory is the storage plus one example batch's backward. (A single batched pass,
+    ``is_grads_batched``, does the same work in a few larger products but holds the
+    intermediate cotangents of all ``k`` outputs at once, and explicit output cotangents
+    make ``torch.autograd.grad`` import torch's symbolic-shape module, about 40 MB.) The
+    graph is kept: the ``"add"`` uses differentiate their tensors afterwards.
     """
     b, k = out.shape
     live = [i for i, t in enumerate(targets) if t.requires_grad and out.requires_grad]
-    grads: list[Tensor | None] = [None] * len(targets)
-    if live:
-        onehot = torch.eye(k, dtype=out.dtype, device=out.device)[:, None, :].expand(k, b, k)
-        found: Sequence[Tensor | None]
-        try:
-            found = torch.autograd.grad(
-                out,
-                [targets[i] for i in live],
-                onehot,
-                retain_graph=True,
-                allow_unused=True,
-                is_grads_batched=True,
-            )
-        except RuntimeError:  # an operation without a batched backward: one pass per output
-            found = _cotangents_loop(out, [targets[i] for i in live])
-        for i, g in zip(live, found, strict=True):
-            if g is not None:  # (k, b, ...) -> stored (b, k, ...)
-                grads[i] = g.transpose(0, 1).contiguous().transpose(0, 1)
-    return [
-        g if g is not None else t.new_zeros((b, k, *t.shape[1:])).transpose(0, 1)
-        for g, t in zip(grads, targets, strict=True)
-    ]
-
-
-def _cotangents_loop(out: Tensor, targets: list[Tensor]) -> list[Tensor | None]:
-    """The cotangents ``(k, b, ...)`` by one backward pass per output."""
-    b, k = out.shape
-    rows: list[list[Tensor | None]] = []
-    for o in range(k):
-        onehot = out.new_zeros(b, k)
-        onehot[:, o] = 1.0
-        rows.append(
-            list(torch.autograd.grad(out, targets, onehot, retain_graph=True, allow_unused=True))
+    grads = [t.new_empty((b, k, *t.shape[1:])) if i in live else t.new_zeros((b, k, *t.shape[1:]))
+             for i, t in enumerate(targets)]  # fmt: skip
+    for o in range(k if live else 0):
+        with torch.enable_grad():  # the scalar joins the graph (the callers run in no_grad)
+            scalar = out[:, o].sum()
+        found = torch.autograd.grad(
+            scalar, [targets[i] for i in live], retain_graph=True, allow_unused=True
         )
-    found: list[Tensor | None] = []
-    for i, t in enumerate(targets):
-        gs = [r[i] for r in rows]
-        if all(g is None for g in gs):
-            found.append(None)
-        else:
-            found.append(torch.stack([torch.zeros_like(t) if g is None else g for g in gs]))
-    return found
+        for i, g in zip(live, found, strict=True):
+            if g is None:
+                grads[i][:, o] = 0.0
+            else:
+                grads[i][:, o] = g
+    return [g.transpose(0, 1) for g in grads]
 
 
 def _kb(g: Tensor, *shape: int) -> Tensor:

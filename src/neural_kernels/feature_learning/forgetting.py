@@ -13,6 +13,8 @@ test accuracy on task :math:`i` after training on task :math:`j`:
 The kernel picture predicts that a lazy (wide, NTK-parametrized) network trained to
 convergence on a later task overwrites the earlier ones along the shared kernel's
 directions; stopping early leaves less of each task overwritten.
+:func:`forgetting_sweep` repeats it across widths and seeds: Wenger, Dangel & Kristiadi
+find that width reduces forgetting only when the tasks are not trained to convergence.
 """
 
 from __future__ import annotations
@@ -27,7 +29,9 @@ from ..errors import HyperparameterError
 from ._digits import digits
 from .nonlinear import mlp, train_gd
 
-__all__ = ["Forgetting", "split_digits_forgetting"]
+__all__ = ["Forgetting", "ForgettingSweep", "forgetting_sweep", "split_digits_forgetting"]
+
+REGIMES = ("early", "converged")
 
 TASKS = ((0, 1), (2, 3), (4, 5), (6, 7), (8, 9))
 
@@ -144,3 +148,79 @@ def split_digits_forgetting(
             max(acc[j][i] for j in range(i, len(TASKS))) - acc[-1][i] for i in range(len(TASKS) - 1)
         ) / (len(TASKS) - 1)
     return res
+
+
+@dataclass
+class ForgettingSweep:
+    """:func:`forgetting_sweep`'s numbers; ``[regime][i]`` follows ``widths``, mean over seeds."""
+
+    widths: list[int]
+    depth: int
+    parametrization: str
+    seeds: int
+    early_steps: int
+    converged_steps: int
+    forgetting: dict[str, list[float | None]] = field(default_factory=dict)
+    final_accuracy: dict[str, list[float | None]] = field(default_factory=dict)
+    #: every run: ``runs[str(width)][seed]`` is a :meth:`Forgetting.to_dict`
+    runs: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready dictionary."""
+        return asdict(self)
+
+
+def _mean(values: list[float | None]) -> float | None:
+    return None if any(v is None for v in values) else sum(values) / len(values)  # type: ignore[arg-type]
+
+
+def forgetting_sweep(
+    widths: tuple[int, ...] = (64, 256, 1024, 4096),
+    depth: int = 1,
+    parametrization: str = "ntk",
+    *,
+    seeds: int = 3,
+    early_steps: int = 10,
+    converged_steps: int = 300,
+    progress: Any = None,
+) -> ForgettingSweep:
+    """:func:`split_digits_forgetting` for each width and seed ``0 .. seeds-1``.
+
+    Returns:
+        A :class:`ForgettingSweep` (a regime with a diverged run has ``None`` at that width).
+
+    Raises:
+        HyperparameterError: no widths, ``seeds < 1``, or what
+            :func:`split_digits_forgetting` refuses.
+
+    """
+    where = "nk.feature_learning.forgetting_sweep"
+    if not widths:
+        raise HyperparameterError(f"{where}: widths=(). Pass one or more widths.")
+    if not isinstance(seeds, int) or seeds < 1:
+        raise HyperparameterError(f"{where}: seeds={seeds!r}. Pass an integer >= 1.")
+    out = ForgettingSweep(list(widths), depth, parametrization, seeds, early_steps,
+                          converged_steps)  # fmt: skip
+    total = len(widths) * seeds
+    for k, w in enumerate(widths):
+        runs = []
+        for s in range(seeds):
+            runs.append(
+                split_digits_forgetting(
+                    w,
+                    depth,
+                    parametrization,
+                    early_steps=early_steps,
+                    converged_steps=converged_steps,
+                    seed=s,
+                )
+            )
+            if progress is not None:
+                progress(k * seeds + s + 1, total)
+        out.runs[str(w)] = [r.to_dict() for r in runs]
+        for regime in REGIMES:
+            lost = _mean([r.forgetting[regime] for r in runs])
+            out.forgetting.setdefault(regime, []).append(lost)
+            acc = _mean([r.final_accuracy[regime] for r in runs])
+            out.final_accuracy.setdefault(regime, []).append(acc)
+    return out

@@ -1,12 +1,19 @@
 r"""Hyperparameter transfer across width: the best learning rate under SP and muP.
 
 For each width ``n`` and each learning rate :math:`\eta` of a factor-2 grid, train the
-twin ``net.module(in_shape, width=n, parametrization=p, base_width=n_0)`` with SGD and the
-per-layer rates of :func:`neural_kernels.abc.param_groups` for a fixed budget of steps,
-and record the training loss at the end (mean over seeds; a diverged run counts as
-``inf``). Under muP the trained function has a width-independent limit, so the best
-:math:`\eta` stays put (it moves by at most one grid step); under the standard
-parametrization the optimum drifts with the width (TP5, Fig. 1).
+twin ``net.module(in_shape, width=n, parametrization=p, base_width=n_0)`` with SGD or
+Adam and the per-layer rates of :func:`neural_kernels.abc.param_groups` for a fixed
+budget of steps, and record the training loss at the end (mean over seeds; a diverged
+run counts as ``inf``). Under muP the trained function has a width-independent limit, so
+the best :math:`\eta` stays put (it moves by at most one grid step); under the standard
+parametrization the optimum drifts with the width (TP5, Figs. 1 and 3). The drift is
+summarised by ``shift`` (grid steps between the extreme optima) and ``slope``, the
+least-squares slope of :math:`\log_2 \eta^*` against :math:`\log_2 n` (0: transfer;
+with Adam, SP's hidden-layer update :math:`\Delta W x = \Theta(\eta n)` predicts -1).
+
+:func:`transfer_study` runs the protocol of TP5 (Adam, training loss after a fixed number
+of steps, several seeds, a factor-2 grid) for an MLP and a small CNN on the digits, SP
+against muP; :data:`PROTOCOL` holds its full sizes.
 """
 
 from __future__ import annotations
@@ -24,7 +31,9 @@ from .._validation import as_tensor, check_positive_int
 from ..abc.optim import check_lr, param_groups
 from ..errors import HyperparameterError, describe
 
-__all__ = ["Transfer", "lr_transfer", "plot_transfers"]
+__all__ = ["PROTOCOL", "Transfer", "lr_transfer", "plot_transfers", "transfer_study"]
+
+OPTIMIZERS = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam}
 
 
 @dataclass(frozen=True)
@@ -34,8 +43,12 @@ class Transfer:
     Attributes:
         widths: the widths, increasing.
         lrs: the learning-rate grid, increasing.
-        loss: final training loss, shape ``(len(widths), len(lrs))`` (``inf``: diverged).
+        loss: final training loss, mean over seeds, shape ``(len(widths), len(lrs))``
+            (``inf``: diverged).
         parametrization: its name.
+        optimizer: ``"sgd"`` or ``"adam"``.
+        seed_loss: per seed, shape ``(seeds, len(widths), len(lrs))``.
+        steps: optimizer steps per run.
 
     """
 
@@ -43,6 +56,9 @@ class Transfer:
     lrs: tuple[float, ...]
     loss: np.ndarray
     parametrization: str
+    optimizer: str = "sgd"
+    seed_loss: np.ndarray | None = None
+    steps: int = 0
 
     @property
     def best_index(self) -> list[int]:
@@ -60,15 +76,40 @@ class Transfer:
         idx = self.best_index
         return max(idx) - min(idx)
 
+    @property
+    def slope(self) -> float:
+        r"""Least-squares slope of :math:`\log_2` best rate against :math:`\log_2` width."""
+        return _slope(self.widths, self.best_lr)
+
+    @property
+    def at_edge(self) -> list[bool]:
+        """Per width: the optimum is the grid's first or last rate (the grid may be too short)."""
+        return [i in (0, len(self.lrs) - 1) for i in self.best_index]
+
+    @property
+    def best_lr_per_seed(self) -> list[list[float]]:
+        """``[seed][width]``: the best rate of each seed's own grid."""
+        if self.seed_loss is None:
+            return [self.best_lr]
+        return [[self.lrs[int(np.argmin(row))] for row in s] for s in self.seed_loss]
+
     def as_dict(self) -> dict[str, Any]:
         """Plain lists, for JSON (a diverged loss is ``None``)."""
+        per_seed = self.best_lr_per_seed
         return {
             "parametrization": self.parametrization,
+            "optimizer": self.optimizer,
+            "steps": self.steps,
             "widths": list(self.widths),
             "lrs": list(self.lrs),
-            "loss": [[float(v) if math.isfinite(v) else None for v in r] for r in self.loss],
+            "loss": _plain(self.loss),
+            "seed_loss": None if self.seed_loss is None else [_plain(s) for s in self.seed_loss],
             "best_lr": self.best_lr,
+            "best_lr_per_seed": per_seed,
+            "seed_shift": [_shift(self.lrs, b) for b in per_seed],
             "shift": self.shift,
+            "slope": self.slope,
+            "at_edge": self.at_edge,
         }
 
     def plot(self, ax: Any = None) -> Any:
@@ -87,6 +128,19 @@ class Transfer:
         ax.set_title(f"learning-rate transfer: {self.parametrization}")
         ax.legend(fontsize=6)
         return ax
+
+
+def _plain(a: np.ndarray) -> list[list[float | None]]:
+    return [[float(v) if math.isfinite(v) else None for v in r] for r in a]
+
+
+def _shift(lrs: Sequence[float], best: Sequence[float]) -> int:
+    idx = [list(lrs).index(b) for b in best]
+    return max(idx) - min(idx)
+
+
+def _slope(widths: Sequence[int], best: Sequence[float]) -> float:
+    return float(np.polyfit(np.log2(widths), np.log2(best), 1)[0])
 
 
 def plot_transfers(results: Mapping[str, Transfer], ax: Any) -> Any:
@@ -114,6 +168,8 @@ def lr_transfer(
     batch_size: int = 64,
     seeds: int = 1,
     dtype: torch.dtype = torch.float32,
+    optimizer: str = "sgd",
+    progress: Any = None,
 ) -> Transfer:
     r"""Final training loss (softmax cross entropy) against learning rate, for each width.
 
@@ -131,13 +187,16 @@ def lr_transfer(
         batch_size: examples per step.
         seeds: runs averaged per (width, rate); seed ``s`` fixes the init and the order.
         dtype: dtype of the twins.
+        optimizer: ``"sgd"`` (``torch.optim.SGD``) or ``"adam"`` (``torch.optim.Adam``,
+            default betas), each with :func:`~neural_kernels.abc.param_groups`' rates.
+        progress: optional callable ``progress(done, total)`` after each run.
 
     Returns:
         A :class:`Transfer`; the loss is over the whole training set after ``steps``.
 
     Raises:
         HyperparameterError: fewer than two widths, a rate that is not positive, bad
-            ``steps``/``batch_size``/``seeds``.
+            ``steps``/``batch_size``/``seeds``, an unknown ``optimizer``.
 
     """
     where = "nk.feature_learning.lr_transfer"
@@ -150,29 +209,34 @@ def lr_transfer(
         raise HyperparameterError(describe(where, "lrs=[]", "Give a grid of learning rates."))
     for name, value in (("steps", steps), ("batch_size", batch_size), ("seeds", seeds)):
         check_positive_int(where, name, value)
+    if optimizer not in OPTIMIZERS:
+        raise HyperparameterError(describe(where, f"optimizer={optimizer!r}",
+                                           "Use 'sgd' or 'adam'."))  # fmt: skip
     xt = as_tensor(x, "x", where).to(dtype)
     yt = (y if isinstance(y, Tensor) else torch.as_tensor(np.asarray(y))).long()
     base = ws[0] if base_width is None else int(base_width)
-    loss = np.zeros((len(ws), len(grid)))
+    runs = np.zeros((seeds, len(ws), len(grid)))
+    total, done = runs.size, 0
     for i, width in enumerate(ws):
         for j, lr in enumerate(grid):
-            runs = [
-                _train(net, xt, yt, width, base, parametrization, lr, steps, batch_size, s, dtype)
-                for s in range(seeds)
-            ]
-            loss[i, j] = float(np.mean(runs))
+            for s in range(seeds):
+                runs[s, i, j] = _train(net, xt, yt, width, base, parametrization, lr, steps,
+                                       batch_size, s, dtype, optimizer)  # fmt: skip
+                done += 1
+                if progress is not None:
+                    progress(done, total)
     name = getattr(parametrization, "name", str(parametrization))
-    return Transfer(tuple(ws), tuple(grid), loss, name)
+    return Transfer(tuple(ws), tuple(grid), runs.mean(0), name, optimizer, runs, steps)
 
 
 def _train(
     net: Any, x: Tensor, y: Tensor, width: int, base: int, parametrization: Any, lr: float,
-    steps: int, batch_size: int, seed: int, dtype: torch.dtype,
+    steps: int, batch_size: int, seed: int, dtype: torch.dtype, optimizer: str,
 ) -> float:  # fmt: skip
     gen = torch.Generator().manual_seed(seed)
     model: nn.Module = net.module(tuple(x.shape[1:]), width=width, parametrization=parametrization,
                                   base_width=base, generator=gen, dtype=dtype)  # fmt: skip
-    opt = torch.optim.SGD(param_groups(model, lr))
+    opt = OPTIMIZERS[optimizer](param_groups(model, lr, optimizer))
     n, bs = x.shape[0], min(batch_size, x.shape[0])
     order = torch.cat([torch.randperm(n, generator=gen) for _ in range(steps * bs // n + 1)])
     for t in range(steps):
@@ -186,3 +250,90 @@ def _train(
     with torch.no_grad():
         final = float(nn.functional.cross_entropy(model(x), y))
     return final if math.isfinite(final) else math.inf
+
+
+#: TP5's protocol on the digits, full sizes: Adam, final training loss (softmax cross
+#: entropy on all ``n_train`` points) after ``steps`` minibatch steps, mean over
+#: ``seeds``, a factor-2 grid of base rates, widths over a factor 16 (MLP) and 8 (CNN).
+PROTOCOL: dict[str, Any] = {
+    "optimizer": "adam",
+    "steps": 100,
+    "batch_size": 64,
+    "n_train": 1200,
+    "seeds": 3,
+    "lrs": {"adam": [2.0**k for k in range(-14, -1)], "sgd": [2.0**k for k in range(-8, 3)]},
+    "widths": {"mlp": (64, 128, 256, 512, 1024), "cnn": (8, 16, 32, 64)},
+}
+
+
+def architecture(arch: str) -> Any:
+    """The network of :func:`transfer_study` named ``arch`` (hidden sizes follow the width).
+
+    ``"mlp"``: two hidden ReLU layers, a 10-way readout; ``"cnn"``: two 3x3 valid
+    convolutions on the 8x8 image (64 then 16 positions), ReLU, flatten, a dense readout.
+    """
+    import neural_kernels as nk
+
+    if arch == "mlp":
+        return nk.Sequential(nk.Dense(64), nk.ReLU(), nk.Dense(64), nk.ReLU(), nk.Dense(10))
+    if arch == "cnn":
+        return nk.Sequential(nk.Conv(8, (3, 3)), nk.ReLU(), nk.Conv(8, (3, 3)), nk.ReLU(),
+                             nk.Flatten(), nk.Dense(10))  # fmt: skip
+    raise HyperparameterError(describe("nk.feature_learning.transfer_study", f"arch={arch!r}",
+                                       "Use 'mlp' or 'cnn'."))  # fmt: skip
+
+
+def transfer_study(
+    archs: Sequence[str] = ("mlp", "cnn"),
+    widths: Mapping[str, Sequence[int]] | None = None,
+    *,
+    optimizer: str = PROTOCOL["optimizer"],
+    steps: int = PROTOCOL["steps"],
+    batch_size: int = PROTOCOL["batch_size"],
+    n_train: int = PROTOCOL["n_train"],
+    seeds: int = PROTOCOL["seeds"],
+    lrs: Sequence[float] | None = None,
+    parametrizations: Sequence[str] = ("standard", "mup"),
+    progress: Any = None,
+) -> dict[str, dict[str, Transfer]]:
+    """:func:`lr_transfer` on the digits for each architecture and parametrization.
+
+    Args:
+        archs: names of :func:`architecture`.
+        widths: per architecture (default: :data:`PROTOCOL`'s); the smallest is the base.
+        optimizer: ``"adam"`` (TP5) or ``"sgd"``.
+        steps: optimizer steps per run.
+        batch_size: examples per step.
+        n_train: digits used (the training loss is over all of them).
+        seeds: runs per (width, rate), averaged.
+        lrs: the grid (default: :data:`PROTOCOL`'s grid for ``optimizer``).
+        parametrizations: compared on the same grid.
+        progress: optional ``progress(label, done, total)``.
+
+    Returns:
+        ``{arch: {parametrization: Transfer}}`` (float32 twins).
+
+    Raises:
+        HyperparameterError: an unknown architecture or optimizer, bad sizes.
+
+    """
+    from ._digits import digits
+
+    xtr, ytr, _, _ = digits(n_train, 0)
+    grid = list(PROTOCOL["lrs"].get(optimizer, [])) if lrs is None else list(lrs)
+    out: dict[str, dict[str, Transfer]] = {}
+    for arch in archs:
+        net = architecture(arch)
+        x = xtr.float() if arch == "mlp" else xtr.float().reshape(-1, 1, 8, 8)
+        ws = PROTOCOL["widths"][arch] if widths is None else widths[arch]
+        out[arch] = {}
+        for p in parametrizations:
+
+            def tick(done: int, total: int, label: str = f"{arch} {p}") -> None:
+                if progress is not None:
+                    progress(label, done, total)
+
+            out[arch][p] = lr_transfer(net, x, ytr, ws, grid, p, steps=steps,
+                                       batch_size=batch_size, seeds=seeds,
+                                       optimizer=optimizer, progress=tick)  # fmt: skip
+    return out

@@ -22,8 +22,10 @@ import torch
 from torch import Tensor
 
 from .. import _native
+from .._native.chain import ChainOp
 from .._numerics import snap_factor
 from .._validation import check_real
+from ..core.protocol import Facts
 from ..errors import HyperparameterError, describe
 from ._elementwise import Elementwise
 from ._safe import INV_2PI, correlation, safe_acos, safe_sqrt
@@ -133,6 +135,15 @@ class _ArcCosine(Elementwise):
         if isinstance(a, Tensor) or isinstance(b, Tensor):
             return None
         return (a, b)
+
+    def chain_op(self, facts: Facts) -> ChainOp | None:
+        """The arc-cosine dual as an ``act`` op (numbers for slopes only)."""
+        slopes = self.arccos_slopes()
+        if slopes is None:
+            return None
+        return ChainOp(
+            "act", n=tuple(facts.spatial_shape), slopes=(float(slopes[0]), float(slopes[1]))
+        )
 
     def dual(
         self, k: Tensor, q1: Tensor, q2: Tensor, want_dot: bool

@@ -31,6 +31,7 @@ from .._validation import check_module_options
 from ..core import engine
 
 if TYPE_CHECKING:
+    from .._native.chain import ChainOp
     from ..store.stored import StoredKernel
 from ..core.block import KernelBlock
 from ..core.plan import fold, holds_width, plan_network
@@ -155,6 +156,15 @@ class Layer:
 
         Returns ``None`` (the default) when there is no fused implementation; ``Conv``
         followed by a ReLU-like activation has one (see ``neural_kernels._native``).
+        """
+        return None
+
+    def chain_op(self, facts: Facts) -> ChainOp | None:
+        """The layer as one op of the compiled per-chunk chain, for input ``facts``.
+
+        The engine runs a network's whole chain in one compiled call per chunk of the
+        full layout when every step has one (see ``neural_kernels._native.chain``);
+        ``None`` (the default) keeps the network on the per-layer path.
         """
         return None
 

@@ -17,7 +17,8 @@ from typing import Any, ClassVar
 
 from torch import Tensor, nn
 
-from ..core.protocol import FactsFlow, Flow, ModuleContext, Requirements, Variances
+from .._native.chain import ChainOp
+from ..core.protocol import Facts, FactsFlow, Flow, ModuleContext, Requirements, Variances
 from ..errors import ShapeError, describe
 from .base import Layer, one_block, one_facts
 
@@ -58,6 +59,10 @@ class _Move(Layer):
             shape2=self._permute(k.shape2),
             channel_axis=self.target,
         )
+
+    def chain_op(self, facts: Facts) -> ChainOp | None:
+        """The kernel is unchanged: a ``skip`` op of the compiled chain."""
+        return ChainOp("skip")
 
     def make_module(self, in_shape: Any, ctx: ModuleContext) -> nn.Module:
         if ctx.channel_axis == self.target:

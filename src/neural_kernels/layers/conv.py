@@ -28,6 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from .. import _native
+from .._native.chain import ChainOp
 from .._validation import check_parametrization, check_positive_int, check_std
 from ..core.block import KernelBlock
 from ..core.protocol import Facts, FactsFlow, Flow, ModuleContext, Requirements, Spatial, Variances
@@ -214,14 +215,38 @@ class Conv(Layer):
             channel_axis=0,
         )
 
-    def _coefficients(self, k: KernelBlock) -> tuple[float, float, float, float, float]:
+    def _coefficients(self, ndim: int, channels: int) -> tuple[float, float, float, float, float]:
         """``(a_nn, b_nn, a_tn, a_tt, c_t)`` of the affine maps after the window sums."""
-        size = self._geometry(k.spatial_ndim)[0]
+        size = self._geometry(ndim)[0]
         w2 = float(self.w_std * self.w_std) / math.prod(size)
         b2 = 0.0 if self.b_std is None else float(self.b_std * self.b_std)
         if self.parametrization == "ntk":
             return w2, b2, w2, w2, b2
-        return w2, b2, float(k.shape1[0]), w2, 0.0 if self.b_std is None else 1.0
+        return w2, b2, float(channels), w2, 0.0 if self.b_std is None else 1.0
+
+    def chain_op(self, facts: Facts) -> ChainOp | None:
+        """The convolution of the full layout as a ``conv`` op (not circular padding)."""
+        spatial = facts.spatial_shape
+        if (
+            facts.channel_axis != 0
+            or not spatial
+            or self.padding == "circular"
+            or isinstance(self.w_std, Tensor)
+            or isinstance(self.b_std, Tensor)
+        ):
+            return None
+        size, stride, dil = self._geometry(len(spatial))
+        geometry = list(zip(spatial, size, stride, dil, strict=True))
+        return ChainOp(
+            "conv",
+            n=tuple(spatial),
+            m=tuple(out_size(n, f, s, d, self.padding) for n, f, s, d in geometry),
+            taps=size,
+            stride=stride,
+            dilation=dil,
+            before=tuple(pads(n, f, s, d, self.padding)[0] for n, f, s, d in geometry),
+            coef=self._coefficients(len(spatial), facts.shape[0]),
+        )
 
     def _compiled_geometry(self, k: KernelBlock) -> tuple[tuple[int, ...], ...] | None:
         """``(size, stride, dilation, padding before, output sizes)`` for the compiled kernels.
@@ -250,7 +275,7 @@ class Conv(Layer):
         if geometry is None:
             return None
         size, stride, dil, before, out = geometry
-        coef = self._coefficients(k)
+        coef = self._coefficients(k.spatial_ndim, k.shape1[0])
         lead = 1 if k.self_pairs else 2
         pair = _native.conv_pairs(k.nngp, k.ntk, lead, size, stride, dil, before, out, coef)
         if pair is None:
@@ -287,7 +312,7 @@ class Conv(Layer):
         if slopes is None or geometry is None or k.self_pairs:
             return None
         size, stride, dil, before, out = geometry
-        coef = self._coefficients(k)
+        coef = self._coefficients(k.spatial_ndim, k.shape1[0])
         pair = _native.conv_abrelu(
             k.nngp, k.ntk, size, stride, dil, before, out, coef, *variances, *slopes
         )
@@ -434,6 +459,13 @@ class Flatten(Layer):
             shape2=(math.prod(k.shape2),),
             channel_axis=-1,
         )
+
+    def chain_op(self, facts: Facts) -> ChainOp | None:
+        """The mean of the same-position entries as a ``diag`` op."""
+        spatial = facts.spatial_shape
+        if not spatial:
+            return ChainOp("skip")
+        return ChainOp("diag", n=tuple(spatial), m=(), scale=1.0 / math.prod(spatial))
 
     def make_module(self, in_shape: Any, ctx: ModuleContext) -> nn.Module:
         return nn.Flatten(1)

@@ -26,6 +26,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
+from .._native.chain import ChainOp
 from .._validation import check_parametrization, check_positive_int, check_std
 from ..core.protocol import Facts, FactsFlow, Flow, ModuleContext, Requirements, Variances
 from ..errors import LayerCompatibilityError, ShapeError, describe
@@ -110,6 +111,20 @@ class Dense(Layer):
             shape2=(*k.shape2[:-1], self.out_features),
             is_gaussian=True,
         )
+
+    def chain_op(self, facts: Facts) -> ChainOp | None:
+        """On flat features (after a collapse): the affine maps as an ``affine`` op."""
+        if len(facts.shape) != 1 or isinstance(self.w_std, Tensor):
+            return None
+        if isinstance(self.b_std, Tensor):
+            return None
+        w2 = float(sq(self.w_std))
+        b2 = 0.0 if self.b_std is None else float(sq(self.b_std))
+        if self.parametrization == "ntk":
+            coef = (w2, b2, w2, w2, b2)
+        else:
+            coef = (w2, b2, float(facts.shape[-1]), w2, 0.0 if self.b_std is None else 1.0)
+        return ChainOp("affine", coef=coef)
 
     def module_out_shape(self, in_shape: Any, ctx: ModuleContext) -> Any:
         width = self.out_features if ctx.width is None else ctx.width

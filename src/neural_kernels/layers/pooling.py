@@ -21,6 +21,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
+from .._native.chain import ChainOp
 from ..core.protocol import Facts, FactsFlow, Flow, ModuleContext, Requirements, Spatial, Variances
 from ..errors import HyperparameterError, ShapeError, describe
 from ._spatial import (
@@ -165,6 +166,25 @@ class _Pool(Layer):
 
         return out.replace(shape1=shape(k.shape1), shape2=shape(k.shape2))
 
+    def chain_op(self, facts: Facts) -> ChainOp | None:
+        """Zero-padded pooling of the full layout as a ``pool`` op (not edge-normalised)."""
+        spatial = facts.spatial_shape
+        normalized = self.average and self.normalize_edges and self.padding == "same"
+        if facts.channel_axis != 0 or not spatial or self.padding == "circular" or normalized:
+            return None
+        window, strides = self._geometry(len(spatial))
+        geometry = list(zip(spatial, window, strides, strict=True))
+        return ChainOp(
+            "pool",
+            n=tuple(spatial),
+            m=tuple(out_size(n, w, s, 1, self.padding) for n, w, s in geometry),
+            taps=window,
+            stride=strides,
+            dilation=(1,) * len(spatial),
+            before=tuple(pads(n, w, s, 1, self.padding)[0] for n, w, s in geometry),
+            scale=1.0 / math.prod(window) ** 2 if self.average else 1.0,
+        )
+
     def make_module(self, in_shape: Any, ctx: ModuleContext) -> nn.Module:
         spatial = tuple(in_shape[1:])
         window, strides = self._geometry(len(spatial))
@@ -295,6 +315,14 @@ class _GlobalPool(Layer):
             shape2=(channels,),
             channel_axis=-1,
         )
+
+    def chain_op(self, facts: Facts) -> ChainOp | None:
+        """The mean (or sum) over all position pairs as a ``global`` op."""
+        spatial = facts.spatial_shape
+        if not spatial:
+            return None
+        scale = 1.0 / math.prod(spatial) ** 2 if self.average else 1.0
+        return ChainOp("global", n=tuple(spatial), m=(), scale=scale)
 
     def make_module(self, in_shape: Any, ctx: ModuleContext) -> nn.Module:
         channels_last = ctx.channel_axis == -1

@@ -54,8 +54,9 @@ def gp_inference(
             ``net.kernel(x, store=...)``, is streamed block by block and never held
             whole; see :mod:`neural_kernels.predict._cg`).
         solver_options: for ``"cg"``: ``tol`` (relative residual, default ``1e-10``),
-            ``max_iter`` (1000), ``preconditioner`` (``"pivoted_cholesky"``, default;
-            ``"nystrom"``, one streamed product; ``None``) and its ``rank`` (100).
+            ``max_iter`` (1000), ``preconditioner`` (``"nystrom"``, default, one
+            streamed product; ``"pivoted_cholesky"``; ``None``) and its ``rank`` (100);
+            ``progress``, called as ``progress(kernel, iteration, residual)`` per iteration.
 
     Returns:
         ``post(get=None, k_test_train=None, k_test_test=None, compute_cov=None)``.

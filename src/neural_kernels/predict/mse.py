@@ -79,7 +79,8 @@ def gradient_descent_mse(
         diag_reg_absolute: add ``diag_reg * I`` instead.
         solver: ``"cholesky"`` or ``"cg"`` (conjugate gradients, streaming a stored
             kernel; ``t = inf`` only), as in :func:`~neural_kernels.predict.gp_inference`.
-        solver_options: for ``"cg"``: ``tol``, ``max_iter``, ``rank``, ``preconditioner``.
+        solver_options: for ``"cg"``: ``tol``, ``max_iter``, ``rank``, ``preconditioner``,
+            ``progress`` (as in :func:`gp_inference`).
 
     Returns:
         ``predict_fn(t=None, *, k_test_train=None, k_test_test=None, get=None,

@@ -3,8 +3,9 @@ r"""Section ``feature_learning``: abc-parametrizations, muP and an exact feature
 * the classification of SP (c=0 and c=1), NTK, mean field and muP (TP4 Thms 3.3-3.8);
 * a coordinate check: each layer's mean absolute activation after 3 SGD steps against
   width, flat under muP and growing under SP at the same learning rate;
-* learning-rate transfer: final training loss against a factor-2 learning-rate grid for
-  two widths, SP and muP;
+* learning-rate transfer: final training loss after 20 Adam steps against a factor-2
+  grid of base rates for two widths, SP and muP (TP5's protocol in miniature; the full
+  protocol is ``neural-kernels feature-learning``);
 * the exact muP limit of the linear network (TP4 Cor 6.2) against finite widths, and the
   relative feature-kernel change of NTK-parametrized networks (falls with width) against
   muP ones (order one). The full sizes are in ``python -m benchmarks.bench_feature_learning``.
@@ -50,10 +51,10 @@ def build(ctx: Context) -> Section:
         coords = {p: nk.abc.coord_check(make, widths, x, y, steps=3, lr=0.5,
                                         parametrization=p, seeds=1)
                   for p in ("standard", "mup")}  # fmt: skip
-        lrs = [2.0**k for k in range(-3, 3)]
+        lrs = [2.0**k for k in range(-12, -2)]
         transfer = {
             p: nk.feature_learning.lr_transfer(net, xtr.float(), ytr, widths[:2], lrs, p,
-                                               steps=20, batch_size=32)
+                                               steps=20, batch_size=32, optimizer="adam")
             for p in ("standard", "mup")
         }  # fmt: skip
         sweep = nk.feature_learning.linear_limit_sweep(
@@ -62,7 +63,8 @@ def build(ctx: Context) -> Section:
     for p, cc in coords.items():
         lines.append(f"coordinate check {p}: slopes {[round(float(s), 2) for s in cc.slopes]}")
     for p, tr in transfer.items():
-        lines.append(f"transfer {p}: best lr per width {tr.best_lr} (moves {tr.shift} steps)")
+        lines.append(f"transfer (Adam) {p}: best lr per width {tr.best_lr} "
+                     f"(moves {tr.shift} steps)")  # fmt: skip
     s = sweep.slopes
     lines.append(
         f"linear muP limit: kernel change {sweep.mup_limit_kernel_change:.2f}, f0 = "

@@ -1,0 +1,213 @@
+r"""The whole layer chain of a chunk of example pairs in one compiled call.
+
+Between the layers of a convolutional network's kernel, each chunk of example pairs
+used to come back to Python: a dozen interpreter steps per layer, all holding the GIL,
+so that worker threads waited on each other. Here the chain is described once per
+kernel as a list of :class:`ChainOp` (each layer that can says how with
+``chain_op``), and ``nk_chain_*`` of ``kernels.c`` runs it on one example pair after
+another, from the Gram product of the inputs to the output entries, without the GIL.
+
+Ops (on the full layout; ``S`` the window sum of a convolution, see ``kernels.c``):
+
+* ``conv``: :math:`K' = a_{nn} S(K) + b_{nn}`, :math:`\Theta' = a_{tt} S(\Theta) +
+  a_{tn} S(K) + c_t`, optionally followed by the arc-cosine dual (fused);
+* ``act``: the dual of :math:`a \min(x, 0) + b \max(x, 0)` with
+  :math:`\sqrt{q_1 q_2}` from the recorded variances;
+* ``pool``: window sums on each axis of a pair separately, times ``scale``;
+* ``global``: ``scale`` times the sum of all entries of a pair;
+* ``diag``: ``scale`` times the sum of its same-position entries;
+* ``affine``: the ``conv`` maps without the window sum (``Dense`` after a collapse).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from .._numerics import snap_factor
+
+__all__ = ["Chain", "ChainOp", "compile_chain"]
+
+_KINDS = {"conv": 0, "act": 1, "pool": 2, "global": 3, "diag": 4, "affine": 5}
+_OPI = 21
+_OPD = 8
+_IDENTITY = (1.0, 0.0, 0.0, 1.0, 0.0)
+
+
+def _pad3(values: Sequence[int], fill: int) -> list[int]:
+    return [fill] * (3 - len(values)) + [int(v) for v in values]
+
+
+@dataclass(frozen=True)
+class ChainOp:
+    """One op of the compiled chain (see the module docstring).
+
+    Attributes:
+        kind: ``"conv"``, ``"act"``, ``"pool"``, ``"global"``, ``"diag"``, ``"affine"``
+            or ``"skip"`` (the layer changes nothing on the full layout).
+        n: input spatial sizes (``()`` for flat features).
+        m: output spatial sizes (``()`` after a collapse).
+        taps: window size per axis (``conv``, ``pool``).
+        stride: stride per axis.
+        dilation: dilation per axis.
+        before: zero padding before the first position, per axis.
+        coef: ``(a_nn, b_nn, a_tn, a_tt, c_t)`` (``conv``, ``affine``).
+        slopes: ``(a, b)`` of the dual (``act``).
+        scale: factor of the sums (``pool``, ``global``, ``diag``).
+
+    """
+
+    kind: str
+    n: tuple[int, ...] = ()
+    m: tuple[int, ...] = ()
+    taps: tuple[int, ...] = ()
+    stride: tuple[int, ...] = ()
+    dilation: tuple[int, ...] = ()
+    before: tuple[int, ...] = ()
+    coef: tuple[float, float, float, float, float] = _IDENTITY
+    slopes: tuple[float, float] = (0.0, 1.0)
+    scale: float = 1.0
+
+    def ints(self, fused: bool, positions: int) -> list[int]:
+        """The op's ``NK_OPI`` integers (see ``kernels.c``)."""
+        m = self.n if self.kind in ("act", "affine") else self.m
+        return [
+            _KINDS[self.kind],
+            int(fused),
+            *_pad3(self.n, 1),
+            *_pad3(m, 1),
+            *_pad3(self.taps, 1),
+            *_pad3(self.stride, 1),
+            *_pad3(self.dilation, 1),
+            *_pad3(self.before, 0),
+            positions,
+        ]
+
+
+class Chain:
+    """A compiled chain, ready to run on chunks (build it with :func:`compile_chain`).
+
+    Holds the op arrays and the square-root variances every dual reads, for all first
+    and all second inputs; the C side reads them only.
+    """
+
+    def __init__(
+        self,
+        lib: ctypes.CDLL,
+        dtype: torch.dtype,
+        in_spatial: tuple[int, ...],
+        ints: list[int],
+        floats: list[float],
+        roots: list[Tensor | None],
+        out_entries: int,
+    ) -> None:
+        self.fn = lib.nk_chain_f64 if dtype == torch.float64 else lib.nk_chain_f32
+        self.nops = len(ints) // _OPI
+        self.ops = (ctypes.c_int64 * len(ints))(*ints)
+        self.vals = (ctypes.c_double * len(floats))(*floats)
+        self.roots = roots  # kept alive: the C side reads their memory
+        self.ptrs = (ctypes.c_void_p * len(roots))(
+            *[None if r is None else r.data_ptr() for r in roots]
+        )
+        self.in_spatial = (ctypes.c_int64 * 3)(*_pad3(in_spatial, 1))
+        self.positions = math.prod(in_spatial)
+        self.out_entries = out_entries
+        self.snap = snap_factor(dtype)
+
+    def run(
+        self, g: Tensor, r0: int, rows: int, s0: int, cols: int, outs: Sequence[Tensor]
+    ) -> None:
+        """Run the chain on the pairs ``[r0, r0 + rows) x [s0, s0 + cols)``.
+
+        Args:
+            g: the chunk's Gram product ``(rows P, cols P)`` (unit stride along a row).
+            r0: the chunk's first row (index into the first inputs).
+            rows: its number of rows.
+            s0: its first column.
+            cols: its number of columns.
+            outs: the output NNGP and, when wanted, NTK: contiguous ``(n1, n2, ...)``
+                with ``out_entries`` entries per pair; the chunk's pairs are written.
+
+        """
+        n2 = outs[0].shape[1]
+        e = self.out_entries
+        offset = (r0 * n2 + s0) * e * outs[0].element_size()
+        on = outs[0].data_ptr() + offset
+        ot = outs[1].data_ptr() + offset if len(outs) > 1 else None
+        status = self.fn(
+            self.nops, self.ops, self.vals, self.ptrs, rows, cols, r0, s0, self.in_spatial,
+            g.data_ptr(), g.stride(0), on, ot, n2 * e, e, self.snap,
+        )  # fmt: skip
+        if status:
+            raise MemoryError("the compiled layer chain could not allocate its scratch")
+
+
+def _roots(var: tuple[Tensor, Tensor], dtype: torch.dtype) -> list[Tensor | None]:
+    """``sqrt(q1)``, ``sqrt(q2)``, ``snap / sqrt(q1)``, ``1 / sqrt(q2)`` as the eager dual has them.
+
+    Rows of positions, ``(n, M)``; zero variances give a zero root and a finite
+    reciprocal (of the smallest normal number).
+    """
+    tiny = torch.finfo(dtype).tiny
+    q1, q2 = (v.reshape(v.shape[0], -1).to(dtype) for v in var)
+    return [
+        q1.clamp_min(0.0).sqrt().contiguous(),
+        q2.clamp_min(0.0).sqrt().contiguous(),
+        (q1.clamp_min(tiny).rsqrt() * snap_factor(dtype)).contiguous(),
+        q2.clamp_min(tiny).rsqrt().contiguous(),
+    ]
+
+
+def compile_chain(
+    lib: ctypes.CDLL,
+    dtype: torch.dtype,
+    in_spatial: tuple[int, ...],
+    ops: Sequence[ChainOp],
+    variances: Sequence[tuple[Tensor, Tensor] | None],
+) -> Chain:
+    """The chain of ``ops`` (a ``conv`` followed by an ``act`` is fused into one op).
+
+    Args:
+        lib: the compiled library.
+        dtype: float32 or float64.
+        in_spatial: the inputs' spatial sizes.
+        ops: one op per layer (``"skip"`` ops are left out).
+        variances: per op, the per-position variances of all first and all second inputs
+            at the op's input, ``(n1, *spatial)`` and ``(n2, *spatial)``, where it is an
+            ``act`` (else ``None``).
+
+    """
+    ints: list[int] = []
+    floats: list[float] = []
+    roots: list[Tensor | None] = []
+    last: ChainOp | None = None
+    out_entries = math.prod(in_spatial) ** 2
+    for op, var in zip(ops, variances, strict=True):
+        if op.kind == "skip":
+            continue
+        pair: list[Tensor | None] = [None] * 4
+        if op.kind == "act":
+            if var is None:
+                raise ValueError("an act op needs the variances at its input")
+            pair = _roots(var, dtype)
+        positions = math.prod(op.n) if op.kind == "act" else 0
+        if op.kind == "act" and last is not None and last.kind == "conv" and not ints[-_OPI + 1]:
+            # fuse into the convolution just before: its dual flag, slopes and variances
+            ints[-_OPI + 1] = 1
+            ints[-1] = positions
+            floats[-_OPD + 5], floats[-_OPD + 6] = (float(s) for s in op.slopes)
+            roots[-4:] = pair
+            last = op
+            continue
+        ints += op.ints(False, positions)
+        floats += [*map(float, op.coef), *map(float, op.slopes), float(op.scale)]
+        roots += pair
+        last = op
+        m = op.n if op.kind in ("act", "affine") else op.m
+        out_entries = math.prod(m) ** 2
+    return Chain(lib, dtype, in_spatial, ints, floats, roots, out_entries)
