@@ -5,7 +5,7 @@ twin ``net.module(in_shape, width=n, parametrization=p, base_width=n_0)`` with S
 Adam and the per-layer rates of :func:`neural_kernels.abc.param_groups` for a fixed
 budget of steps, and record the training loss at the end (mean over seeds; a diverged
 run counts as ``inf``). Under muP the trained function has a width-independent limit, so
-the best :math:`\eta` stays put (it moves by at most one grid step); under the standard
+the best :math:`\eta` should stay put (TP5: within a grid step or so); under the standard
 parametrization the optimum drifts with the width (TP5, Figs. 1 and 3). The drift is
 summarised by ``shift`` (grid steps between the extreme optima) and ``slope``, the
 least-squares slope of :math:`\log_2 \eta^*` against :math:`\log_2 n` (0: transfer;
