@@ -192,8 +192,10 @@ def apply_per_axis(k: KernelBlock, fn: Any) -> KernelBlock:
 
     same = k.cov2 is k.cov1
     cov1 = run(k.cov1, "cov")
+    # pairs of an example with itself whose covariance is the NNGP itself: once
+    alike = k.self_pairs and k.nngp is k.cov1 and pair_axes(k, "pair") == pair_axes(k, "cov")
     return k.replace(
-        nngp=run(k.nngp, "pair"),
+        nngp=cov1 if alike else run(k.nngp, "pair"),
         ntk=None if k.ntk is None else run(k.ntk, "pair"),
         cov1=cov1,
         cov2=cov1 if same else run(k.cov2, "cov"),

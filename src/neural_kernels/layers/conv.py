@@ -283,6 +283,9 @@ class Conv(Layer):
         cov_coef = (coef[0], coef[1], 0.0, 0.0, 0.0)
         covs = []
         for cov in (k.cov1,) if k.cov2 is k.cov1 else (k.cov1, k.cov2):
+            if k.self_pairs and cov is k.nngp:  # the same covariance: the same result
+                covs.append(pair[0])
+                continue
             if k.cov_is_variance:
                 for i, axes in enumerate(pair_axes(k, "cov")):
                     cov = window_sum(cov, axes, size[i], stride[i], dil[i], self.padding)
