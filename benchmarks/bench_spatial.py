@@ -18,7 +18,8 @@ Each case runs in a fresh subprocess and prints one JSON line with ``seconds`` (
 of the timed runs after a warm-up), ``peak_mb`` (``ru_maxrss`` above the post-import
 baseline), ``entries`` (covariance entries per layer summed over the example pairs
 computed), the same run's ``floor_seconds`` and ``ratio_to_floor``, ``native`` (whether
-the compiled kernels ran) and ``eager_seconds`` (one run of the same kernel on the eager
+the compiled kernels ran), ``compiled_chain`` (whether the whole layer chain ran as one
+compiled call per chunk) and ``eager_seconds`` (one run of the same kernel on the eager
 PyTorch path), and Neural Tangents' time and peak memory where measured. The floor is,
 per layer and covariance entry, nine multiply-adds and one arc-cosine in eager PyTorch
 on cache-sized buffers; ``dual_floor_seconds`` is the compiled arc-cosine dual alone
@@ -297,6 +298,7 @@ def run_case(name: str, n: int, dtype_name: str) -> dict[str, Any]:
         "fraction_of_nt": fraction,
         "target_fraction_of_nt": TARGET_FRACTION_OF_NT.get((name, dtype_name)),
         "native": native["available"],
+        "compiled_chain": bool(native["available"]) and _conv_ops(net, shape) is not None,
         "eager_seconds": eager_seconds,
         "runs": runs,
         "threads": torch.get_num_threads(),

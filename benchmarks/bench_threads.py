@@ -30,7 +30,8 @@ thread count:
     layer (eager); ``dual_floor_seconds`` the compiled arc-cosine dual alone;
     ``compiled_floor_seconds`` the compiled convolution then the compiled dual, as
     separate calls, for every convolution of the network on all the pairs computed
-    (:func:`benchmarks.bench_spatial.compiled_floor`), and ``ratio_to_compiled_floor``.
+    (:func:`benchmarks.bench_spatial.compiled_floor`), and ``ratio_to_compiled_floor``;
+    ``compiled_chain`` whether the whole layer chain ran compiled.
 ``speedup_over_one``
     (on the two-thread line) the one-thread median over the two-thread one (target
     ``>= 1.7`` on CNN-GAP).
@@ -186,6 +187,7 @@ def _workload(name: str, n: int) -> tuple[Callable[[], Any], Callable[[], dict[s
         chain = compiled_floor(net, shape, n, torch.float64)
         record["compiled_floor_seconds"] = None if chain is None else _median(chain, 3)
         record["conv_entries"] = conv_entries(net, shape, n)
+        record["compiled_chain"] = record["conv_entries"] is not None and compiled is not None
         return record
 
     return lambda: net.kernel(xs, get=("nngp", "ntk")), floor_conv

@@ -70,3 +70,17 @@ def test_curves_file_resumes_a_run(tmp_path) -> None:
     more = [f if f != "1" else "2" for f in flags]  # --iterations 2 (and restarts 2)
     assert main(["bo", "--out", str(tmp_path / "c"), "--seeds", "1", *more]) == 0
     assert len(curves.read_text().splitlines()) == 4
+
+
+def test_first_seed_splits_a_run(tmp_path) -> None:
+    curves = tmp_path / "curves.jsonl"
+    flags = ["--problems", "branin", "--surrogates", "ibnn", "--n-init", "3", "--quiet"]
+    flags += ["--iterations", "0", "--curves", str(curves)]
+    assert (
+        main(["bo", "--out", str(tmp_path / "a"), "--first-seed", "1", "--seeds", "1", *flags]) == 0
+    )
+    assert json.loads(curves.read_text())["key"].startswith('["branin", "ibnn", 1,')
+    assert main(["bo", "--out", str(tmp_path / "b"), "--seeds", "2", *flags]) == 0
+    res = json.loads((tmp_path / "b" / "results.json").read_text())["bo_branin"]
+    assert len(res["best_so_far"]["ibnn"]) == 2 and len(curves.read_text().splitlines()) == 2
+    assert main(["bo", "--out", str(tmp_path / "c"), "--first-seed", "-1", *flags]) == 2

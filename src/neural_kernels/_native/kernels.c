@@ -576,9 +576,13 @@ int NK_NAME(nk_chain)(int64_t nops, const int64_t *ops, const double *vals,
         }
     }
     const int64_t slot = big + 2 * margin;
-    /* zeroed: the flat path reads (and masks) a margin around each pair, never NaN */
-    T *mem = (T *)calloc((size_t)(4 * slot + 3 * big + conv), sizeof(T));
+    T *mem = (T *)malloc(sizeof(T) * (size_t)(4 * slot + 3 * big + conv));
     if (!mem) return 1;
+    /* the flat path reads (and masks) `margin` entries around a pair: they must be
+       finite, so the margin before each slot is zeroed here, the one after each pair
+       as the pair is written */
+    for (int s = 0; s < 4; s++)
+        for (int64_t q = 0; q < margin; q++) mem[s * slot + q] = 0;
     T *kn[2] = {mem + margin, mem + slot + margin};
     T *kt[2] = {mem + 2 * slot + margin, mem + 3 * slot + margin};
     T *tmp1 = mem + 4 * slot, *tmp2 = tmp1 + big, *norm = tmp2 + big, *scratch = norm + big;
@@ -601,6 +605,7 @@ int NK_NAME(nk_chain)(int64_t nops, const int64_t *ops, const double *vals,
                                 for (int64_t q2 = 0; q2 < in[2]; q2++) *d++ = src[q2];
                             }
             int64_t size = nk_pair_entries(in);
+            for (int64_t q = 0; q < margin; q++) kn[0][size + q] = kt[0][size + q] = 0;
             for (int64_t k = 0; k < nops; k++) {
                 const int64_t *op = ops + k * NK_OPI;
                 const double *v = vals + k * NK_OPD;
@@ -668,6 +673,7 @@ int NK_NAME(nk_chain)(int64_t nops, const int64_t *ops, const double *vals,
                 }
                 cur ^= 1;
                 size = out_size;
+                for (int64_t q = 0; q < margin; q++) kn[cur][size + q] = kt[cur][size + q] = 0;
             }
             T *dn = on + i * out_row + j * out_col;
             memcpy(dn, kn[cur], sizeof(T) * size);

@@ -25,8 +25,9 @@ steps, ``optimize_acqf`` with 10 restarts and 200 raw samples), resumable::
         --curves mlp200.jsonl
 
 ``--curves FILE`` appends every finished (problem, surrogate, seed) curve to ``FILE`` (one
-JSON line) and takes the curves already there (same sizes) instead of rerunning them, so
-a long comparison can be split over processes and resumed after an interruption.
+JSON line) and takes the curves already there (same sizes, read again before each run)
+instead of rerunning them, so a long comparison can be resumed after an interruption or
+split over processes (``--first-seed 2 --seeds 1`` runs seed 2 alone).
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ class BoConfig:
         surrogates: comma-separated surrogates (``matern``, ``ibnn``, ``ntk``, ``erf``,
             ``default``, ``ibnn_tutorial``).
         seeds: repetitions (seed ``s`` draws the initial design of every surrogate).
+        first_seed: the first seed (seeds ``first_seed .. first_seed + seeds - 1``).
         n_init: Sobol initial points.
         iterations: BO steps after the initial design (one evaluation each).
         raw_samples: raw samples of ``optimize_acqf``.
@@ -74,6 +76,7 @@ class BoConfig:
     problems: str = "branin,hartmann6,ackley10,mlp200"
     surrogates: str = "matern,ibnn,ntk"
     seeds: int = 3
+    first_seed: int = 0
     n_init: int = 8
     iterations: int = 10
     raw_samples: int = 32
@@ -89,6 +92,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--problems", metavar="LIST", help=f"problems (default: {d.problems})")
     p.add_argument("--surrogates", metavar="LIST", help=f"surrogates (default: {d.surrogates})")
     p.add_argument("--seeds", type=int, metavar="N", help=f"repetitions (default: {d.seeds})")
+    p.add_argument(
+        "--first-seed", type=int, metavar="N", help=f"first seed (default: {d.first_seed})"
+    )
     p.add_argument("--n-init", type=int, metavar="N", help=f"Sobol points (default: {d.n_init})")
     p.add_argument(
         "--iterations", type=int, metavar="N", help=f"BO steps (default: {d.iterations})"
@@ -141,6 +147,8 @@ def check_config(cfg: BoConfig) -> tuple[list[str], list[str]]:
     for name in ("seeds", "n_init", "raw_samples", "restarts"):
         if getattr(cfg, name) < 1:
             raise UsageError(f"{flag(name)} must be an integer >= 1, got {getattr(cfg, name)}")
+    if cfg.first_seed < 0:
+        raise UsageError(f"{flag('first_seed')} must be an integer >= 0, got {cfg.first_seed}")
     if cfg.iterations < 0:
         raise UsageError(f"{flag('iterations')} must be an integer >= 0, got {cfg.iterations}")
     problems = [p.strip() for p in cfg.problems.split(",") if p.strip()]
@@ -163,7 +171,6 @@ def run_bo_report(cfg: BoConfig) -> Report:
 
     problems, surrogates = check_config(cfg)
     report = Report("bo", asdict(cfg))
-    done_before = _load_curves(cfg.curves)
     total = len(problems) * len(surrogates) * cfg.seeds
     done = 0
     with Progress("bo: problems x surrogates x seeds", enabled=not cfg.quiet) as progress:
@@ -174,9 +181,10 @@ def run_bo_report(cfg: BoConfig) -> Report:
             for surrogate in surrogates:
                 curves[surrogate] = []
                 seconds[surrogate] = 0.0
-                for seed in range(cfg.seeds):
+                for seed in range(cfg.first_seed, cfg.first_seed + cfg.seeds):
                     key = _run_key(cfg, name, surrogate, seed)
                     start = time.perf_counter()
+                    done_before = _load_curves(cfg.curves)  # other processes may add runs
                     if key in done_before:
                         curves[surrogate].append(done_before[key][0])
                         seconds[surrogate] += done_before[key][1]
