@@ -232,7 +232,7 @@ def _outputs_per_pass(k: int) -> int:
     """Outputs whose cotangents one backward pass computes: 1 for few outputs, ``k // 8`` else.
 
     One pass per output keeps the least in flight; with many outputs the passes' fixed cost
-    adds up, so groups of ``k // 8`` (eight passes) share one batched pass, whose
+    adds up, so groups of ``k // 8`` (eight to fifteen passes) share one batched pass, whose
     intermediates (a few times the group's cotangents) stay under half the storage.
     """
     return 1 if k < 16 else k // 8
