@@ -40,7 +40,7 @@ for each input (the paper's single-input ensemble complexity, ``O(k log k)``), a
 :math:`\sum_i (1 - p_i(M)) \le \delta` (the union bound over inputs: a guaranteed
 sufficient ``M``, the route of the paper's ``O(k^2)`` bound). Because the failures are
 dominated by the few least-separated entries (inputs with ``c = 2`` ones), the union bound
-exceeds the joint Monte Carlo count by at most one or two models.
+exceeds the joint Monte Carlo count by only a few models (about 2%).
 
 **Reference counts.** The research brief's NNGP counts 48, 75, 118, 148, 185 at
 ``k = 4, 5, 8, 10, 12`` are consecutive points of a geometric grid of ratio 1.25
