@@ -274,7 +274,9 @@ def run_case(name: str, n: int, dtype_name: str) -> dict[str, Any]:
     floor_seconds, _ = median_time(floor(total, layers, dtype), 1 if repeats == 1 else 3)
     compiled = dual_floor(total, layers, dtype)
     dual_seconds = None if compiled is None else median_time(compiled, 1)[0]
-    full = name != "digits_cnn_gap" and _mixing(net, shape)
+    mixing = _mixing(net, shape)
+    full = name != "digits_cnn_gap" and mixing
+    chained = bool(native["available"]) and mixing and _conv_ops(net, shape) is not None
     chain = compiled_floor(net, shape, n, dtype) if full else None
     chain_seconds = None if chain is None else median_time(chain, 1)[0]
     fraction = None if nt_seconds is None else seconds / nt_seconds
@@ -298,7 +300,7 @@ def run_case(name: str, n: int, dtype_name: str) -> dict[str, Any]:
         "fraction_of_nt": fraction,
         "target_fraction_of_nt": TARGET_FRACTION_OF_NT.get((name, dtype_name)),
         "native": native["available"],
-        "compiled_chain": bool(native["available"]) and _conv_ops(net, shape) is not None,
+        "compiled_chain": chained,
         "eager_seconds": eager_seconds,
         "runs": runs,
         "threads": torch.get_num_threads(),

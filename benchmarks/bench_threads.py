@@ -34,7 +34,9 @@ thread count:
     ``compiled_chain`` whether the whole layer chain ran compiled.
 ``speedup_over_one``
     (on the two-thread line) the one-thread median over the two-thread one (target
-    ``>= 1.7`` on CNN-GAP).
+    ``>= 1.7`` on CNN-GAP). ``dual_floor_speedup_over_one``: the same for the compiled
+    dual floor, which holds no GIL: what two threads could gain on the machine as loaded
+    during the run.
 ``nt_seconds`` / ``ratio_to_nt``
     Neural Tangents 0.6.5 (JAX 0.5.3, XLA on CPU) on this machine kind, measured side by
     side with this library in one sitting (it uses every core).
@@ -312,6 +314,9 @@ def measure(name: str, n: int, rounds: int) -> list[dict[str, Any]]:
         if record.get("compiled_floor_seconds"):
             record["ratio_to_compiled_floor"] = seconds / record["compiled_floor_seconds"]
         record["speedup_over_one"] = one / seconds
+        first = floors[THREADS[0]].get("dual_floor_seconds")
+        if first and record.get("dual_floor_seconds"):  # what the machine gave the floor
+            record["dual_floor_speedup_over_one"] = first / record["dual_floor_seconds"]
         record["nt_seconds"] = nt
         record["ratio_to_nt"] = None if nt is None else seconds / nt
         if name in TARGETS and t == THREADS[-1]:

@@ -168,31 +168,3 @@ def test_chunk_tasks_cover_the_kernel() -> None:
         for r0, r1, s0, s1 in _chunk_tasks(n1, n2, rows, cols, False):
             seen[r0:r1, s0:s1] += 1
         assert bool((seen == 1).all())
-
-
-def test_self_pass_split_over_threads_gives_the_same_kernel(monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    from neural_kernels.core import tiling
-
-    used: list[int] = []
-    original = tiling.map_threads
-
-    def spy(fn, items, workers):  # type: ignore[no-untyped-def]
-        used.append(workers)
-        return original(fn, items, workers)
-
-    monkeypatch.setattr(tiling, "map_threads", spy)
-    net = nk.Sequential(nk.Conv(3, 3, b_std=0.1), nk.ReLU(), nk.AvgPool(2), nk.Flatten())
-    x = torch.randn(20, 2, 12, 12, dtype=torch.float64)
-    one = net.kernel(x, get=("nngp", "ntk"))
-    assert used == [1]
-    threads = torch.get_num_threads()
-    torch.set_num_threads(2)
-    try:
-        two = net.kernel(x, get=("nngp", "ntk"))
-        diag = net.kernel_diag(x, get="ntk")
-    finally:
-        torch.set_num_threads(threads)
-    assert used[1:] == [2, 2]
-    torch.testing.assert_close(two.nngp, one.nngp, rtol=1e-14, atol=0)
-    torch.testing.assert_close(two.ntk, one.ntk, rtol=1e-14, atol=0)
-    torch.testing.assert_close(diag.ntk, torch.diagonal(one.ntk), rtol=1e-14, atol=0)

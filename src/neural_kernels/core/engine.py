@@ -146,14 +146,10 @@ def _self_pass(
 
     Every step's output is checked for overflow. With ``steps`` (an empty list), the
     per-position variances of every input after each step are appended to it, one
-    ``(n, *spatial)`` tensor per step (``None`` where branches are in flight). Without
-    autograd, large passes are split over torch's threads, one batch each.
+    ``(n, *spatial)`` tensor per step (``None`` where branches are in flight).
     """
-    threads = 1 if _wants_grad(plan, f) else torch.get_num_threads()
     with tiling.single_threaded():
-        return _self_pass_batches(
-            plan, geo, f, want_ntk, memory_budget, where, pattern, steps, threads
-        )
+        return _self_pass_batches(plan, geo, f, want_ntk, memory_budget, where, pattern, steps)
 
 
 def _self_pass_batches(
@@ -165,17 +161,12 @@ def _self_pass_batches(
     where: _Where,
     pattern: Tensor | None,
     steps: list[Tensor | None] | None,
-    threads: int = 1,
 ) -> KernelBlock:
     per_example = 4 * geo.pair_elements * f.element_size()
-    n = f.shape[0]
-    batch = max(1, min(n, tiling.budget(memory_budget) // per_example))
-    workers = 1
-    # split over the threads when the whole pass fits the budget (the same memory)
-    if threads > 1 and n * geo.pair_elements >= tiling.PARALLEL_SELF_ENTRIES and batch == n:
-        batch, workers = -(-n // threads), threads
-
-    def one(i0: int) -> tuple[KernelBlock, list[Tensor | None]]:
+    batch = max(1, min(f.shape[0], tiling.budget(memory_budget) // per_example))
+    parts: list[KernelBlock] = []
+    records: list[list[Tensor | None]] = []
+    for i0 in range(0, f.shape[0], batch):
         c = self_cov(f[i0 : i0 + batch], geo)
         p = None if pattern is None else pattern[i0 : i0 + batch]
         record: list[Tensor | None] = []
@@ -192,11 +183,8 @@ def _self_pass_batches(
         )
         if not isinstance(k, KernelBlock):  # pragma: no cover (plan_network refuses it)
             raise TypeError("the network ends with branches")
-        return k, record
-
-    done = tiling.map_threads(one, list(range(0, n, batch)), workers)
-    parts = [k for k, _ in done]
-    records = [r for _, r in done]
+        parts.append(k)
+        records.append(record)
     if steps is not None:
         for ts in zip(*records, strict=True):
             steps.append(None if ts[0] is None else torch.cat(ts) if len(ts) > 1 else ts[0])

@@ -11,7 +11,7 @@ import math
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -24,7 +24,6 @@ __all__ = [
     "budget",
     "chunk_shape",
     "chunk_tasks",
-    "map_threads",
     "mirror_upper",
     "run_blocks",
     "single_threaded",
@@ -44,13 +43,10 @@ SPLIT_PAIR_ELEMENTS = 1024
 #: Below this many input-kernel entries, chunks run in the calling thread (a pool of
 #: workers costs more than it saves).
 PARALLEL_ENTRIES = 1 << 20
-#: Self passes with at least this many entries are split over the threads.
-PARALLEL_SELF_ENTRIES = 1 << 18
 #: Default working memory besides the output.
 DEFAULT_MEMORY_BUDGET = 512 * 2**20
 
 Task = tuple[int, int, int, int]
-R = TypeVar("R")
 Progress = Callable[[int, int], None]
 
 
@@ -174,19 +170,6 @@ def run_blocks(
                     progress(min(done, total), total)
     finally:
         torch.set_num_threads(threads)
-
-
-def map_threads(fn: Callable[[int], R], items: list[int], threads: int) -> list[R]:
-    """``[fn(i) for i in items]``, on up to ``threads`` workers of one torch thread each.
-
-    In order; an exception in a worker is raised here. Without autograd only (workers
-    start with grad mode on).
-    """
-    workers = min(threads, len(items))
-    if workers <= 1:
-        return [fn(i) for i in items]
-    with ThreadPoolExecutor(workers, initializer=torch.set_num_threads, initargs=(1,)) as pool:
-        return list(pool.map(torch.no_grad()(fn), items))
 
 
 @contextmanager

@@ -59,6 +59,7 @@ class StoredMatrix:
         self.folder, self.chunk, self.encode = _direct_layout(array)
         self._slab = np.empty(0, dtype=array.dtype)  # buffers reused across reads
         self._chunk = np.empty(0, dtype=array.dtype)
+        self._wide = torch.empty(0)  # a float32 slab widened for a float64 product
 
     def __repr__(self) -> str:
         kind = "symmetric, " if self.symmetric else ""
@@ -144,6 +145,18 @@ class StoredMatrix:
             [torch.diagonal(self._raw(i, min(n, i + b), i, min(n, i + b))) for i in range(0, n, b)]
         )
 
+    def _widen(self, slab: Tensor, dtype: torch.dtype) -> Tensor:
+        """``slab`` in ``dtype``, converted into a buffer kept for the next slab.
+
+        A fresh conversion of each slab cost a float32 store twice the CPU time of a
+        float64 one per CG iteration (the page faults of a new 400 MB array each time).
+        """
+        if slab.dtype == dtype:
+            return slab
+        if self._wide.dtype != dtype or self._wide.numel() < slab.numel():
+            self._wide = torch.empty(slab.numel(), dtype=dtype)
+        return self._wide[: slab.numel()].view(slab.shape).copy_(slab)
+
     def matmul(self, v: Tensor) -> Tensor:
         """``A @ v`` for ``v`` of shape ``(n2, k)``, streaming each stored block once."""
         if len(self.shape) != 2:
@@ -164,9 +177,9 @@ class StoredMatrix:
         for i0 in range(0, n1, step):
             i1 = min(n1, i0 + step)
             if not self.symmetric:
-                out[i0:i1] = self._raw(i0, i1, 0, n2, reuse=True).to(out.dtype) @ v
+                out[i0:i1] = self._widen(self._raw(i0, i1, 0, n2, reuse=True), out.dtype) @ v
                 continue
-            slab = self._raw(i0, i1, i0, n2, reuse=True).to(out.dtype)
+            slab = self._widen(self._raw(i0, i1, i0, n2, reuse=True), out.dtype)
             for r0 in range(i0, i1, self.rows):
                 # the blocks on and right of the diagonal, each used as itself and as
                 # its mirror
