@@ -111,3 +111,16 @@ def test_float32_store_is_solved_in_float64(tmp_path: Path) -> None:
     assert got.dtype == torch.float64 and posts[0].solves[0].residual <= 1e-10
     torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
     assert not torch.equal(got, want)  # float32 rounding, not the same kernel
+
+
+def test_products_from_several_threads_are_identical(tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    x = torch.randn(70, 4, dtype=torch.float64)
+    ntk = _net().kernel(x, store=tmp_path / "k.zarr", block_size=16).ntk
+    vs = [torch.randn(70, 2, dtype=torch.float64) for _ in range(8)]
+    alone = [ntk.matmul(v) for v in vs]
+    with ThreadPoolExecutor(4) as pool:
+        together = list(pool.map(ntk.matmul, vs * 4))
+    for i, got in enumerate(together):
+        assert torch.equal(got, alone[i % len(vs)])

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,9 +58,8 @@ class StoredMatrix:
         self.shape = tuple(int(s) for s in array.shape)
         self.dtype = torch_dtype(manifest["dtype"])
         self.folder, self.chunk, self.encode = _direct_layout(array)
-        self._slab = np.empty(0, dtype=array.dtype)  # buffers reused across reads
-        self._chunk = np.empty(0, dtype=array.dtype)
-        self._wide = torch.empty(0)  # a float32 slab widened for a float64 product
+        # buffers reused across reads, one set per thread (several threads may share a store)
+        self._local = threading.local()
 
     def __repr__(self) -> str:
         kind = "symmetric, " if self.symmetric else ""
@@ -79,17 +79,19 @@ class StoredMatrix:
             return torch.from_numpy(self.array[i0:i1, j0:j1])
         trailing = self.shape[2:]
         shape = (i1 - i0, j1 - j0, *trailing)
+        local = self._local
         if reuse:
             size = int(np.prod(shape))
-            if self._slab.size < size:
-                self._slab = np.empty(size, dtype=self.array.dtype)
-            out = self._slab[:size].reshape(shape)
+            if getattr(local, "slab", None) is None or local.slab.size < size:
+                local.slab = np.empty(size, dtype=self.array.dtype)
+            out = local.slab[:size].reshape(shape)
         else:
             out = np.empty(shape, dtype=self.array.dtype)
         (cr, cc), fill = self.chunk[:2], self.array.metadata.fill_value
-        if self._chunk.size == 0:
-            self._chunk = np.empty(self.chunk, dtype=self.array.dtype)
-        view = memoryview(self._chunk.reshape(-1).view(np.uint8))  # type: ignore[arg-type]
+        if getattr(local, "chunk", None) is None:
+            local.chunk = np.empty(self.chunk, dtype=self.array.dtype)
+        chunk = local.chunk
+        view = memoryview(chunk.reshape(-1).view(np.uint8))  # type: ignore[arg-type]
         for a in range(i0 // cr, -(-i1 // cr)):
             for b in range(j0 // cc, -(-j1 // cc)):
                 r0, r1 = max(a * cr, i0), min((a + 1) * cr, i1)
@@ -103,10 +105,10 @@ class StoredMatrix:
                 except FileNotFoundError:
                     dest[...] = fill
                     continue
-                if got != self._chunk.nbytes or extra:  # not a plain chunk: ask zarr
+                if got != chunk.nbytes or extra:  # not a plain chunk: ask zarr
                     dest[...] = self.array[r0:r1, s0:s1]
                     continue
-                dest[...] = self._chunk[r0 - a * cr : r1 - a * cr, s0 - b * cc : s1 - b * cc]
+                dest[...] = chunk[r0 - a * cr : r1 - a * cr, s0 - b * cc : s1 - b * cc]
         return torch.from_numpy(out)
 
     def _mirror(self, t: Tensor) -> Tensor:
@@ -153,9 +155,10 @@ class StoredMatrix:
         """
         if slab.dtype == dtype:
             return slab
-        if self._wide.dtype != dtype or self._wide.numel() < slab.numel():
-            self._wide = torch.empty(slab.numel(), dtype=dtype)
-        return self._wide[: slab.numel()].view(slab.shape).copy_(slab)
+        wide = getattr(self._local, "wide", None)
+        if wide is None or wide.dtype != dtype or wide.numel() < slab.numel():
+            wide = self._local.wide = torch.empty(slab.numel(), dtype=dtype)
+        return wide[: slab.numel()].view(slab.shape).copy_(slab)
 
     def matmul(self, v: Tensor) -> Tensor:
         """``A @ v`` for ``v`` of shape ``(n2, k)``, streaming each stored block once."""
