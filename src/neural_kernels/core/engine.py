@@ -324,15 +324,19 @@ def compute_kernel(
         out = [d1.nngp.new_empty((n1, n2, *trailing)) for _ in range(1 + want_ntk)]
         chunk_rows, chunk_cols = tiling.chunk_shape(rows, cols, geo.pair_elements)
 
+        def pairs(r0: int, r1: int, s0: int, s1: int) -> int:
+            """The example pairs a chunk computes (its upper triangle on the diagonal)."""
+            if use_symmetry and r0 == s0:
+                return (r1 - r0) * (r1 - r0 + 1) // 2
+            return (r1 - r0) * (s1 - s0)
+
         @torch.no_grad()  # nothing here needs autograd; workers do not inherit the mode
         def run_chunk(r0: int, r1: int, s0: int, s1: int, g: Tensor, i0: int, j0: int) -> int:
             k = chunk(r0, r1, s0, s1, g, i0, j0)
             out[0][r0:r1, s0:s1] = k.nngp
             if k.ntk is not None:
                 out[1][r0:r1, s0:s1] = k.ntk
-            if use_symmetry and r0 == s0:
-                return (r1 - r0) * (r1 - r0 + 1) // 2
-            return (r1 - r0) * (s1 - s0)
+            return pairs(r0, r1, s0, s1)
 
         if geo.spatial:
             # Spatial chunks are the unit of work: each makes its own input kernel (the
@@ -345,9 +349,7 @@ def compute_kernel(
                 if compiled is None:
                     return run_chunk(r0, r1, s0, s1, gram(fa[r0:r1], fb[s0:s1], geo), r0, s0)
                 compiled(r0, r1, s0, s1)
-                if use_symmetry and r0 == s0:
-                    return (r1 - r0) * (r1 - r0 + 1) // 2
-                return (r1 - r0) * (s1 - s0)
+                return pairs(r0, r1, s0, s1)
 
             expensive = geo.pair_elements >= tiling.SPLIT_PAIR_ELEMENTS
             tasks = tiling.chunk_tasks(n1, n2, chunk_rows, chunk_cols, use_symmetry, expensive)
