@@ -50,9 +50,10 @@ semi-definite to working precision, where the Nystrom sketch has no Cholesky fac
 (that case raises an error naming it).
 
 **Progress.** ``solver_options["progress"]``, a callable, is called as
-``progress(label, iteration, residual)`` before the first iteration (``0``, ``1.0``) and
-after each one, with the largest relative residual of the columns (the command line
-draws it as a bar of decimal digits gained towards ``tol``).
+``progress(kernel, iteration, residual)`` (``kernel`` the solve's label, e.g. ``"NTK"``)
+before the first iteration (``0``, ``1.0``) and after each one, with the largest relative
+residual of the columns (the command line draws it as a bar of decimal digits gained
+towards ``tol``).
 
 **Why not GPyTorch's ``linear_operator``.** Its ``linear_cg`` and pivoted-Cholesky
 preconditioner were weighed and not used: the CG there is built for GP training
