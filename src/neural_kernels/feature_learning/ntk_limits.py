@@ -45,7 +45,7 @@ from torch import Tensor
 
 from ..errors import HyperparameterError
 from ._digits import digits
-from .nonlinear import mlp, train_gd
+from .nonlinear import _mean_of, mlp, train_gd
 
 __all__ = [
     "SETUPS",
@@ -103,22 +103,18 @@ def _targets(labels: Tensor) -> Tensor:
 
 
 def _jacobian(model: torch.nn.Module, x: Tensor) -> Tensor:
-    """``(n k, P)``: the Jacobian of the flattened outputs on ``x``."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    f = model(x).reshape(-1)
-    rows = []
-    for i in range(f.numel()):
-        g = torch.autograd.grad(f[i], params, retain_graph=i + 1 < f.numel())
-        rows.append(torch.cat([t.reshape(-1) for t in g]))
-    return torch.stack(rows)
+    """``(n k, P)``: the Jacobian of the flattened outputs on ``x`` (``torch.func.jacrev``)."""
+    params = {n: p.detach() for n, p in model.named_parameters() if p.requires_grad}
+
+    def outputs(ps: dict[str, Tensor]) -> Tensor:
+        return torch.func.functional_call(model, ps, (x,)).reshape(-1)
+
+    jac = torch.func.jacrev(outputs)(params)
+    return torch.cat([j.reshape(j.shape[0], -1) for j in jac.values()], 1)
 
 
 def _flat(model: torch.nn.Module) -> Tensor:
     return torch.cat([p.detach().reshape(-1) for p in model.parameters()])
-
-
-def _mean_of(pred: Any) -> Tensor:
-    return pred.mean if hasattr(pred, "mean") and not isinstance(pred, Tensor) else pred
 
 
 def _one_run(
