@@ -14,7 +14,8 @@ import pytest
 import torch
 
 import neural_kernels as nk
-from neural_kernels.core import tiling
+from neural_kernels import _native
+from neural_kernels.core import engine, tiling
 
 
 @pytest.fixture
@@ -65,3 +66,33 @@ def test_spatial_chunks_on_two_threads_equal_one_thread(
     serial, threaded = _both(lambda: net.kernel(x, block_size=2))
     assert torch.equal(serial.nngp, threaded.nngp) and torch.equal(serial.ntk, threaded.ntk)
     assert pools and all(w == 2 for w in pools)
+
+
+def test_large_self_pass_runs_in_batches_side_by_side(
+    pools: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tiling, "PARALLEL_ENTRIES", 0)
+    calls: list[int] = []
+    real = engine.self_cov
+
+    def counting(f: torch.Tensor, geo: Any) -> Any:
+        calls.append(f.shape[0])
+        return real(f, geo)
+
+    monkeypatch.setattr(engine, "self_cov", counting)
+    pool = nk.Sequential(nk.Conv(3, 3, padding="same"), nk.ReLU(), nk.AvgPool(2), nk.Flatten())
+    x = torch.randn(11, 2, 4, 4, dtype=torch.float64)
+    serial, threaded = _both(lambda: pool.kernel(x, x[:5] * 0.5))
+    assert torch.equal(serial.nngp, threaded.nngp) and torch.equal(serial.ntk, threaded.ntk)
+    # the same batches (of at most ceil(11 / SELF_BATCHES) examples) on one and two threads
+    assert max(calls) == -(-11 // tiling.SELF_BATCHES) and sum(calls) == 2 * (11 + 5)
+    assert 2 in pools
+    with _native.disabled():
+        eager = pool.kernel(x, x[:5] * 0.5)
+    assert torch.allclose(threaded.nngp, eager.nngp, rtol=1e-12, atol=0)
+
+
+def test_map_ordered_keeps_the_order_on_several_workers() -> None:
+    items = list(range(20))
+    assert tiling.map_ordered(lambda i: i * i, items, 3) == [i * i for i in items]
+    assert tiling.map_ordered(lambda i: i + 1, items, 1) == [i + 1 for i in items]

@@ -144,12 +144,18 @@ def _self_pass(
 ) -> KernelBlock:
     """The network on the pairs ``(x_i, x_i)``, in batches of examples.
 
+    Large passes run in :data:`~.tiling.SELF_BATCHES` batches, side by side on the
+    caller's torch threads (each batch single-threaded, so the numbers do not depend on
+    the thread count).
     Every step's output is checked for overflow. With ``steps`` (an empty list), the
     per-position variances of every input after each step are appended to it, one
     ``(n, *spatial)`` tensor per step (``None`` where branches are in flight).
     """
+    threads = torch.get_num_threads()
     with tiling.single_threaded():
-        return _self_pass_batches(plan, geo, f, want_ntk, memory_budget, where, pattern, steps)
+        return _self_pass_batches(
+            plan, geo, f, want_ntk, memory_budget, where, pattern, steps, threads
+        )
 
 
 def _self_pass_batches(
@@ -161,17 +167,25 @@ def _self_pass_batches(
     where: _Where,
     pattern: Tensor | None,
     steps: list[Tensor | None] | None,
+    threads: int = 1,
 ) -> KernelBlock:
+    n = f.shape[0]
     per_example = 4 * geo.pair_elements * f.element_size()
-    batch = max(1, min(f.shape[0], tiling.budget(memory_budget) // per_example))
-    parts: list[KernelBlock] = []
-    records: list[list[Tensor | None]] = []
-    for i0 in range(0, f.shape[0], batch):
+    fits = tiling.budget(memory_budget) // per_example  # examples in the budget
+    batch = max(1, min(n, fits))
+    large = n * geo.pair_elements >= tiling.PARALLEL_ENTRIES
+    if large:
+        # SELF_BATCHES batches whatever the thread count, so that one and several threads
+        # compute the same batches (identical numbers); workers share the memory budget
+        batch = max(1, min(fits // tiling.SELF_BATCHES, -(-n // tiling.SELF_BATCHES)))
+    starts = list(range(0, n, batch))
+
+    def one(i0: int) -> tuple[KernelBlock, list[Tensor | None]]:
         c = self_cov(f[i0 : i0 + batch], geo)
         p = None if pattern is None else pattern[i0 : i0 + batch]
         record: list[Tensor | None] = []
 
-        def observe(i: int, k: Flow, record: list[Tensor | None] = record) -> None:
+        def observe(i: int, k: Flow) -> None:
             check_finite(i, plan.steps[i].layer, k, where)
             if steps is not None:
                 record.append(k.variances(k.cov1) if isinstance(k, KernelBlock) else None)
@@ -183,8 +197,11 @@ def _self_pass_batches(
         )
         if not isinstance(k, KernelBlock):  # pragma: no cover (plan_network refuses it)
             raise TypeError("the network ends with branches")
-        parts.append(k)
-        records.append(record)
+        return k, record
+
+    done = tiling.map_ordered(one, starts, threads if large and f.device.type == "cpu" else 1)
+    parts = [k for k, _ in done]
+    records = [r for _, r in done]
     if steps is not None:
         for ts in zip(*records, strict=True):
             steps.append(None if ts[0] is None else torch.cat(ts) if len(ts) > 1 else ts[0])

@@ -8,10 +8,10 @@ upper triangle is computed and then mirrored.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch import Tensor
@@ -24,6 +24,7 @@ __all__ = [
     "budget",
     "chunk_shape",
     "chunk_tasks",
+    "map_ordered",
     "mirror_upper",
     "run_blocks",
     "single_threaded",
@@ -43,10 +44,13 @@ SPLIT_PAIR_ELEMENTS = 1024
 #: Below this many input-kernel entries, chunks run in the calling thread (a pool of
 #: workers costs more than it saves).
 PARALLEL_ENTRIES = 1 << 20
+#: Batches of a large self pass (the per-example network), run side by side.
+SELF_BATCHES = 8
 #: Default working memory besides the output.
 DEFAULT_MEMORY_BUDGET = 512 * 2**20
 
 Task = tuple[int, int, int, int]
+R = TypeVar("R")
 Progress = Callable[[int, int], None]
 
 
@@ -170,6 +174,20 @@ def run_blocks(
                     progress(min(done, total), total)
     finally:
         torch.set_num_threads(threads)
+
+
+def map_ordered(fn: Callable[[Any], R], items: Sequence[Any], workers: int) -> list[R]:
+    """``[fn(item) for item in items]``, on up to ``workers`` threads of one torch thread each.
+
+    Every call runs with torch single-threaded, however many workers, so the results do
+    not depend on ``workers``.
+    """
+    workers = min(workers, len(items))
+    if workers <= 1:
+        with single_threaded():
+            return [fn(item) for item in items]
+    with ThreadPoolExecutor(workers, initializer=torch.set_num_threads, initargs=(1,)) as pool:
+        return list(pool.map(fn, items))
 
 
 @contextmanager
