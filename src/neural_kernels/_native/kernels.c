@@ -487,20 +487,43 @@ void NK_NAME(nk_conv_abrelu)(int64_t rows, int64_t cols, const int64_t *n, const
 
 
 /* Window sums along one axis of a (outer, n, inner) array: (outer, m, inner), zero
-   outside the input. */
+   outside the input. The first tap in range is copied and the others added (no zeroing
+   pass); rows of one entry (inner == 1, the last axis) sum in a register. */
 static void NK_NAME(nk_pool_axis)(const T *in, T *out, int64_t outer, int64_t n, int64_t m,
                                   int64_t inner, int64_t w, int64_t s, int64_t before) {
+    if (inner == 1) {
+        for (int64_t a = 0; a < outer; a++) {
+            const T *src = in + a * n;
+            T *d = out + a * m;
+            for (int64_t o = 0; o < m; o++) {
+                T acc = 0;
+                for (int64_t t = 0; t < w; t++) {
+                    int64_t i = s * o + t - before;
+                    if (i >= 0 && i < n) acc += src[i];
+                }
+                d[o] = acc;
+            }
+        }
+        return;
+    }
     for (int64_t a = 0; a < outer; a++)
         for (int64_t o = 0; o < m; o++) {
             T *d = out + (a * m + o) * inner;
-            for (int64_t c = 0; c < inner; c++) d[c] = 0;
+            int first = 1;
             for (int64_t t = 0; t < w; t++) {
                 int64_t i = s * o + t - before;
                 if (i < 0 || i >= n) continue;
                 const T *src = in + (a * n + i) * inner;
+                if (first) {
+                    memcpy(d, src, sizeof(T) * (size_t)inner);
+                    first = 0;
+                    continue;
+                }
                 NK_IVDEP
                 for (int64_t c = 0; c < inner; c++) d[c] += src[c];
             }
+            if (first)
+                for (int64_t c = 0; c < inner; c++) d[c] = 0;
         }
 }
 
