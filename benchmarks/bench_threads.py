@@ -37,9 +37,13 @@ thread count:
     ``>= 1.7`` on CNN-GAP). ``dual_floor_speedup_over_one``: the same for the compiled
     dual floor, which holds no GIL: what two threads could gain on the machine as loaded
     during the run.
-``nt_seconds`` / ``ratio_to_nt``
-    Neural Tangents 0.6.5 (JAX 0.5.3, XLA on CPU) on this machine kind, measured side by
-    side with this library in one sitting (it uses every core).
+``nt_seconds`` / ``ratio_to_nt`` / ``nt_source``
+    Neural Tangents 0.6.5 (JAX 0.5.3, XLA on CPU; it uses every core). With ``--nt
+    PYTHON`` (a Python that imports it, see ``/work/shared/neural_tangents``), measured
+    in this run: its timing script runs before and after this library's case, and
+    ``nt_seconds`` is the median of all its timed runs (``nt_runs``), ``nt_source``
+    ``"measured"``. Without it, the table below (``"table"``: one quiet sitting on this
+    machine kind, which differs from machine to machine).
 ``targets`` / ``meets_targets``
     (convolutional workloads, two-thread line) the goals: at most ``ratio_to_nt`` of
     Neural Tangents (CNN-GAP 0.05, Myrtle-5 0.06), ``ratio_to_compiled_floor`` at most
@@ -57,7 +61,7 @@ thread count:
 
 Also the 1-minute load average before and after (timings from a loaded machine are
 noisy; the ratios much less so). ``python -m benchmarks.bench_threads [--quick]
-[--rounds R] [WORKLOAD ...]`` (``--quick``: small sizes, smoke only).
+[--rounds R] [--nt PYTHON] [WORKLOAD ...]`` (``--quick``: small sizes, smoke only).
 """
 
 from __future__ import annotations
@@ -68,6 +72,7 @@ import json
 import math
 import os
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -273,6 +278,43 @@ def _median(fn: Callable[[], Any], repeats: int) -> float:
     return statistics.median(runs)
 
 
+#: Neural Tangents' timing scripts and the case of each workload (float64 unless said).
+NT_DIR = "/work/shared/neural_tangents"
+NT_CASES = {"fc_relu3": "fc", "cnn_gap": "cnn_gap", "myrtle5": "myrtle"}
+
+
+def nt_runs(python: str, name: str, n: int) -> list[float] | None:
+    """Timed runs of Neural Tangents on ``name`` in a fresh process (``None``: none)."""
+    if name in NT_CASES:
+        cmd = [python, f"{NT_DIR}/nt_bench.py", "--case", NT_CASES[name], "--n", str(n),
+               "--dtype", "float64", "--repeats", "3"]  # fmt: skip
+    elif name.startswith("empirical_ntk"):
+        trace = "out" if name.endswith("traced") else "none"
+        cmd = [python, f"{NT_DIR}/nt_empirical_bench.py", "--impl", "STRUCTURED_DERIVATIVES",
+               "--trace", trace, "--n", str(n), "--vmap-axes", "0", "--sd-shim",
+               "--repeats", "5"]  # fmt: skip
+    else:
+        return None
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    lines = [ln for ln in done.stdout.splitlines() if ln.startswith("{")]
+    if done.returncode != 0 or not lines:
+        print(f"Neural Tangents {name} failed:\n{done.stderr[-2000:]}", file=sys.stderr)
+        return None
+    return [float(v) for v in json.loads(lines[-1])["runs_s"]]
+
+
+def with_nt(records: list[dict[str, Any]], runs: list[float]) -> None:
+    """Replace the table's Neural Tangents time by the runs measured beside this case."""
+    nt = statistics.median(runs)
+    for record in records:
+        record["nt_seconds"] = nt
+        record["nt_runs"] = runs
+        record["nt_source"] = "measured"
+        record["ratio_to_nt"] = record["seconds"] / nt
+        if "targets" in record:
+            record["meets_targets"] = _meets(record, record["targets"])
+
+
 def measure(name: str, n: int, rounds: int) -> list[dict[str, Any]]:
     """Alternate the thread counts for ``rounds`` rounds in this process; one record each."""
     load = os.getloadavg()[0]
@@ -318,6 +360,7 @@ def measure(name: str, n: int, rounds: int) -> list[dict[str, Any]]:
         if first and record.get("dual_floor_seconds"):  # what the machine gave the floor
             record["dual_floor_speedup_over_one"] = first / record["dual_floor_seconds"]
         record["nt_seconds"] = nt
+        record["nt_source"] = None if nt is None else "table"
         record["ratio_to_nt"] = None if nt is None else seconds / nt
         if name in TARGETS and t == THREADS[-1]:
             record["targets"] = TARGETS[name]
@@ -348,6 +391,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes (smoke run)")
     parser.add_argument("--rounds", type=int, default=ROUNDS, help="alternating rounds")
     parser.add_argument("--case", nargs=3, metavar=("NAME", "N", "ROUNDS"), help=argparse.SUPPRESS)
+    parser.add_argument("--nt", metavar="PYTHON", help="measure Neural Tangents beside each case")
     parser.add_argument("workloads", nargs="*", metavar="WORKLOAD", help="default: all")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     if args.case is not None:  # one workload, in this (fresh) process: all its lines
@@ -364,12 +408,16 @@ def main(argv: list[str] | None = None) -> int:
     env = {"OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
     for name in chosen:
         n = SIZES[name][1 if args.quick else 0]
+        before = nt_runs(args.nt, name, n) if args.nt else None
         records = run_case(
             "benchmarks.bench_threads", [name, str(n), str(rounds)], f"{name} n={n}", env
         )
         if records is None:
             status = 1
             continue
+        after = nt_runs(args.nt, name, n) if args.nt else None
+        if before or after:
+            with_nt(records, (before or []) + (after or []))
         for record in records:  # the case prints one JSON list; one line per thread count
             print(json.dumps(record), flush=True)
     return status

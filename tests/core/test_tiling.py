@@ -72,6 +72,7 @@ def test_large_self_pass_runs_in_batches_side_by_side(
     pools: list[int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(tiling, "PARALLEL_ENTRIES", 0)
+    monkeypatch.setattr(tiling, "SELF_PARALLEL_ENTRIES", 0)
     calls: list[int] = []
     real = engine.self_cov
 

@@ -23,6 +23,7 @@ from torch import Tensor
 
 from .. import _native
 from .._native.chain import ChainOp, compile_chain
+from . import tiling
 from .inputs import Geometry
 from .plan import Plan
 from .protocol import Facts
@@ -96,7 +97,8 @@ def native_chain(
         if v1 is None or v2 is None:
             return None
         variances.append((v1, v2))
-    chain = compile_chain(lib, fa.dtype, geo.spatial, ops, variances)
+    with tiling.single_threaded():  # small operations (see there)
+        chain = compile_chain(lib, fa.dtype, geo.spatial, ops, variances)
     trailing = outs[0].shape[2:]
     if math.prod(trailing) != chain.out_entries:  # pragma: no cover (a layout mismatch)
         return None

@@ -173,7 +173,7 @@ def _self_pass_batches(
     per_example = 4 * geo.pair_elements * f.element_size()
     fits = tiling.budget(memory_budget) // per_example  # examples in the budget
     batch = max(1, min(n, fits))
-    large = n * geo.pair_elements >= tiling.PARALLEL_ENTRIES
+    large = n * geo.pair_elements >= tiling.SELF_PARALLEL_ENTRIES
     if large:
         # SELF_BATCHES batches whatever the thread count, so that one and several threads
         # compute the same batches (identical numbers); workers share the memory budget

@@ -46,6 +46,9 @@ SPLIT_PAIR_ELEMENTS = 1024
 PARALLEL_ENTRIES = 1 << 20
 #: Batches of a large self pass (the per-example network), run side by side.
 SELF_BATCHES = 8
+#: Input-kernel entries from which the self pass runs in batches side by side (its
+#: per-entry work is a few times the chunks').
+SELF_PARALLEL_ENTRIES = 1 << 18
 #: Default working memory besides the output.
 DEFAULT_MEMORY_BUDGET = 512 * 2**20
 
@@ -224,8 +227,15 @@ def output_swap(nngp: Tensor, layout: str, spatial_ndim: int) -> tuple[int, ...]
 def mirror_upper(m: Tensor, block: int, swap: tuple[int, ...]) -> None:
     """Fill the strict lower triangle of ``m`` (``(n, n, ...)``) from its upper one, in place.
 
-    ``k(x_j, x_i)`` is ``k(x_i, x_j)`` with its axis pairs swapped (``swap``).
+    ``k(x_j, x_i)`` is ``k(x_i, x_j)`` with its axis pairs swapped (``swap``). Runs on one
+    torch thread: the copies are memory-bound, and small multi-threaded ones stall on a
+    loaded machine (see :func:`single_threaded`).
     """
+    with single_threaded():
+        _mirror_upper(m, block, swap)
+
+
+def _mirror_upper(m: Tensor, block: int, swap: tuple[int, ...]) -> None:
     n = m.shape[0]
     perm = (1, 0, *(2 + i for i in swap))
     block = max(block, 256)
