@@ -38,6 +38,9 @@ Also: every run's seconds (``runs``), torch's thread count and the 1-minute load
 (other work on a shared machine inflates timings; rerun when it is high). Cases run with
 ``OMP_WAIT_POLICY=PASSIVE`` unless the environment sets it: with two threads on a busy
 machine, spinning OpenMP threads otherwise make small matrix products 10-100x slower.
+Beside Neural Tangents (``--nt``), this library runs with OpenMP as the environment
+has it (``omp_wait_policy`` in the line), as Neural Tangents runs its own thread pool:
+both at their defaults.
 
 ``python -m benchmarks.bench_empirical [--quick] [--threads T]`` (``--quick``: ``n = 32``).
 
@@ -217,11 +220,11 @@ def run_case(
     }
 
 
-def _subprocess(args: list[str], threads: int) -> dict[str, Any] | None:
+def _subprocess(args: list[str], threads: int, passive: bool = True) -> dict[str, Any] | None:
     cmd = [sys.executable, "-m", "benchmarks.bench_empirical", "--threads", str(threads), *args]
     # waiting OpenMP threads sleep rather than spin: on a shared machine a spinning thread
     # steals the core its partner needs, and small GEMMs then take 10-100x longer
-    env = {"OMP_WAIT_POLICY": "PASSIVE", **os.environ}
+    env = {"OMP_WAIT_POLICY": "PASSIVE", **os.environ} if passive else dict(os.environ)
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env)
     if done.returncode != 0:
         print(f"{NAME} {' '.join(args)} failed:\n{done.stderr}", file=sys.stderr)
@@ -263,7 +266,10 @@ def beside_nt(python: str, script: str, n: int, rounds: int, threads: int) -> in
             theirs: list[dict[str, Any]] = []
             for _ in range(rounds):
                 out = str(Path(tmp) / "k.pt")
-                record = _subprocess(["--case", "structured", outputs, str(n), out], threads)
+                # OpenMP as the user has it (as Neural Tangents runs its own thread pool)
+                record = _subprocess(
+                    ["--case", "structured", outputs, str(n), out], threads, passive=False
+                )
                 nt = _nt_run(python, script, outputs, n, threads)
                 if record is None or nt is None:
                     status = 1
@@ -286,6 +292,7 @@ def beside_nt(python: str, script: str, n: int, rounds: int, threads: int) -> in
                 "nt_peak_mb": max(r["peak_rss_mb"] - r["rss_after_import_mb"] for r in theirs),
                 "nt_peak_total_mb": max(r["peak_rss_mb"] for r in theirs),
                 "loadavg_1min": os.getloadavg()[0],
+                "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default"),
             }), flush=True)  # fmt: skip
     return status
 

@@ -83,6 +83,10 @@ def test_large_self_pass_runs_in_batches_side_by_side(
     monkeypatch.setattr(engine, "self_cov", counting)
     pool = nk.Sequential(nk.Conv(3, 3, padding="same"), nk.ReLU(), nk.AvgPool(2), nk.Flatten())
     x = torch.randn(11, 2, 4, 4, dtype=torch.float64)
+    one, two = _both(lambda: pool.kernel(x, x[:5] * 0.5))  # the compiled self pass
+    assert torch.equal(one.nngp, two.nngp) and torch.equal(one.ntk, two.ntk)
+    monkeypatch.setattr(_native, "library_for", lambda *args: None)  # the per-layer pass
+    calls.clear()
     serial, threaded = _both(lambda: pool.kernel(x, x[:5] * 0.5))
     assert torch.equal(serial.nngp, threaded.nngp) and torch.equal(serial.ntk, threaded.ntk)
     # the same batches (of at most ceil(11 / SELF_BATCHES) examples) on one and two threads

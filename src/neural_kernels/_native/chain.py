@@ -105,6 +105,9 @@ class Chain:
         floats: list[float],
         roots: list[Tensor | None],
         out_entries: int,
+        self_mode: bool = False,
+        steps: Sequence[tuple[int, int]] = (),
+        sizes: Sequence[tuple[int, int]] = (),
     ) -> None:
         self.fn = lib.nk_chain_f64 if dtype == torch.float64 else lib.nk_chain_f32
         self.nops = len(ints) // _OPI
@@ -118,6 +121,12 @@ class Chain:
         self.positions = math.prod(in_spatial)
         self.out_entries = out_entries
         self.snap = snap_factor(dtype)
+        self.self_mode = self_mode
+        #: per layer, where run_self records its variances: ``(op, 0)`` after the
+        #: convolution of compiled op ``op``, ``(op, 1)`` after the op, ``(-1, 1)`` the input
+        self.steps = list(steps)
+        #: per compiled op, the positions after its convolution and after it
+        self.sizes = list(sizes)
 
     def run(
         self, g: Tensor, r0: int, rows: int, s0: int, cols: int, outs: Sequence[Tensor]
@@ -141,7 +150,35 @@ class Chain:
         ot = outs[1].data_ptr() + offset if len(outs) > 1 else None
         status = self.fn(
             self.nops, self.ops, self.vals, self.ptrs, rows, cols, r0, s0, self.in_spatial,
-            g.data_ptr(), g.stride(0), on, ot, n2 * e, e, self.snap,
+            g.data_ptr(), g.stride(0), on, ot, n2 * e, e, self.snap, 0, None,
+        )  # fmt: skip
+        if status:
+            raise MemoryError("the compiled layer chain could not allocate its scratch")
+
+    def run_self(self, cov: Tensor, outs: Sequence[Tensor], recs: Sequence[Tensor | None]) -> None:
+        """Run the chain on the pairs ``(x_i, x_i)`` of a batch, in self mode.
+
+        Each dual takes its norms from the pair's own same-position entries (compile the
+        chain with ``self_mode=True``).
+
+        Args:
+            cov: the examples' own input covariances, contiguous ``(b, P, P)``.
+            outs: the output NNGP (and NTK), contiguous ``(b, out_entries)``.
+            recs: two per compiled op (:attr:`ops`), each ``None`` or a contiguous
+                ``(b, M)`` that receives the same-position entries of every pair: after
+                the op's convolution (before a fused dual), then after the op.
+
+        """
+        if not self.self_mode:
+            raise ValueError("compile the chain with self_mode=True")
+        b, p = cov.shape[0], self.positions
+        ptrs = (ctypes.c_void_p * len(recs))(*[None if r is None else r.data_ptr() for r in recs])
+        on = outs[0].data_ptr()
+        ot = outs[1].data_ptr() if len(outs) > 1 else None
+        e = self.out_entries
+        status = self.fn(
+            self.nops, self.ops, self.vals, self.ptrs, b, 1, 0, 0, self.in_spatial,
+            cov.data_ptr(), p, on, ot, e, e, self.snap, 1, ptrs,
         )  # fmt: skip
         if status:
             raise MemoryError("the compiled layer chain could not allocate its scratch")
@@ -169,6 +206,7 @@ def compile_chain(
     in_spatial: tuple[int, ...],
     ops: Sequence[ChainOp],
     variances: Sequence[tuple[Tensor, Tensor] | None],
+    self_mode: bool = False,
 ) -> Chain:
     """The chain of ``ops`` (a ``conv`` followed by an ``act`` is fused into one op).
 
@@ -179,7 +217,8 @@ def compile_chain(
         ops: one op per layer (``"skip"`` ops are left out).
         variances: per op, the per-position variances of all first and all second inputs
             at the op's input, ``(n1, *spatial)`` and ``(n2, *spatial)``, where it is an
-            ``act`` (else ``None``).
+            ``act`` (else ``None``); unused in self mode.
+        self_mode: a chain for :meth:`Chain.run_self` (norms from each pair itself).
 
     """
     ints: list[int] = []
@@ -187,11 +226,14 @@ def compile_chain(
     roots: list[Tensor | None] = []
     last: ChainOp | None = None
     out_entries = math.prod(in_spatial) ** 2
+    steps: list[tuple[int, int]] = []  # per layer: where its variances are recorded
+    sizes: list[tuple[int, int]] = []  # per compiled op: positions after its conv, after it
     for op, var in zip(ops, variances, strict=True):
         if op.kind == "skip":
+            steps.append(steps[-1] if steps else (-1, 1))
             continue
         pair: list[Tensor | None] = [None] * 4
-        if op.kind == "act":
+        if op.kind == "act" and not self_mode:
             if var is None:
                 raise ValueError("an act op needs the variances at its input")
             pair = _roots(var, dtype)
@@ -203,6 +245,12 @@ def compile_chain(
             floats[-_OPD + 5], floats[-_OPD + 6] = (float(s) for s in op.slopes)
             roots[-4:] = pair
             last = op
+            # the convolution's layer (and skipped ones after it) before the dual
+            j, conv = len(steps) - 1, (len(sizes) - 1, 1)
+            while j >= 0 and steps[j] == conv:
+                steps[j] = (conv[0], 0)
+                j -= 1
+            steps.append(conv)
             continue
         ints += op.ints(False, positions)
         floats += [*map(float, op.coef), *map(float, op.slopes), float(op.scale)]
@@ -210,4 +258,6 @@ def compile_chain(
         last = op
         m = op.n if op.kind in ("act", "affine") else op.m
         out_entries = math.prod(m) ** 2
-    return Chain(lib, dtype, in_spatial, ints, floats, roots, out_entries)
+        sizes.append((math.prod(m), math.prod(m)))
+        steps.append((len(sizes) - 1, 1))
+    return Chain(lib, dtype, in_spatial, ints, floats, roots, out_entries, self_mode, steps, sizes)

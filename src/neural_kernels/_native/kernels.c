@@ -575,15 +575,44 @@ static void NK_NAME(nk_outer_norm)(const int64_t *s, const T *sq1, const T *sq2,
                     }
 }
 
+/* Same-position entries of a pair of sizes s[3] (interleaved layout): d[p] = k[p, p]. */
+static void NK_NAME(nk_diag)(const int64_t *s, const T *k, T *d) {
+    const int64_t n0 = s[0], n1 = s[1], n2 = s[2];
+    for (int64_t p0 = 0; p0 < n0; p0++)
+        for (int64_t p1 = 0; p1 < n1; p1++) {
+            const T *row = k + (((p0 * n0 + p0) * n1 + p1) * n1 + p1) * n2 * n2;
+            for (int64_t p2 = 0; p2 < n2; p2++) *d++ = row[p2 * n2 + p2];
+        }
+}
+
+/* Self mode: the square roots of the M variances v (the eager dual's: sq = sqrt(max(v,
+   0)), r1 = snap / sqrt(max(v, tiny)), r2 = 1 / sqrt(max(v, tiny))). */
+static void NK_NAME(nk_self_roots)(int64_t M, const T *v, T *sq, T *r1, T *r2, T snap, T tiny) {
+    for (int64_t p = 0; p < M; p++) {
+        T q = v[p];
+        sq[p] = NK_SQRT(q > (T)0 ? q : (T)0);
+        T r = (T)1 / NK_SQRT(q > tiny ? q : tiny);
+        r1[p] = r * snap;
+        r2[p] = r;
+    }
+}
+
 /* The whole chain on a block of rows x cols example pairs; see 3. at the top. The input
    is the Gram product g (rows P, cols P) with row stride g_ld (P positions of sizes
    in[3], example i's position p at row i P + p); the output pair (i, j) goes to
    on + i out_row + j out_col (and ot alike, when not null: the NTK, whose input is zero).
+   Self mode (self_mode != 0, cols = 1, g the examples' own covariances (rows, P, P)
+   with g_ld = P): the pairs (x_i, x_i), whose duals take their norms from the pair's own
+   same-position entries (a fused convolution's dual then runs after the whole
+   convolution), and recs (two per op, each null or (rows, M) for the op's M output
+   positions) receive the same-position entries of every pair: recs[2k] after op k's
+   convolution, before its fused dual; recs[2k + 1] after op k.
    Returns 0, or 1 when the scratch could not be allocated. */
 int NK_NAME(nk_chain)(int64_t nops, const int64_t *ops, const double *vals,
                       const void *const *ptrs, int64_t rows, int64_t cols, int64_t r0,
                       int64_t s0, const int64_t *in, const T *g, int64_t g_ld, T *on, T *ot,
-                      int64_t out_row, int64_t out_col, double snap) {
+                      int64_t out_row, int64_t out_col, double snap, int64_t self_mode,
+                      void *const *recs) {
     /* buffer sizes: the largest pair, the largest flat-path margin, the conv scratch */
     int64_t big = nk_pair_entries(in), margin = 0, conv = 0;
     for (int64_t k = 0; k < nops; k++) {
@@ -599,7 +628,14 @@ int NK_NAME(nk_chain)(int64_t nops, const int64_t *ops, const double *vals,
         }
     }
     const int64_t slot = big + 2 * margin;
-    T *mem = (T *)malloc(sizeof(T) * (size_t)(4 * slot + 3 * big + conv));
+    int64_t maxpos = in[0] * in[1] * in[2];
+    for (int64_t k = 0; k < nops; k++) {
+        const int64_t *op = ops + k * NK_OPI;
+        int64_t a = op[2] * op[3] * op[4], b = op[5] * op[6] * op[7];
+        if (a > maxpos) maxpos = a;
+        if (b > maxpos) maxpos = b;
+    }
+    T *mem = (T *)malloc(sizeof(T) * (size_t)(4 * slot + 3 * big + conv + 4 * maxpos));
     if (!mem) return 1;
     /* the flat path reads (and masks) `margin` entries around a pair: they must be
        finite, so the margin before each slot is zeroed here, the one after each pair
@@ -609,6 +645,8 @@ int NK_NAME(nk_chain)(int64_t nops, const int64_t *ops, const double *vals,
     T *kn[2] = {mem + margin, mem + slot + margin};
     T *kt[2] = {mem + 2 * slot + margin, mem + 3 * slot + margin};
     T *tmp1 = mem + 4 * slot, *tmp2 = tmp1 + big, *norm = tmp2 + big, *scratch = norm + big;
+    T *dg = scratch + conv, *sq = dg + maxpos, *ra = sq + maxpos, *rb = ra + maxpos;
+    const T tiny = sizeof(T) == sizeof(double) ? (T)2.2250738585072014e-308 : (T)1.17549435e-38f;
     const int64_t P = in[0] * in[1] * in[2];
     const int want_t = ot != 0;
     for (int64_t i = 0; i < rows; i++)
@@ -652,10 +690,28 @@ int NK_NAME(nk_chain)(int64_t nops, const int64_t *ops, const double *vals,
                     job.cols = 1;
                     job.sq1 = sq1, job.sq2 = sq2;
                     job.rs1 = rs1, job.rs2 = rs2;
+                    if (self_mode) job.act = 0; /* the dual after the whole convolution */
                     if (job.g.flat) NK_NAME(nk_flat_pair)(&job, 0, cn, ct, nn, nt, scratch);
                     else NK_NAME(nk_conv_run)(&job, 1, cn, ct, nn, nt, scratch);
                     zero_t = !want_t;
+                    if (self_mode && (recs[2 * k] || op[1])) {
+                        const int64_t M = op[5] * op[6] * op[7];
+                        NK_NAME(nk_diag)(op + 5, nn, dg);
+                        if (recs[2 * k]) memcpy((T *)recs[2 * k] + i * M, dg, sizeof(T) * M);
+                        if (op[1]) {
+                            NK_NAME(nk_self_roots)(M, dg, sq, ra, rb, (T)snap, tiny);
+                            NK_NAME(nk_outer_norm)(op + 5, sq, sq, norm);
+                            NK_NAME(nk_outer_norm)(op + 5, ra, rb, tmp1);
+                            NK_NAME(nk_dual_r)(out_size, nn, nt, norm, tmp1, nn, nt, d2, s2);
+                        }
+                    }
                 } else if (op[0] == NK_ACT) {
+                    if (self_mode) {
+                        NK_NAME(nk_diag)(op + 2, cn, dg);
+                        NK_NAME(nk_self_roots)(op[2] * op[3] * op[4], dg, sq, ra, rb, (T)snap,
+                                               tiny);
+                        sq1 = sq2 = sq, rs1 = ra, rs2 = rb;
+                    }
                     NK_NAME(nk_outer_norm)(op + 2, sq1, sq2, norm);
                     NK_NAME(nk_outer_norm)(op + 2, rs1, rs2, tmp1);
                     /* a zero NTK stays zero */
@@ -696,6 +752,11 @@ int NK_NAME(nk_chain)(int64_t nops, const int64_t *ops, const double *vals,
                 }
                 cur ^= 1;
                 size = out_size;
+                if (self_mode && recs[2 * k + 1]) {
+                    const int64_t *ms = op[0] == NK_ACT || op[0] == NK_AFFINE ? op + 2 : op + 5;
+                    const int64_t M = ms[0] * ms[1] * ms[2];
+                    NK_NAME(nk_diag)(ms, kn[cur], (T *)recs[2 * k + 1] + i * M);
+                }
                 for (int64_t q = 0; q < margin; q++) kn[cur][size + q] = kt[cur][size + q] = 0;
             }
             T *dn = on + i * out_row + j * out_col;

@@ -24,11 +24,12 @@ from torch import Tensor
 from .. import _native
 from .._native.chain import ChainOp, compile_chain
 from . import tiling
+from .block import KernelBlock
 from .inputs import Geometry
 from .plan import Plan
 from .protocol import Facts
 
-__all__ = ["chain_ops", "native_chain"]
+__all__ = ["chain_ops", "native_chain", "native_self_pass"]
 
 #: Runs the chain on one chunk ``(r0, r1, s0, s1)``, writing its pairs of the outputs.
 ChunkRunner = Callable[[int, int, int, int], None]
@@ -111,3 +112,78 @@ def native_chain(
         chain.run(g, r0, r1 - r0, s0, s1 - s0, outs)
 
     return run
+
+
+def native_self_pass(
+    plan: Plan,
+    geo: Geometry,
+    f: Tensor,
+    first: Callable[[], tuple[KernelBlock, Sequence[Tensor | None]]],
+    memory_budget: int | None,
+    threads: int,
+) -> tuple[KernelBlock, list[Tensor]] | None:
+    """The self pass (pairs ``(x_i, x_i)``) as one compiled call per batch, or ``None``.
+
+    Each dual takes its norms from the pair's own same-position entries, and every
+    layer's per-position variances are read off the pairs as the chain goes (see
+    ``nk_chain_*``'s self mode), so that no layer runs in Python.
+
+    Args:
+        plan: the folded network.
+        geo: the inputs' geometry (full layout, spatial inputs).
+        f: the inputs as features ``(n, P, C)``.
+        first: gives the per-layer self pass of the first example (whose fields but its
+            kernels the result keeps) and its per-layer variances ``(1, *spatial)``;
+            called only where the compiled path applies.
+        memory_budget: bytes of the batches' input covariances in flight.
+        threads: workers for the batches.
+
+    Returns:
+        The block of all ``n`` self-pairs and the per-layer variances ``(n, *spatial)``;
+        ``None`` where the compiled path does not apply or a value is not finite (the
+        per-layer pass then says where).
+
+    """
+    if geo.layout != "full" or not geo.spatial or f.requires_grad:
+        return None
+    lib = _native.library_for(f)
+    ops = chain_ops(plan, geo) if lib is not None else None
+    if lib is None or ops is None:
+        return None
+    template, template_steps = first()
+    own = template.cov1  # an example's own covariance: its self-pair, for the layers here
+    if own.shape != template.nngp.shape or not torch.equal(own, template.nngp):
+        return None
+    with tiling.single_threaded():
+        chain = compile_chain(lib, f.dtype, geo.spatial, ops, [None] * len(ops), self_mode=True)
+    trailing = tuple(template.nngp.shape[1:])
+    if math.prod(trailing) != chain.out_entries or any(op < 0 for op, _ in chain.steps):
+        return None
+    n, p, c = f.shape
+    outs = [f.new_empty((n, *trailing))]
+    if template.ntk is not None:
+        outs.append(f.new_empty((n, *trailing)))
+    recs: list[Tensor | None] = [None] * (2 * len(chain.sizes))
+    for op, which in chain.steps:
+        if recs[2 * op + which] is None:
+            recs[2 * op + which] = f.new_empty((n, chain.sizes[op][which]))
+    fits = tiling.budget(memory_budget) // (p * p * f.element_size())
+    batch = max(1, min(-(-n // tiling.SELF_BATCHES), fits))
+
+    def one(i0: int) -> None:
+        i1 = min(n, i0 + batch)
+        part = f[i0:i1]
+        cov = torch.bmm(part / c, part.transpose(1, 2))  # as the chunks' Gram product
+        chain.run_self(cov, [o[i0:i1] for o in outs], [r if r is None else r[i0:i1] for r in recs])
+
+    tiling.map_ordered(one, list(range(0, n, batch)), threads)
+    steps: list[Tensor] = []
+    for (op, which), seen in zip(chain.steps, template_steps, strict=True):
+        rec = recs[2 * op + which]
+        if seen is None or rec is None or rec.shape[1] != seen[0].numel():
+            return None
+        steps.append(rec.reshape(n, *seen.shape[1:]))
+    if not all(bool(torch.isfinite(t).all()) for t in (*outs, *steps)):
+        return None
+    ntk = outs[1] if len(outs) > 1 else None
+    return template.replace(nngp=outs[0], ntk=ntk, cov1=outs[0], cov2=outs[0]), steps

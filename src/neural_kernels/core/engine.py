@@ -32,7 +32,7 @@ from ..errors import HyperparameterError, NonFiniteError, describe
 from ..kernel import Kernel
 from . import tiling
 from .block import KernelBlock
-from .chain import native_chain
+from .chain import native_chain, native_self_pass
 from .inputs import (
     Geometry,
     features,
@@ -153,6 +153,18 @@ def _self_pass(
     """
     threads = torch.get_num_threads()
     with tiling.single_threaded():
+        if pattern is None and steps is not None and f.shape[0] > 1:
+            # the first example by layers gives the block's fields, then all compiled
+
+            def first() -> tuple[KernelBlock, list[Tensor | None]]:
+                seen: list[Tensor | None] = []
+                block = _self_pass_batches(plan, geo, f[:1], want_ntk, None, where, None, seen)
+                return block, seen
+
+            fast = native_self_pass(plan, geo, f, first, memory_budget, threads)
+            if fast is not None:
+                steps.extend(fast[1])
+                return fast[0]
         return _self_pass_batches(
             plan, geo, f, want_ntk, memory_budget, where, pattern, steps, threads
         )
