@@ -13,10 +13,13 @@ float64 for the linear sweep, float32 for the transfer grids:
     the limit alone (no finite networks) on the same batches.
 ``feature_learning_transfer``
     :func:`neural_kernels.feature_learning.transfer_study` under TP5's protocol (Adam,
-    training loss on the 1200 digits after 100 steps of batch 64, 3 seeds, base rates
-    2^-14..2^-2): SP against muP, an MLP (widths 64 to 1024) and a small CNN (8 to 64);
-    per width the best rate (mean over seeds and per seed), its largest move in grid
-    steps and the slope of log2 best rate against log2 width (``--arch``: one of them).
+    training loss on the 1200 digits after 100 steps of batch 64, base rates
+    2^-14..2^-2): SP against muP, an MLP (widths 64 to 4096, 3 seeds) and a small CNN
+    (32 to 256 channels, 5 seeds); per width the best rate (mean over seeds and per
+    seed), its largest move in grid steps, the slope of log2 best rate against log2
+    width and the parabola's sub-grid optimum (``--arch``: one of them; ``--runs
+    FILE.jsonl``: reuse and append finished runs, as ``neural-kernels feature-learning
+    --transfer-runs`` does).
 """
 
 from __future__ import annotations
@@ -80,22 +83,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--only", choices=("linear", "transfer"))
     parser.add_argument("--arch", choices=("mlp", "cnn"), help="transfer: one architecture")
+    parser.add_argument("--runs", metavar="FILE.jsonl", help="transfer: finished runs (resumable)")
     args = parser.parse_args(argv)
     if args.only in (None, "linear"):
         print(json.dumps(linear(args.quick)), flush=True)
     if args.only in (None, "transfer"):
-        for row in transfer(args.quick, (args.arch,) if args.arch else ("mlp", "cnn")):
+        archs = (args.arch,) if args.arch else ("mlp", "cnn")
+        for row in transfer(args.quick, archs, args.runs):
             print(json.dumps(row), flush=True)
     return 0
 
 
-def transfer(quick: bool, archs: tuple[str, ...] = ("mlp", "cnn")) -> Iterator[dict[str, Any]]:
+def transfer(
+    quick: bool, archs: tuple[str, ...] = ("mlp", "cnn"), runs: str | None = None
+) -> Iterator[dict[str, Any]]:
     """SP against muP under TP5's protocol (:data:`~neural_kernels.feature_learning.transfer
-    .PROTOCOL`: Adam, 100 steps, 3 seeds, 2^-14..2^-2), an MLP and a small CNN (float32).
+    .PROTOCOL`: Adam, 100 steps, 2^-14..2^-2), an MLP and a small CNN (float32).
 
     One row per architecture and parametrization, yielded as soon as it is done.
     ``baseline_seconds``: the same grid at the smallest width alone (where SP = muP).
-    ``quick``: the three smallest widths, one seed, 20 steps.
+    ``quick``: the three smallest widths, one seed, 20 steps. ``runs``: a store of
+    finished runs (``seconds`` then counts only the runs trained here).
     """
     from neural_kernels.feature_learning.transfer import PROTOCOL, transfer_study
 
@@ -107,13 +115,15 @@ def transfer(quick: bool, archs: tuple[str, ...] = ("mlp", "cnn")) -> Iterator[d
         baseline = (time.perf_counter() - start) / 2
         for p in ("standard", "mup"):
             start = time.perf_counter()
-            tr = transfer_study((arch,), {arch: widths}, parametrizations=(p,), **kw)[arch][p]
+            tr = transfer_study((arch,), {arch: widths}, parametrizations=(p,), store=runs, **kw)[
+                arch
+            ][p]
             yield {
                 "name": "feature_learning_transfer",
                 "arch": arch,
                 "n": PROTOCOL["n_train"],
                 "batch_size": PROTOCOL["batch_size"],
-                "seeds": kw.get("seeds", PROTOCOL["seeds"]),
+                "seeds": kw.get("seeds", PROTOCOL["seeds"][arch]),
                 **tr.as_dict(),
                 "seconds": time.perf_counter() - start,
                 "baseline": "the grid at the smallest width",

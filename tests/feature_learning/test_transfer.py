@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -86,3 +87,82 @@ def test_transfer_study_runs_the_protocol_per_architecture() -> None:
     assert PROTOCOL["optimizer"] == "adam" and len(PROTOCOL["lrs"]["adam"]) >= 9
     with pytest.raises(nk.HyperparameterError, match="arch"):
         architecture("transformer")
+
+
+def test_store_resumes_and_rebuilds_without_training(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from neural_kernels.feature_learning import transfer
+
+    x, y = _data()
+    store = tmp_path / "runs.jsonl"
+    kw = {"steps": 3, "batch_size": 16, "seeds": 2, "optimizer": "adam", "store": store}
+    first = nk.feature_learning.lr_transfer(NET, x, y, [8, 16], [1e-2, 1e-1], "mup", **kw)
+    lines = store.read_text().splitlines()
+    assert len(lines) == 2 * 2 * 2  # one line per (width, rate, seed)
+    rec = json.loads(lines[0])
+    assert rec["width"] == 8 and rec["seed"] == 0 and rec["loss"] == first.seed_loss[0, 0, 0]
+    with open(store, "a") as fh:  # an interrupted write: a torn last line is skipped
+        fh.write('{"label": "torn')
+
+    def refuse(*args: object) -> float:
+        raise AssertionError("a stored run was trained again")
+
+    monkeypatch.setattr(transfer, "_train", refuse)
+    again = nk.feature_learning.lr_transfer(NET, x, y, [8, 16], [1e-2, 1e-1], "mup", **kw)
+    np.testing.assert_array_equal(again.seed_loss, first.seed_loss)
+    # a run that differs in anything the key holds (here the steps) is not taken
+    with pytest.raises(AssertionError, match="trained again"):
+        nk.feature_learning.lr_transfer(NET, x, y, [8, 16], [1e-2], "mup", **{**kw, "steps": 4})
+    monkeypatch.undo()
+    # a new rate is trained and appended after the torn line, which stays skipped
+    more = nk.feature_learning.lr_transfer(NET, x, y, [8, 16], [1e-2, 1e-1, 1.0], "mup", **kw)
+    np.testing.assert_array_equal(more.seed_loss[:, :, :2], first.seed_loss)
+    assert len(transfer.load_runs(store)) == 2 * 3 * 2
+
+
+def test_sub_grid_optimum_is_the_parabola_vertex() -> None:
+    from neural_kernels.feature_learning.transfer import Transfer
+
+    lrs = tuple(2.0**k for k in range(-8, 0))
+    # log loss a parabola in log2 lr with vertex -5.3 (width 8) and -3.6 (width 16); the
+    # last row's best rate is the grid's edge
+    rows = [np.exp(0.2 * (np.log2(lrs) - c) ** 2 - 3) for c in (-5.3, -3.6)]
+    rows.append(np.linspace(2.0, 1.0, len(lrs)))
+    tr = Transfer((8, 16, 32), lrs, np.array(rows), "mup", "adam")
+    fit = tr.best_log2_lr_fit
+    assert fit[0] == pytest.approx(-5.3, abs=1e-9) and fit[1] == pytest.approx(-3.6, abs=1e-9)
+    assert fit[2] is None and tr.fit_move is None and tr.fit_slope is None
+    two = Transfer((8, 16), lrs, np.array(rows[:2]), "mup", "adam")
+    assert two.fit_move == pytest.approx(1.7, abs=1e-9)
+    assert two.fit_slope == pytest.approx(1.7, abs=1e-9)
+    d = two.as_dict()
+    assert d["best_log2_lr_fit"] == two.best_log2_lr_fit and d["fit_move"] == two.fit_move
+
+
+def test_study_cnn_is_mup_under_adam_coordinate_check() -> None:
+    """The study's CNN under Adam: per-layer rates and init as TP5's Table 3, and flat
+    activations across width after a few steps under muP (they grow under SP)."""
+    from neural_kernels.feature_learning.transfer import architecture
+
+    net = architecture("cnn")
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(64, 1, 8, 8, generator=g), torch.randint(0, 10, (64,), generator=g)
+    model = net.module((1, 8, 8), width=32, parametrization="mup", base_width=8)
+    rates = {gr["role"]: gr["lr_mult"] for gr in nk.abc.param_groups(model, 1.0, "adam")}
+    assert rates == {"input": 1.0, "input bias": 1.0, "hidden": 0.25, "hidden bias": 1.0,
+                     "output": 0.25, "output bias": 1.0}  # fmt: skip
+    convs = [m for m in model.modules() if hasattr(m, "abc_scale")]
+    # init: input N(0, 1/9), hidden N(0, 1/(9 n)), readout N(0, 1/(16 n0 m^2)) (m = n / n0)
+    for mod, var in zip(convs, (1 / 9, 1 / (9 * 32), 1 / (16 * 8 * 16)), strict=True):
+        assert float(mod.weight.detach().var()) == pytest.approx(var, rel=0.25)
+
+    def make(n: int, p: str) -> torch.nn.Module:
+        return net.module((1, 8, 8), width=n, parametrization=p, base_width=8)
+
+    common = {"steps": 3, "lr": 2.0**-5, "optimizer": "adam", "seeds": 2,
+              "loss": "cross_entropy"}  # fmt: skip
+    # after one Adam step: log-log slopes of mean |activation| against width (0.07 at most
+    # under muP, 2.1 for SP's readout on these data)
+    mup = nk.abc.coord_check(make, [32, 128, 512], x, y, parametrization="mup", **common)
+    sp = nk.abc.coord_check(make, [32, 128, 512], x, y, parametrization="standard", **common)
+    assert np.max(np.abs(mup.slopes_at(1))) < 0.3
+    assert np.max(sp.slopes_at(1)) > 1.0  # the readout grows about like the width under SP

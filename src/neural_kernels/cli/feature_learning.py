@@ -7,15 +7,25 @@ On scikit-learn's digits, full sizes:
   finite muP networks against the exact limit, the NTK feature kernel's change);
 * :func:`neural_kernels.feature_learning.transfer_study`, TP5's protocol
   (:data:`~neural_kernels.feature_learning.transfer.PROTOCOL`): final training loss after
-  ``--transfer-steps`` 100 Adam steps (batch 64, all 1200 points), mean over
-  ``--transfer-seeds`` 3, base rates ``2^-14 .. 2^-2``, SP against muP, an MLP
-  (``--transfer-widths`` 64 to 1024) and a CNN (``--cnn-widths`` 8 to 64); the best rate
-  per width, its move in grid steps and the slope of log2 rate against log2 width;
+  ``--transfer-steps`` 100 Adam steps (batch 64, all 1200 points), base rates
+  ``2^-14 .. 2^-2``, SP against muP, an MLP (``--transfer-widths`` 64 to 4096, mean over
+  ``--transfer-seeds`` 3) and a CNN (``--cnn-widths`` 32 to 256, ``--cnn-seeds`` 5); the
+  best rate per width, its move in grid steps, the slope of log2 rate against log2
+  width, and a sub-grid optimum (a parabola through the three best points);
 * :func:`neural_kernels.feature_learning.forgetting_sweep`: five two-class split-digits
   tasks in turn, NTK parametrization, ``--forgetting-widths`` 64 to 4096, early-stopped
   (10 steps per task) against converged (300) training.
 
 Writes ``index.html``, plots and ``results.json`` into ``--out``. ``--quick``: small sizes.
+``--parts`` picks the experiments (``linear,transfer,forgetting``).
+
+``--transfer-runs FILE.jsonl`` keeps every finished transfer run (one JSON line: network,
+parametrization, sizes, width, rate, seed, final loss, seconds) and takes the runs already
+there instead of training them, so the full sweep resumes after an interruption and its
+report is rebuilt from the stored runs without training::
+
+    neural-kernels feature-learning --parts transfer \
+        --transfer-runs docs/results/transfer_runs.jsonl
 """
 
 from __future__ import annotations
@@ -42,11 +52,14 @@ class FeatureLearningConfig:
     steps: int = 300
     seeds: int = 3
     widths: str = "64,256,1024,4096,16384"
-    transfer_widths: str = "64,128,256,512,1024"
-    cnn_widths: str = "8,16,32,64"
+    transfer_widths: str = "64,128,256,512,1024,2048,4096"
+    cnn_widths: str = "32,64,128,256"
     transfer_optimizer: str = "adam"
     transfer_steps: int = 100
     transfer_seeds: int = 3
+    cnn_seeds: int = 5
+    transfer_runs: str = ""
+    parts: str = "linear,transfer,forgetting"
     forgetting_widths: str = "64,256,1024,4096"
     forgetting_seeds: int = 3
     forgetting_steps: int = 300
@@ -56,7 +69,7 @@ class FeatureLearningConfig:
 
 QUICK: dict[str, Any] = {"steps": 20, "seeds": 1, "widths": "16,64", "transfer_widths": "16,32",
                          "cnn_widths": "4,8", "transfer_steps": 5, "transfer_seeds": 1,
-                         "forgetting_widths": "16,32", "forgetting_seeds": 1,
+                         "cnn_seeds": 1, "forgetting_widths": "16,32", "forgetting_seeds": 1,
                          "forgetting_steps": 20}  # fmt: skip
 
 
@@ -71,7 +84,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cnn-widths", metavar="N,N,...", help="CNN widths of the transfer grid")
     p.add_argument("--transfer-optimizer", choices=("adam", "sgd"), help="(default: adam)")
     p.add_argument("--transfer-steps", type=int, metavar="N", help="steps of each transfer run")
-    p.add_argument("--transfer-seeds", type=int, metavar="N", help="seeds per transfer point")
+    p.add_argument("--transfer-seeds", type=int, metavar="N", help="seeds per MLP transfer point")
+    p.add_argument("--cnn-seeds", type=int, metavar="N", help="seeds per CNN transfer point")
+    p.add_argument(
+        "--transfer-runs",
+        metavar="FILE.jsonl",
+        help="finished transfer runs: reused and appended (resumable)",
+    )
+    p.add_argument("--parts", metavar="LIST", help=f"experiments to run (default: {d.parts})")
     p.add_argument("--forgetting-widths", metavar="N,N,...", help="widths of the forgetting runs")
     p.add_argument("--forgetting-seeds", type=int, metavar="N", help="seeds per forgetting width")
     p.add_argument("--forgetting-steps", type=int, metavar="N", help="converged steps per task")
@@ -90,17 +110,17 @@ def _widths(text: str, name: str) -> list[int]:
     return ws
 
 
-def run_feature_learning(cfg: FeatureLearningConfig) -> Report:
-    """Run both experiments and return the report."""
-    import neural_kernels as nk
-    from neural_kernels.feature_learning._digits import digits
+PARTS = ("linear", "transfer", "forgetting")
 
+
+def run_feature_learning(cfg: FeatureLearningConfig) -> Report:
+    """Run the experiments of ``--parts`` and return the report."""
     lists = ("widths", "transfer_widths", "cnn_widths", "forgetting_widths")
     for name in lists:  # refused before --quick's sizes replace them
         _widths(getattr(cfg, name), name.replace("_", "-"))
     if cfg.quick:
         cfg = replace(cfg, **QUICK)  # type: ignore[arg-type]
-    counts = ("steps", "seeds", "transfer_steps", "transfer_seeds", "forgetting_seeds")
+    counts = ("steps", "seeds", "transfer_steps", "transfer_seeds", "cnn_seeds", "forgetting_seeds")
     for name in counts:
         if getattr(cfg, name) < 1:
             raise UsageError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(cfg, name)}")
@@ -113,8 +133,27 @@ def run_feature_learning(cfg: FeatureLearningConfig) -> Report:
     widths, twidths, cwidths, fwidths = (
         _widths(getattr(cfg, n), n.replace("_", "-")) for n in lists
     )
+    parts = [v.strip() for v in cfg.parts.split(",") if v.strip()]
+    if not parts or any(v not in PARTS for v in parts):
+        raise UsageError(f"--parts takes names from {','.join(PARTS)}, got {cfg.parts!r}")
     start = time.perf_counter()
     report = Report("feature_learning", asdict(cfg))
+    if "linear" in parts:
+        report.add(_linear_section(cfg, widths))
+    if "transfer" in parts:
+        report.add(_transfer_section(cfg, twidths, cwidths))
+    if "forgetting" in parts:
+        report.add(_forgetting_section(cfg, fwidths))
+    total = time.perf_counter() - start
+    report.add(Section("timings", {"total_seconds": total}, [f"time     {total:.1f} s"]))
+    return report
+
+
+def _linear_section(cfg: FeatureLearningConfig, widths: list[int]) -> Section:
+    """Finite linear networks against the exact muP limit and the NTK limit."""
+    import neural_kernels as nk
+    from neural_kernels.feature_learning._digits import digits
+
     xtr, ytr, xte, yte = digits(1200, 597)
     sweep = nk.feature_learning.linear_limit_sweep(
         xtr, ytr, xte, widths, y_test=yte, steps=cfg.steps, seeds=cfg.seeds
@@ -128,60 +167,87 @@ def run_feature_learning(cfg: FeatureLearningConfig) -> Report:
         ax.set_xlabel("width")
         ax.legend(fontsize=7)
 
-    report.add(
-        Section(
-            "linear_limit",
-            sweep.as_dict(),
-            [
-                f"muP limit kernel change {sweep.mup_limit_kernel_change:.3f}, f0 "
-                f"{sweep.mup_limit_f0:g}; slopes: logits {s['mup_logit_gap']:.3f}, kernel "
-                f"{s['mup_kernel_gap']:.3f}, NTK kernel change {s['ntk_kernel_change']:.3f}"
-            ],
-            [Plot("linear_limit", draw_limit, "Finite linear networks against the limits.")],
-            title="The exact muP limit of the linear network",
-        )
+    return Section(
+        "linear_limit",
+        sweep.as_dict(),
+        [
+            f"muP limit kernel change {sweep.mup_limit_kernel_change:.3f}, f0 "
+            f"{sweep.mup_limit_f0:g}; slopes: logits {s['mup_logit_gap']:.3f}, kernel "
+            f"{s['mup_kernel_gap']:.3f}, NTK kernel change {s['ntk_kernel_change']:.3f}"
+        ],
+        [Plot("linear_limit", draw_limit, "Finite linear networks against the limits.")],
+        title="The exact muP limit of the linear network",
     )
-    report.add(_transfer_section(cfg, twidths, cwidths))
-    report.add(_forgetting_section(cfg, fwidths))
-    total = time.perf_counter() - start
-    report.add(Section("timings", {"total_seconds": total}, [f"time     {total:.1f} s"]))
-    return report
 
 
 def _transfer_section(cfg: FeatureLearningConfig, mlp: list[int], cnn: list[int]) -> Section:
     """TP5's learning-rate transfer protocol: SP against muP, MLP and CNN."""
-    from neural_kernels.feature_learning.transfer import plot_transfers, transfer_study
+    from neural_kernels.feature_learning.transfer import transfer_study
 
+    seeds = {"mlp": cfg.transfer_seeds, "cnn": cfg.cnn_seeds}
     res = transfer_study(("mlp", "cnn"), {"mlp": mlp, "cnn": cnn},
                          optimizer=cfg.transfer_optimizer, steps=cfg.transfer_steps,
-                         seeds=cfg.transfer_seeds)  # fmt: skip
+                         seeds=seeds, store=cfg.transfer_runs or None)  # fmt: skip
     lines = [f"{cfg.transfer_optimizer}, {cfg.transfer_steps} steps, batch 64, 1200 digits, "
-             f"{cfg.transfer_seeds} seed(s); best base rate per width (log2), its move in grid "
-             "steps and the slope of log2 rate against log2 width"]  # fmt: skip
+             f"seeds: mlp {seeds['mlp']}, cnn {seeds['cnn']}; best base rate per width (log2), "
+             "its move in grid steps, the slope of log2 rate against log2 width; the "
+             "parabola's sub-grid optimum (log2), its move and slope"]  # fmt: skip
     for arch, d in res.items():
         for p, tr in d.items():
             best = [round(math.log2(v)) for v in tr.best_lr]
+            fit = ["edge" if v is None else f"{v:.2f}" for v in tr.best_log2_lr_fit]
+            move = "-" if tr.fit_move is None else f"{tr.fit_move:.2f}"
+            slope = "-" if tr.fit_slope is None else f"{tr.fit_slope:.2f}"
             lines.append(f"  {arch} {p:>8}: widths {list(tr.widths)} best 2^{best} "
-                         f"(moves {tr.shift}, slope {tr.slope:.2f})")  # fmt: skip
-
-    def drawer(arch: str) -> Any:
-        def draw(ax: Any) -> None:
-            plot_transfers(res[arch], ax)
-            ax.set_yscale("log")
-            ax.set_title(f"{arch}, {cfg.transfer_optimizer}")
-
-        return draw
-
+                         f"(moves {tr.shift}, slope {tr.slope:.2f}); fit [{', '.join(fit)}] "
+                         f"(moves {move}, slope {slope})")  # fmt: skip
     return Section(
         "transfer",
         {arch: {p: tr.as_dict() for p, tr in d.items()} for arch, d in res.items()},
         lines,
         [
-            Plot(f"transfer_{a}", drawer(a), f"{a}: training loss against base learning rate.")
+            Plot(
+                f"transfer_{a}",
+                _transfer_drawer(res[a], f"{a}, {cfg.transfer_optimizer}"),
+                f"{a}: training loss against base learning rate, one line per width, "
+                "SP (left) and muP (right); stars: the best rate of each width.",
+            )
             for a in res
         ],
         title="Learning-rate transfer across width",
     )
+
+
+def _transfer_drawer(res: dict[str, Any], title: str) -> Any:
+    """Side by side, one panel per parametrization: loss against rate, per width."""
+    import numpy as np
+
+    def draw(ax: Any) -> None:
+        fig = ax.figure
+        fig.set_size_inches(9.0, 3.6)
+        ax.remove()
+        axes = fig.subplots(1, len(res), sharey=True, squeeze=False)[0]
+        for panel, (p, tr) in zip(axes, res.items(), strict=True):
+            colors = [_cmap(k / max(1, len(tr.widths) - 1)) for k in range(len(tr.widths))]
+            for w, row, i, color in zip(tr.widths, tr.loss, tr.best_index, colors, strict=True):
+                ok = np.isfinite(row)
+                panel.plot(np.asarray(tr.lrs)[ok], row[ok], "o-", ms=2.5, lw=1, color=color,
+                           label=f"n={w}")  # fmt: skip
+                panel.plot([tr.lrs[i]], [row[i]], "*", ms=9, color=color)
+            panel.set_xscale("log", base=2)
+            panel.set_yscale("log")
+            panel.set_xlabel("base learning rate")
+            panel.set_title(f"{title}: {p} (moves {tr.shift})", fontsize=9)
+        axes[0].set_ylabel("training loss")
+        axes[-1].legend(fontsize=6)
+
+    return draw
+
+
+def _cmap(t: float) -> Any:
+    from matplotlib import colormaps
+
+    return colormaps["viridis"](0.9 * t)
 
 
 def _forgetting_section(cfg: FeatureLearningConfig, widths: list[int]) -> Section:

@@ -10,6 +10,15 @@ parametrization the optimum drifts with the width (TP5, Figs. 1 and 3). The drif
 summarised by ``shift`` (grid steps between the extreme optima) and ``slope``, the
 least-squares slope of :math:`\log_2 \eta^*` against :math:`\log_2 n` (0: transfer;
 with Adam, SP's hidden-layer update :math:`\Delta W x = \Theta(\eta n)` predicts -1).
+``best_log2_lr_fit`` refines each optimum below the grid's resolution: the vertex of the
+parabola through the three points of :math:`\log L` against :math:`\log_2 \eta` around
+the grid's best rate.
+
+``store=FILE.jsonl`` keeps every finished run as one JSON line (the network's label, the
+parametrization, optimizer, steps, batch size, a digest of the data, base width, width,
+rate, seed; its final loss and seconds) and takes the runs already there instead of
+training them again: a long sweep resumes after an interruption, and a report is rebuilt
+from stored runs without training.
 
 :func:`transfer_study` runs the protocol of TP5 (Adam, training loss after a fixed number
 of steps, several seeds, a factor-2 grid) for an MLP and a small CNN on the digits, SP
@@ -18,9 +27,14 @@ against muP; :data:`PROTOCOL` holds its full sizes.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
+import os
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -31,7 +45,7 @@ from .._validation import as_tensor, check_positive_int
 from ..abc.optim import check_lr, param_groups
 from ..errors import HyperparameterError, describe
 
-__all__ = ["PROTOCOL", "Transfer", "lr_transfer", "plot_transfers", "transfer_study"]
+__all__ = ["PROTOCOL", "Transfer", "load_runs", "lr_transfer", "plot_transfers", "transfer_study"]
 
 OPTIMIZERS = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam}
 
@@ -82,6 +96,35 @@ class Transfer:
         return _slope(self.widths, self.best_lr)
 
     @property
+    def best_log2_lr_fit(self) -> list[float | None]:
+        r"""Per width, :math:`\log_2` of a sub-grid optimum (``None``: none).
+
+        The vertex of the parabola through :math:`(\log_2 \eta, \log L)` at the grid's
+        best rate and its two neighbours; ``None`` where the best rate is at the grid's
+        edge, a neighbour diverged, or the three points do not curve upwards.
+        """
+        return [
+            _vertex(self.lrs, row, i) for row, i in zip(self.loss, self.best_index, strict=True)
+        ]
+
+    @property
+    def fit_move(self) -> float | None:
+        """Largest move of :attr:`best_log2_lr_fit` across widths, in octaves (``None``: a gap)."""
+        fit = self.best_log2_lr_fit
+        if any(v is None for v in fit):
+            return None
+        vals = [float(v) for v in fit if v is not None]
+        return max(vals) - min(vals)
+
+    @property
+    def fit_slope(self) -> float | None:
+        r"""Least-squares slope of :attr:`best_log2_lr_fit` against :math:`\log_2` width."""
+        fit = self.best_log2_lr_fit
+        if any(v is None for v in fit):
+            return None
+        return float(np.polyfit(np.log2(self.widths), [float(v or 0.0) for v in fit], 1)[0])
+
+    @property
     def at_edge(self) -> list[bool]:
         """Per width: the optimum is the grid's first or last rate (the grid may be too short)."""
         return [i in (0, len(self.lrs) - 1) for i in self.best_index]
@@ -110,6 +153,9 @@ class Transfer:
             "shift": self.shift,
             "slope": self.slope,
             "at_edge": self.at_edge,
+            "best_log2_lr_fit": self.best_log2_lr_fit,
+            "fit_move": self.fit_move,
+            "fit_slope": self.fit_slope,
         }
 
     def plot(self, ax: Any = None) -> Any:
@@ -143,6 +189,16 @@ def _slope(widths: Sequence[int], best: Sequence[float]) -> float:
     return float(np.polyfit(np.log2(widths), np.log2(best), 1)[0])
 
 
+def _vertex(lrs: Sequence[float], row: np.ndarray, i: int) -> float | None:
+    """Vertex of the parabola through ``(log2 lr, log loss)`` at ``i - 1, i, i + 1``."""
+    if i == 0 or i == len(lrs) - 1 or not np.all(np.isfinite(row[i - 1 : i + 2])):
+        return None
+    if np.any(row[i - 1 : i + 2] <= 0):
+        return None
+    a, b, _ = np.polyfit(np.log2(lrs[i - 1 : i + 2]), np.log(row[i - 1 : i + 2]), 2)
+    return float(-b / (2 * a)) if a > 0 else None
+
+
 def plot_transfers(results: Mapping[str, Transfer], ax: Any) -> Any:
     """Several parametrizations' sweeps on one axes (muP solid, others dashed); returns ``ax``."""
     for p, tr in results.items():
@@ -170,6 +226,8 @@ def lr_transfer(
     dtype: torch.dtype = torch.float32,
     optimizer: str = "sgd",
     progress: Any = None,
+    store: str | os.PathLike[str] | None = None,
+    label: str | None = None,
 ) -> Transfer:
     r"""Final training loss (softmax cross entropy) against learning rate, for each width.
 
@@ -190,6 +248,10 @@ def lr_transfer(
         optimizer: ``"sgd"`` (``torch.optim.SGD``) or ``"adam"`` (``torch.optim.Adam``,
             default betas), each with :func:`~neural_kernels.abc.param_groups`' rates.
         progress: optional callable ``progress(done, total)`` after each run.
+        store: optional JSON-lines file of finished runs: runs found there (same label,
+            parametrization, sizes, data, width, rate and seed) are taken instead of
+            trained; every new run is appended as soon as it ends (:func:`load_runs`).
+        label: the network's name in ``store`` (default: ``repr(net)``).
 
     Returns:
         A :class:`Transfer`; the loss is over the whole training set after ``steps``.
@@ -215,18 +277,83 @@ def lr_transfer(
     xt = as_tensor(x, "x", where).to(dtype)
     yt = (y if isinstance(y, Tensor) else torch.as_tensor(np.asarray(y))).long()
     base = ws[0] if base_width is None else int(base_width)
+    name = getattr(parametrization, "name", str(parametrization))
+    common = {
+        "label": repr(net) if label is None else str(label),
+        "parametrization": name if isinstance(parametrization, str) else repr(parametrization),
+        "optimizer": optimizer,
+        "steps": int(steps),
+        "batch_size": int(batch_size),
+        "dtype": str(dtype).removeprefix("torch."),
+        "data": _digest(xt, yt),
+        "base_width": base,
+    }
+    stored = load_runs(store) if store is not None else {}
     runs = np.zeros((seeds, len(ws), len(grid)))
     total, done = runs.size, 0
     for i, width in enumerate(ws):
         for j, lr in enumerate(grid):
             for s in range(seeds):
-                runs[s, i, j] = _train(net, xt, yt, width, base, parametrization, lr, steps,
-                                       batch_size, s, dtype, optimizer)  # fmt: skip
+                key = run_key({**common, "width": width, "lr": lr, "seed": s})
+                if key in stored:
+                    runs[s, i, j] = stored[key]
+                else:
+                    start = time.perf_counter()
+                    runs[s, i, j] = _train(net, xt, yt, width, base, parametrization, lr, steps,
+                                           batch_size, s, dtype, optimizer)  # fmt: skip
+                    if store is not None:
+                        _append(store, {**json.loads(key), "loss": _finite(runs[s, i, j]),
+                                        "seconds": time.perf_counter() - start})  # fmt: skip
                 done += 1
                 if progress is not None:
                     progress(done, total)
-    name = getattr(parametrization, "name", str(parametrization))
     return Transfer(tuple(ws), tuple(grid), runs.mean(0), name, optimizer, runs, steps)
+
+
+def run_key(fields: Mapping[str, Any]) -> str:
+    """The identity of one run in a store: its fields as canonical JSON."""
+    keys = ("label", "parametrization", "optimizer", "steps", "batch_size", "dtype", "data",
+            "base_width", "width", "lr", "seed")  # fmt: skip
+    return json.dumps({k: fields[k] for k in keys}, sort_keys=True)
+
+
+def load_runs(store: str | os.PathLike[str]) -> dict[str, float]:
+    """The final loss of every run in a JSON-lines store, by :func:`run_key`.
+
+    A missing file holds no runs; a torn or foreign line is skipped; a diverged run
+    (``"loss": null``) is ``inf``; a later line for the same run wins.
+    """
+    path = Path(store).expanduser()
+    out: dict[str, float] = {}
+    if not path.exists():
+        return out
+    for line in path.read_text().splitlines():
+        try:
+            rec = json.loads(line)
+            loss = rec["loss"]
+            out[run_key(rec)] = math.inf if loss is None else float(loss)
+        except (ValueError, KeyError, TypeError):
+            continue
+    return out
+
+
+def _append(store: str | os.PathLike[str], record: Mapping[str, Any]) -> None:
+    """Append one JSON line (after a newline if an interrupted write left none)."""
+    path = Path(store).expanduser()
+    torn = path.exists() and path.stat().st_size > 0 and not path.read_bytes().endswith(b"\n")
+    with path.open("a") as fh:
+        fh.write(("\n" if torn else "") + json.dumps(record) + "\n")
+
+
+def _finite(v: float) -> float | None:
+    return float(v) if math.isfinite(v) else None
+
+
+def _digest(x: Tensor, y: Tensor) -> str:
+    """A short digest of the training data (a stored run belongs to its data)."""
+    h = hashlib.sha1(x.detach().cpu().contiguous().numpy().tobytes())
+    h.update(y.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
 
 
 def _train(
@@ -253,16 +380,19 @@ def _train(
 
 
 #: TP5's protocol on the digits, full sizes: Adam, final training loss (softmax cross
-#: entropy on all ``n_train`` points) after ``steps`` minibatch steps, mean over
-#: ``seeds``, a factor-2 grid of base rates, widths over a factor 16 (MLP) and 8 (CNN).
+#: entropy on all ``n_train`` points) after ``steps`` minibatch steps, mean over ``seeds``
+#: (per architecture), a factor-2 grid of base rates; the optimum is the argmin of the
+#: seed-averaged loss. Widths: the MLP over a factor 64 (64 to 4096); the CNN over a
+#: factor 8 from 32 channels (8 channels is far from the limit: muP's finite-width
+#: corrections there are as large as the differences between neighbouring rates).
 PROTOCOL: dict[str, Any] = {
     "optimizer": "adam",
     "steps": 100,
     "batch_size": 64,
     "n_train": 1200,
-    "seeds": 3,
+    "seeds": {"mlp": 3, "cnn": 5},
     "lrs": {"adam": [2.0**k for k in range(-14, -1)], "sgd": [2.0**k for k in range(-8, 3)]},
-    "widths": {"mlp": (64, 128, 256, 512, 1024), "cnn": (8, 16, 32, 64)},
+    "widths": {"mlp": (64, 128, 256, 512, 1024, 2048, 4096), "cnn": (32, 64, 128, 256)},
 }
 
 
@@ -291,10 +421,11 @@ def transfer_study(
     steps: int = PROTOCOL["steps"],
     batch_size: int = PROTOCOL["batch_size"],
     n_train: int = PROTOCOL["n_train"],
-    seeds: int = PROTOCOL["seeds"],
+    seeds: int | Mapping[str, int] | None = None,
     lrs: Sequence[float] | None = None,
     parametrizations: Sequence[str] = ("standard", "mup"),
     progress: Any = None,
+    store: str | os.PathLike[str] | None = None,
 ) -> dict[str, dict[str, Transfer]]:
     """:func:`lr_transfer` on the digits for each architecture and parametrization.
 
@@ -305,10 +436,13 @@ def transfer_study(
         steps: optimizer steps per run.
         batch_size: examples per step.
         n_train: digits used (the training loss is over all of them).
-        seeds: runs per (width, rate), averaged.
+        seeds: runs per (width, rate), averaged: one number, or per architecture
+            (default: :data:`PROTOCOL`'s).
         lrs: the grid (default: :data:`PROTOCOL`'s grid for ``optimizer``).
         parametrizations: compared on the same grid.
         progress: optional ``progress(label, done, total)``.
+        store: JSON-lines file of finished runs, read and appended (see
+            :func:`lr_transfer`); the architecture's name labels its runs.
 
     Returns:
         ``{arch: {parametrization: Transfer}}`` (float32 twins).
@@ -326,6 +460,10 @@ def transfer_study(
         net = architecture(arch)
         x = xtr.float() if arch == "mlp" else xtr.float().reshape(-1, 1, 8, 8)
         ws = PROTOCOL["widths"][arch] if widths is None else widths[arch]
+        if seeds is None:
+            n_seeds = int(PROTOCOL["seeds"][arch])
+        else:
+            n_seeds = int(seeds) if isinstance(seeds, int) else int(seeds[arch])
         out[arch] = {}
         for p in parametrizations:
 
@@ -334,6 +472,7 @@ def transfer_study(
                     progress(label, done, total)
 
             out[arch][p] = lr_transfer(net, x, ytr, ws, grid, p, steps=steps,
-                                       batch_size=batch_size, seeds=seeds,
-                                       optimizer=optimizer, progress=tick)  # fmt: skip
+                                       batch_size=batch_size, seeds=n_seeds,
+                                       optimizer=optimizer, progress=tick, store=store,
+                                       label=arch)  # fmt: skip
     return out
