@@ -36,6 +36,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from .._allocator import tune_allocator
 from .._numerics import snap_factor
 
 __all__ = [
@@ -201,31 +202,6 @@ def _self_check(lib: ctypes.CDLL) -> bool:
     return True
 
 
-#: glibc ``mallopt`` parameters: allocations up to 32 MiB from the heap, and freed heap
-#: memory returned to the system beyond 64 MiB (``M_MMAP_THRESHOLD``, ``M_TRIM_THRESHOLD``).
-_MALLOPT = ((-3, 32 * 2**20), (-1, 64 * 2**20))
-
-
-def _tune_allocator() -> None:
-    """Keep chunk-sized buffers in the heap instead of fresh pages for every chunk.
-
-    By default glibc trims freed memory at the top of each heap, so every chunk's new
-    buffers come back as fresh pages: page faults that cost as much as the arithmetic,
-    and that serialise worker threads. Set ``NEURAL_KERNELS_MALLOPT=0`` to leave the
-    allocator alone.
-    """
-    if sys.platform != "linux" or os.environ.get("NEURAL_KERNELS_MALLOPT", "1") == "0":
-        return
-    if platform.libc_ver()[0] != "glibc":
-        return
-    try:
-        libc = ctypes.CDLL(None)
-        for param, value in _MALLOPT:
-            libc.mallopt(ctypes.c_int(param), ctypes.c_int(value))
-    except (OSError, AttributeError):
-        pass
-
-
 def _library() -> ctypes.CDLL | None:
     if not _ENABLED[0]:
         return None
@@ -239,7 +215,7 @@ def _library() -> ctypes.CDLL | None:
             else:
                 lib, reason, path = _build(cc)
             if lib is not None:
-                _tune_allocator()
+                tune_allocator()
             _STATE.update(lib=lib, reason=reason, path=path, tried=True)
     return _STATE["lib"]  # type: ignore[return-value]
 

@@ -55,6 +55,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .._allocator import tune_allocator
 from .._functional import locks_model
 from ..errors import HyperparameterError, InputTypeError, ModelError, describe
 from ._features import assemble, block_size
@@ -231,6 +232,7 @@ def _compute(
     full: bool,
     budget: int,
 ) -> Tensor:
+    tune_allocator()  # large temporaries on every call: from the heap, not fresh pages
     item = torch.empty((), dtype=prep.dtype).element_size()
     n1 = a.shape[0]
     n2 = n1 if b is None else b.shape[0]
