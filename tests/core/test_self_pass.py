@@ -152,3 +152,26 @@ def test_the_self_pass_runs_without_the_per_layer_kernels(
     _pooled().kernel(x)
     assert sizes and max(sizes) == 1
     assert chain_module.native_self_pass is engine.native_self_pass
+
+
+def test_batches_of_the_compiled_pass_keep_to_the_memory_budget(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from neural_kernels._native.chain import Chain
+
+    sizes: list[int] = []
+    real = Chain.run_self
+
+    def spy(self: Chain, cov: torch.Tensor, outs: Any, recs: Any) -> None:
+        sizes.append(cov.shape[0])
+        real(self, cov, outs, recs)
+
+    monkeypatch.setattr(Chain, "run_self", spy)
+    x = torch.randn(9, 3, 8, 8, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    roomy = _pooled().kernel(x)
+    assert sizes and max(sizes) == 2  # ceil(9 / SELF_BATCHES)
+    sizes.clear()
+    budget = 64 * 64 * 8 * torch.get_num_threads()  # one 64-position covariance per worker
+    tight = _pooled().kernel(x, memory_budget=budget)
+    assert sizes == [1] * 9
+    assert _rel(tight.nngp, roomy.nngp) <= 1e-15 and _rel(tight.ntk, roomy.ntk) <= 1e-15

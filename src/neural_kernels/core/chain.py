@@ -167,7 +167,8 @@ def native_self_pass(
     for op, which in chain.steps:
         if recs[2 * op + which] is None:
             recs[2 * op + which] = f.new_empty((n, chain.sizes[op][which]))
-    fits = tiling.budget(memory_budget) // (p * p * f.element_size())
+    # the workers' input covariances in flight share the budget
+    fits = tiling.budget(memory_budget) // (p * p * f.element_size() * max(1, threads))
     batch = max(1, min(-(-n // tiling.SELF_BATCHES), fits))
 
     def one(i0: int) -> None:
