@@ -42,7 +42,8 @@ thread count:
     PYTHON`` (a Python that imports it, see ``/work/shared/neural_tangents``), measured
     in this run: its timing script runs before and after this library's case, and
     ``nt_seconds`` is the median of all its timed runs (``nt_runs``), ``nt_source``
-    ``"measured"``. Without it, the table below (``"table"``: one quiet sitting on this
+    ``"measured"``; ``$NEURAL_KERNELS_NT_PYTHON`` sets it too (so that ``make bench``
+    measures both). Without it, the table below (``"table"``: one quiet sitting on this
     machine kind, which differs from machine to machine).
 ``targets`` / ``meets_targets``
     (convolutional workloads, two-thread line) the goals: at most ``ratio_to_nt`` of
@@ -391,7 +392,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes (smoke run)")
     parser.add_argument("--rounds", type=int, default=ROUNDS, help="alternating rounds")
     parser.add_argument("--case", nargs=3, metavar=("NAME", "N", "ROUNDS"), help=argparse.SUPPRESS)
-    parser.add_argument("--nt", metavar="PYTHON", help="measure Neural Tangents beside each case")
+    nt_default = os.environ.get("NEURAL_KERNELS_NT_PYTHON")
+    parser.add_argument("--nt", metavar="PYTHON", default=nt_default,
+                        help="measure Neural Tangents beside each case "
+                        "(default: $NEURAL_KERNELS_NT_PYTHON, e.g. under make bench)")  # fmt: skip
     parser.add_argument("workloads", nargs="*", metavar="WORKLOAD", help="default: all")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     if args.case is not None:  # one workload, in this (fresh) process: all its lines
