@@ -6,11 +6,11 @@ with itself), so the ``n1 x n2`` kernel is computed block by block:
 1. the network is folded once on its static facts (:func:`~.plan.plan_network`), which
    checks it and fixes the inputs' channel axis and the spatial layout;
 2. the self-covariances of every input go through the network once (the *self pass*),
-   checked for overflow at every step;
+   checked for overflow at every step (compiled where the whole chain compiles);
 3. for each block of rows and columns the input kernel
    :math:`K_0(x, x')_{pp'} = \sum_c x_{cp} x'_{cp'} / C` is one matrix product;
 4. the block is cut into chunks and the whole step loop (:mod:`.steps`) runs on one
-   chunk while it sits in cache;
+   chunk while it sits in cache, or one compiled call per chunk (:mod:`.chain`);
 5. with ``x2=None`` only the upper triangle is computed and then mirrored, and the
    pairs of an example with itself are taken from the self pass.
 
@@ -144,10 +144,15 @@ def _self_pass(
 ) -> KernelBlock:
     """The network on the pairs ``(x_i, x_i)``, in batches of examples.
 
-    Large passes run in :data:`~.tiling.SELF_BATCHES` batches, side by side on the
+    Where the whole chain compiles (spatial inputs, full layout, CPU, no autograd, no
+    graph patterns) and the variances are recorded, all but the first example go through
+    the compiled chain's self mode (:func:`~.chain.native_self_pass`); otherwise layer by
+    layer. Large passes run in :data:`~.tiling.SELF_BATCHES` batches, side by side on the
     caller's torch threads (each batch single-threaded, so the numbers do not depend on
     the thread count).
-    Every step's output is checked for overflow. With ``steps`` (an empty list), the
+    Every step's output is checked for overflow (the compiled pass checks every recorded
+    variance and output, and leaves a failure to the per-layer pass, which names the
+    layer). With ``steps`` (an empty list), the
     per-position variances of every input after each step are appended to it, one
     ``(n, *spatial)`` tensor per step (``None`` where branches are in flight).
     """
