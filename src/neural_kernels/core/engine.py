@@ -145,7 +145,7 @@ def _self_pass(
     """The network on the pairs ``(x_i, x_i)``, in batches of examples.
 
     Where the whole chain compiles (spatial inputs, full layout, CPU, no autograd, no
-    graph patterns) and the variances are recorded, all but the first example go through
+    graph patterns), all but the first example go through
     the compiled chain's self mode (:func:`~.chain.native_self_pass`); otherwise layer by
     layer. Large passes run in :data:`~.tiling.SELF_BATCHES` batches, side by side on the
     caller's torch threads (each batch single-threaded, so the numbers do not depend on
@@ -158,7 +158,7 @@ def _self_pass(
     """
     threads = torch.get_num_threads()
     with tiling.single_threaded():
-        if pattern is None and steps is not None and f.shape[0] > 1:
+        if pattern is None and f.shape[0] > 1:
             # the first example by layers gives the block's fields, then all compiled
 
             def first() -> tuple[KernelBlock, list[Tensor | None]]:
@@ -168,7 +168,8 @@ def _self_pass(
 
             fast = native_self_pass(plan, geo, f, first, memory_budget, threads)
             if fast is not None:
-                steps.extend(fast[1])
+                if steps is not None:
+                    steps.extend(fast[1])
                 return fast[0]
         return _self_pass_batches(
             plan, geo, f, want_ntk, memory_budget, where, pattern, steps, threads
