@@ -19,6 +19,8 @@
 Full sizes: widths 2^4..2^12, depths 1-4 (memory: the Jacobian on ``n_probe`` points holds
 ``10 n_probe`` rows of all parameters, twice). ``--quick``: widths 2^4..2^10, depths 1-2.
 ``--only``, ``--depths``, ``--widths``: one part, some depths or widths.
+``docs/results/ntk_limits_depth4_width4096.jsonl`` holds the sweep's lines at depth 4 for
+widths 16 and 4096 (``n_probe = 1``: 13.4 GB peak, 20 minutes on one core).
 """
 
 from __future__ import annotations
