@@ -101,3 +101,10 @@ def test_map_ordered_keeps_the_order_on_several_workers() -> None:
     items = list(range(20))
     assert tiling.map_ordered(lambda i: i * i, items, 3) == [i * i for i in items]
     assert tiling.map_ordered(lambda i: i + 1, items, 1) == [i + 1 for i in items]
+
+
+def test_map_ordered_workers_keep_the_callers_grad_mode() -> None:
+    items = list(range(6))
+    with torch.no_grad():
+        assert tiling.map_ordered(lambda _: torch.is_grad_enabled(), items, 3) == [False] * 6
+    assert tiling.map_ordered(lambda _: torch.is_grad_enabled(), items, 3) == [True] * 6

@@ -183,14 +183,20 @@ def map_ordered(fn: Callable[[Any], R], items: Sequence[Any], workers: int) -> l
     """``[fn(item) for item in items]``, on up to ``workers`` threads of one torch thread each.
 
     Every call runs with torch single-threaded, however many workers, so the results do
-    not depend on ``workers``.
+    not depend on ``workers``, and in the caller's grad mode (new threads start with it on).
     """
     workers = min(workers, len(items))
     if workers <= 1:
         with single_threaded():
             return [fn(item) for item in items]
+    grad = torch.is_grad_enabled()
+
+    def call(item: Any) -> R:
+        with torch.set_grad_enabled(grad):
+            return fn(item)
+
     with ThreadPoolExecutor(workers, initializer=torch.set_num_threads, initargs=(1,)) as pool:
-        return list(pool.map(fn, items))
+        return list(pool.map(call, items))
 
 
 @contextmanager
