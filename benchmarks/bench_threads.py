@@ -281,23 +281,23 @@ def _median(fn: Callable[[], Any], repeats: int) -> float:
     return statistics.median(runs)
 
 
-#: Neural Tangents' timing scripts and the case of each workload (float64 unless said).
-NT_DIR = "/work/shared/neural_tangents"
+#: Neural Tangents' analytic timing script's case for each workload (float64).
 NT_CASES = {"fc_relu3": "fc", "cnn_gap": "cnn_gap", "myrtle5": "myrtle"}
 
 
 def nt_runs(python: str, name: str, n: int) -> list[float] | None:
     """Timed runs of Neural Tangents on ``name`` in a fresh process (``None``: none)."""
-    if name in NT_CASES:
-        cmd = [python, f"{NT_DIR}/nt_bench.py", "--case", NT_CASES[name], "--n", str(n),
-               "--dtype", "float64", "--repeats", "3"]  # fmt: skip
-    elif name.startswith("empirical_ntk"):
-        trace = "out" if name.endswith("traced") else "none"
-        cmd = [python, f"{NT_DIR}/nt_empirical_bench.py", "--impl", "STRUCTURED_DERIVATIVES",
-               "--trace", trace, "--n", str(n), "--vmap-axes", "0", "--sd-shim",
-               "--repeats", "5"]  # fmt: skip
-    else:
+    from .bench_empirical import NT_SCRIPT, _nt_run  # (it imports this module)
+
+    if name.startswith("empirical_ntk"):  # bench_empirical's own side-by-side run
+        outputs = "traced" if name.endswith("traced") else "full"
+        record = _nt_run(python, NT_SCRIPT, outputs, n, threads=2)
+        return None if record is None else [float(v) for v in record["runs_s"]]
+    if name not in NT_CASES:
         return None
+    script = os.path.join(os.path.dirname(NT_SCRIPT), "nt_bench.py")
+    cmd = [python, script, "--case", NT_CASES[name], "--n", str(n),
+           "--dtype", "float64", "--repeats", "3"]  # fmt: skip
     done = subprocess.run(cmd, capture_output=True, text=True)
     lines = [ln for ln in done.stdout.splitlines() if ln.startswith("{")]
     if done.returncode != 0 or not lines:
