@@ -107,7 +107,7 @@ class Chain:
         out_entries: int,
         self_mode: bool = False,
         steps: Sequence[tuple[int, int]] = (),
-        sizes: Sequence[tuple[int, int]] = (),
+        sizes: Sequence[int] = (),
     ) -> None:
         self.fn = lib.nk_chain_f64 if dtype == torch.float64 else lib.nk_chain_f32
         self.nops = len(ints) // _OPI
@@ -125,7 +125,7 @@ class Chain:
         #: per layer, where run_self records its variances: ``(op, 0)`` after the
         #: convolution of compiled op ``op``, ``(op, 1)`` after the op, ``(-1, 1)`` the input
         self.steps = list(steps)
-        #: per compiled op, the positions after its convolution and after it
+        #: per compiled op, its output positions (after its convolution as after a fused dual)
         self.sizes = list(sizes)
 
     def run(
@@ -227,7 +227,7 @@ def compile_chain(
     last: ChainOp | None = None
     out_entries = math.prod(in_spatial) ** 2
     steps: list[tuple[int, int]] = []  # per layer: where its variances are recorded
-    sizes: list[tuple[int, int]] = []  # per compiled op: positions after its conv, after it
+    sizes: list[int] = []  # per compiled op: its output positions
     for op, var in zip(ops, variances, strict=True):
         if op.kind == "skip":
             steps.append(steps[-1] if steps else (-1, 1))
@@ -258,6 +258,6 @@ def compile_chain(
         last = op
         m = op.n if op.kind in ("act", "affine") else op.m
         out_entries = math.prod(m) ** 2
-        sizes.append((math.prod(m), math.prod(m)))
+        sizes.append(math.prod(m))
         steps.append((len(sizes) - 1, 1))
     return Chain(lib, dtype, in_spatial, ints, floats, roots, out_entries, self_mode, steps, sizes)

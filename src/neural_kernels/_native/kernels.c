@@ -613,13 +613,17 @@ int NK_NAME(nk_chain)(int64_t nops, const int64_t *ops, const double *vals,
                       int64_t s0, const int64_t *in, const T *g, int64_t g_ld, T *on, T *ot,
                       int64_t out_row, int64_t out_col, double snap, int64_t self_mode,
                       void *const *recs) {
-    /* buffer sizes: the largest pair, the largest flat-path margin, the conv scratch */
-    int64_t big = nk_pair_entries(in), margin = 0, conv = 0;
+    /* buffer sizes: the largest pair (and its positions), the largest flat-path margin,
+       the conv scratch */
+    int64_t big = nk_pair_entries(in), maxpos = in[0] * in[1] * in[2], margin = 0, conv = 0;
     for (int64_t k = 0; k < nops; k++) {
         const int64_t *op = ops + k * NK_OPI;
         int64_t a = nk_pair_entries(op + 2), b = nk_pair_entries(op + 5);
+        int64_t pa = op[2] * op[3] * op[4], pb = op[5] * op[6] * op[7];
         if (a > big) big = a;
         if (b > big) big = b;
+        if (pa > maxpos) maxpos = pa;
+        if (pb > maxpos) maxpos = pb;
         if (op[0] == NK_CONV) {
             nk_geom g0 = nk_geometry(op + 2, op + 5, op + 8, op + 11, op + 14, op + 17);
             int64_t need = nk_conv_scratch(op + 2, op + 5, op + 8, op + 11, op + 14, op + 17);
@@ -628,13 +632,6 @@ int NK_NAME(nk_chain)(int64_t nops, const int64_t *ops, const double *vals,
         }
     }
     const int64_t slot = big + 2 * margin;
-    int64_t maxpos = in[0] * in[1] * in[2];
-    for (int64_t k = 0; k < nops; k++) {
-        const int64_t *op = ops + k * NK_OPI;
-        int64_t a = op[2] * op[3] * op[4], b = op[5] * op[6] * op[7];
-        if (a > maxpos) maxpos = a;
-        if (b > maxpos) maxpos = b;
-    }
     T *mem = (T *)malloc(sizeof(T) * (size_t)(4 * slot + 3 * big + conv + 4 * maxpos));
     if (!mem) return 1;
     /* the flat path reads (and masks) `margin` entries around a pair: they must be

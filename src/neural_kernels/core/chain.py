@@ -166,7 +166,7 @@ def native_self_pass(
     recs: list[Tensor | None] = [None] * (2 * len(chain.sizes))
     for op, which in chain.steps:
         if recs[2 * op + which] is None:
-            recs[2 * op + which] = f.new_empty((n, chain.sizes[op][which]))
+            recs[2 * op + which] = f.new_empty((n, chain.sizes[op]))
     # the workers' input covariances in flight share the budget
     fits = tiling.budget(memory_budget) // (p * p * f.element_size() * max(1, threads))
     batch = max(1, min(-(-n // tiling.SELF_BATCHES), fits))
