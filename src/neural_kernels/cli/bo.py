@@ -43,6 +43,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .._jsonl import append_line
 from ..report import Plot, Progress, Report, Section, write_report
 from ._command import Command, UsageError
 from ._config import flag, resolve_config
@@ -132,14 +133,6 @@ def _load_curves(path: str) -> dict[str, tuple[list[float], float]]:
     return out
 
 
-def _append(path: str, line: str) -> None:
-    """Append one line, after a newline if an interrupted write left the file without one."""
-    file = Path(path).expanduser()
-    torn = file.exists() and file.stat().st_size > 0 and not file.read_bytes().endswith(b"\n")
-    with file.open("a") as fh:
-        fh.write(("\n" if torn else "") + line + "\n")
-
-
 def check_config(cfg: BoConfig) -> tuple[list[str], list[str]]:
     """The problem and surrogate lists, or a :class:`UsageError` naming the flag."""
     from ..applications.bayesopt import PROBLEMS, SURROGATES
@@ -203,7 +196,7 @@ def run_bo_report(cfg: BoConfig) -> Report:
                         seconds[surrogate] += took
                         if cfg.curves:
                             rec = {"key": key, "best": curves[surrogate][-1], "seconds": took}
-                            _append(cfg.curves, json.dumps(rec))
+                            append_line(cfg.curves, rec)
                     done += 1
                     progress(done, total)
             report.add(_section(name, problem.dim, problem.optimum, curves, seconds, cfg))

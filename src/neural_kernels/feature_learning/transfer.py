@@ -41,6 +41,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from .._jsonl import append_line
 from .._validation import as_tensor, check_positive_int
 from ..abc.optim import check_lr, param_groups
 from ..errors import HyperparameterError, describe
@@ -302,7 +303,7 @@ def lr_transfer(
                     runs[s, i, j] = _train(net, xt, yt, width, base, parametrization, lr, steps,
                                            batch_size, s, dtype, optimizer)  # fmt: skip
                     if store is not None:
-                        _append(store, {**json.loads(key), "loss": _finite(runs[s, i, j]),
+                        append_line(store, {**json.loads(key), "loss": _finite(runs[s, i, j]),
                                         "seconds": time.perf_counter() - start})  # fmt: skip
                 done += 1
                 if progress is not None:
@@ -335,14 +336,6 @@ def load_runs(store: str | os.PathLike[str]) -> dict[str, float]:
         except (ValueError, KeyError, TypeError):
             continue
     return out
-
-
-def _append(store: str | os.PathLike[str], record: Mapping[str, Any]) -> None:
-    """Append one JSON line (after a newline if an interrupted write left none)."""
-    path = Path(store).expanduser()
-    torn = path.exists() and path.stat().st_size > 0 and not path.read_bytes().endswith(b"\n")
-    with path.open("a") as fh:
-        fh.write(("\n" if torn else "") + json.dumps(record) + "\n")
 
 
 def _finite(v: float) -> float | None:
