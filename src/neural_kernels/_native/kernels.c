@@ -27,6 +27,7 @@
  */
 #ifndef NK_TYPED
 
+#include <float.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -643,7 +644,7 @@ int NK_NAME(nk_chain)(int64_t nops, const int64_t *ops, const double *vals,
     T *kt[2] = {mem + 2 * slot + margin, mem + 3 * slot + margin};
     T *tmp1 = mem + 4 * slot, *tmp2 = tmp1 + big, *norm = tmp2 + big, *scratch = norm + big;
     T *dg = scratch + conv, *sq = dg + maxpos, *ra = sq + maxpos, *rb = ra + maxpos;
-    const T tiny = sizeof(T) == sizeof(double) ? (T)2.2250738585072014e-308 : (T)1.17549435e-38f;
+    const T tiny = sizeof(T) == sizeof(double) ? (T)DBL_MIN : (T)FLT_MIN; /* finfo.tiny */
     const int64_t P = in[0] * in[1] * in[2];
     const int want_t = ot != 0;
     for (int64_t i = 0; i < rows; i++)
@@ -750,9 +751,8 @@ int NK_NAME(nk_chain)(int64_t nops, const int64_t *ops, const double *vals,
                 cur ^= 1;
                 size = out_size;
                 if (self_mode && recs[2 * k + 1]) {
-                    const int64_t *ms = op[0] == NK_ACT || op[0] == NK_AFFINE ? op + 2 : op + 5;
-                    const int64_t M = ms[0] * ms[1] * ms[2];
-                    NK_NAME(nk_diag)(ms, kn[cur], (T *)recs[2 * k + 1] + i * M);
+                    const int64_t M = op[5] * op[6] * op[7]; /* output sizes (act: = input) */
+                    NK_NAME(nk_diag)(op + 5, kn[cur], (T *)recs[2 * k + 1] + i * M);
                 }
                 for (int64_t q = 0; q < margin; q++) kn[cur][size + q] = kt[cur][size + q] = 0;
             }
