@@ -227,3 +227,29 @@ def test_other_devices_step_aside() -> None:
         out = [torch.empty(3, 3, dtype=torch.float64, device=device)]
         runner = native_chain(plan, geo, f, f, v, v, out)
         assert (runner is None) == (device == "meta")
+
+
+def test_upper_runner_skips_the_pairs_on_and_below_the_diagonal() -> None:
+    """``upper=True`` writes the pairs ``i < j`` exactly as without it, and no other pair."""
+    net = _cnn(2, 0.1)
+    x = torch.randn(6, 2, 4, 4, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    plan = plan_network(net, (2, 4, 4), lambda: "test")
+    geo = Geometry((2, 4, 4), 0, (4, 4), "full")
+    f = x.reshape(6, 2, 16).transpose(1, 2)
+    steps: list[torch.Tensor | None] = []
+    engine._self_pass(plan, geo, f, True, None, engine._Where(net, "kernel"), None, steps)
+    runs = {}
+    for upper in (False, True):
+        outs = [torch.full((6, 6), float("nan"), dtype=torch.float64) for _ in range(2)]
+        runner = native_chain(plan, geo, f, f, steps, steps, outs, upper=upper)
+        assert runner is not None
+        runner(0, 4, 0, 6)  # a chunk across the diagonal
+        runner(4, 6, 4, 6)
+        runs[upper] = outs
+    ran = torch.ones(6, 6, dtype=torch.bool)
+    ran[4:, :4] = False
+    strict = torch.ones(6, 6, dtype=torch.bool).triu(1)
+    for full, upper in zip(runs[False], runs[True], strict=True):
+        assert bool(torch.isfinite(full[ran]).all())
+        assert torch.equal(upper[strict], full[strict])
+        assert bool(upper[~strict].isnan().all())

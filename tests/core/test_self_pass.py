@@ -40,9 +40,11 @@ def seen(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, list[Any]]]:
         record["fast"].append(out is not None)
         return out
 
-    def chain_spy(plan: Any, geo: Any, fa: Any, fb: Any, s1: Any, s2: Any, outs: Any) -> Any:
+    def chain_spy(
+        plan: Any, geo: Any, fa: Any, fb: Any, s1: Any, s2: Any, outs: Any, **kw: Any
+    ) -> Any:
         record["steps"].append([None if t is None else t.clone() for t in s1])
-        return real_chain(plan, geo, fa, fb, s1, s2, outs)
+        return real_chain(plan, geo, fa, fb, s1, s2, outs, **kw)
 
     monkeypatch.setattr(engine, "native_self_pass", self_spy)
     monkeypatch.setattr(engine, "native_chain", chain_spy)

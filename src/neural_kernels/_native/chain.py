@@ -129,7 +129,14 @@ class Chain:
         self.sizes = list(sizes)
 
     def run(
-        self, g: Tensor, r0: int, rows: int, s0: int, cols: int, outs: Sequence[Tensor]
+        self,
+        g: Tensor,
+        r0: int,
+        rows: int,
+        s0: int,
+        cols: int,
+        outs: Sequence[Tensor],
+        upper: bool = False,
     ) -> None:
         """Run the chain on the pairs ``[r0, r0 + rows) x [s0, s0 + cols)``.
 
@@ -141,6 +148,8 @@ class Chain:
             cols: its number of columns.
             outs: the output NNGP and, when wanted, NTK: contiguous ``(n1, n2, ...)``
                 with ``out_entries`` entries per pair; the chunk's pairs are written.
+            upper: compute only the pairs ``(r0 + i, s0 + j)`` with ``r0 + i < s0 + j``
+                (the others are left unwritten).
 
         """
         n2 = outs[0].shape[1]
@@ -150,7 +159,7 @@ class Chain:
         ot = outs[1].data_ptr() + offset if len(outs) > 1 else None
         status = self.fn(
             self.nops, self.ops, self.vals, self.ptrs, rows, cols, r0, s0, self.in_spatial,
-            g.data_ptr(), g.stride(0), on, ot, n2 * e, e, self.snap, 0, None,
+            g.data_ptr(), g.stride(0), on, ot, n2 * e, e, self.snap, 0, None, int(upper),
         )  # fmt: skip
         if status:
             raise MemoryError("the compiled layer chain could not allocate its scratch")
@@ -178,7 +187,7 @@ class Chain:
         e = self.out_entries
         status = self.fn(
             self.nops, self.ops, self.vals, self.ptrs, b, 1, 0, 0, self.in_spatial,
-            cov.data_ptr(), p, on, ot, e, e, self.snap, 1, ptrs,
+            cov.data_ptr(), p, on, ot, e, e, self.snap, 1, ptrs, 0,
         )  # fmt: skip
         if status:
             raise MemoryError("the compiled layer chain could not allocate its scratch")

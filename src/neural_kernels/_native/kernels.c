@@ -42,6 +42,8 @@ extern double acos(double);
 extern float acosf(float);
 #endif
 
+#define NK_NOINLINE __attribute__((noinline))
+
 #if defined(__GNUC__) && !defined(__clang__)
 #define NK_IVDEP _Pragma("GCC ivdep")
 #else
@@ -49,10 +51,6 @@ extern float acosf(float);
 #endif
 
 #define NK_INV_2PI 0.15915494309189533577
-/* Outputs of one plane the convolution accumulates in registers at once. */
-#ifndef NK_V
-#define NK_V 16
-#endif
 
 typedef struct {
     int64_t n[3], m[3], taps[3], stride[3], dil[3], before[3];
@@ -247,35 +245,62 @@ static void NK_NAME(nk_finish)(const NK_NAME(nk_job) *job, int64_t b, int64_t o0
     }
 }
 
-/* Sum of `count` rows (each at base + offsets[u], optionally times a mask row) into out:
-   the inner loop of the flat path, NK_V outputs held in registers across all rows. */
-static void NK_NAME(nk_sum_rows)(int64_t n, const T *base, const int64_t *offsets,
-                                 const T *mask, const int64_t *mask_offsets, int64_t count,
-                                 T *out) {
+/* Sum of `count` rows (each at base + offsets[u], optionally times a mask row) into out,
+   and when base2 is not null the same rows of base2 into out2 (the NTK beside the NNGP:
+   one pass reads the offsets and the mask once for both): the inner loop of the flat
+   path. Running sums are held in registers across all rows as GCC/clang vector types
+   (no scalar epilogue, which a compiler makes of an array of running sums). */
+typedef T NK_NAME(nk_vec) __attribute__((vector_size(64), aligned(sizeof(T)), may_alias));
+static void NK_NAME(nk_sum_rows)(int64_t n, const T *base, const T *base2,
+                                 const int64_t *offsets, const T *mask,
+                                 const int64_t *mask_offsets, int64_t count, T *out, T *out2) {
+    typedef NK_NAME(nk_vec) V;
+    const int64_t L = (int64_t)(sizeof(V) / sizeof(T));
     int64_t x = 0;
-    for (; x + NK_V <= n; x += NK_V) {
-        T acc[NK_V];
-        for (int v = 0; v < NK_V; v++) acc[v] = 0;
-        if (mask) {
+    if (base2) {
+        for (; x + L <= n; x += L) {
+            V a = {0}, b = {0};
             for (int64_t u = 0; u < count; u++) {
-                const T *mk = mask + mask_offsets[u] + x, *src = base + offsets[u] + x;
-#pragma omp simd
-                for (int v = 0; v < NK_V; v++) acc[v] += mk[v] * src[v];
+                V va = *(const V *)(base + offsets[u] + x);
+                V vb = *(const V *)(base2 + offsets[u] + x);
+                if (mask) {
+                    V mk = *(const V *)(mask + mask_offsets[u] + x);
+                    va *= mk;
+                    vb *= mk;
+                }
+                a += va;
+                b += vb;
             }
-        } else {
+            *(V *)(out + x) = a;
+            *(V *)(out2 + x) = b;
+        }
+    } else {
+        for (; x + 2 * L <= n; x += 2 * L) {
+            V a0 = {0}, a1 = {0};
             for (int64_t u = 0; u < count; u++) {
                 const T *src = base + offsets[u] + x;
-#pragma omp simd
-                for (int v = 0; v < NK_V; v++) acc[v] += src[v];
+                V v0 = *(const V *)src, v1 = *(const V *)(src + L);
+                if (mask) {
+                    const T *mk = mask + mask_offsets[u] + x;
+                    v0 *= *(const V *)mk;
+                    v1 *= *(const V *)(mk + L);
+                }
+                a0 += v0;
+                a1 += v1;
             }
+            *(V *)(out + x) = a0;
+            *(V *)(out + x + L) = a1;
         }
-        for (int v = 0; v < NK_V; v++) out[x + v] = acc[v];
     }
     for (; x < n; x++) {
-        T acc = 0;
-        for (int64_t u = 0; u < count; u++)
-            acc += (mask ? mask[mask_offsets[u] + x] : (T)1) * base[offsets[u] + x];
+        T acc = 0, acc2 = 0;
+        for (int64_t u = 0; u < count; u++) {
+            const T mk = mask ? mask[mask_offsets[u] + x] : (T)1;
+            acc += mk * base[offsets[u] + x];
+            if (base2) acc2 += mk * base2[offsets[u] + x];
+        }
         out[x] = acc;
+        if (base2) out2[x] = acc2;
     }
 }
 
@@ -308,8 +333,8 @@ static void NK_NAME(nk_flat_pair)(const NK_NAME(nk_job) *job, int64_t b, const T
     const int64_t ntaps = g->taps[0] * g->taps[1];
     int64_t tap_at[ntaps];
     for (int64_t r = 0; r < planes; r++) {
-        NK_NAME(nk_sum_rows)(P, bn + r * P, shift, mask, mask_at, taps2, yn + r * P);
-        if (bt) NK_NAME(nk_sum_rows)(P, bt + r * P, shift, mask, mask_at, taps2, yt + r * P);
+        NK_NAME(nk_sum_rows)(P, bn + r * P, bt ? bt + r * P : 0, shift, mask, mask_at, taps2,
+                             yn + r * P, yt + r * P);
     }
     int64_t row = 0;
     for (int64_t o0 = 0; o0 < g->m[0]; o0++)
@@ -331,9 +356,8 @@ static void NK_NAME(nk_flat_pair)(const NK_NAME(nk_job) *job, int64_t b, const T
                             tap_at[nt++] = (((i0 * n0 + j0) * n1 + i1) * n1 + j1) * P;
                         }
                     }
-                    NK_NAME(nk_sum_rows)(P, yn, tap_at, 0, 0, nt, sum_n);
-                    if (bt) NK_NAME(nk_sum_rows)(P, yt, tap_at, 0, 0, nt, sum_t);
-                    else
+                    NK_NAME(nk_sum_rows)(P, yn, bt ? yt : 0, tap_at, 0, 0, nt, sum_n, sum_t);
+                    if (!bt)
                         for (int64_t x = 0; x < P; x++) sum_t[x] = 0;
                     NK_NAME(nk_finish)(job, b, o0, p0, o1, p1, sum_n, rt ? sum_t : 0, normbuf,
                                        rn + row, rt ? rt + row : 0);
@@ -598,6 +622,25 @@ static void NK_NAME(nk_self_roots)(int64_t M, const T *v, T *sq, T *r1, T *r2, T
     }
 }
 
+/* The input pair (interleaved layout) from its rows of the Gram product g (row stride
+   g_ld): entry (p, q) at g[p g_ld + q]. Kept out of line: inlined, it slowed the chain's
+   loops by a few per cent (their registers and code layout). */
+NK_NOINLINE static void NK_NAME(nk_copy_pair)(const int64_t *in, const T *g, int64_t g_ld, T *d) {
+    typedef NK_NAME(nk_vec) V;
+    const int64_t L = (int64_t)(sizeof(V) / sizeof(T)), n2 = in[2];
+    for (int64_t p0 = 0; p0 < in[0]; p0++)
+        for (int64_t q0 = 0; q0 < in[0]; q0++)
+            for (int64_t p1 = 0; p1 < in[1]; p1++)
+                for (int64_t q1 = 0; q1 < in[1]; q1++)
+                    for (int64_t p2 = 0; p2 < n2; p2++, d += n2) {
+                        const T *src = g + ((p0 * in[1] + p1) * n2 + p2) * g_ld +
+                                       (q0 * in[1] + q1) * n2;
+                        int64_t x = 0;
+                        for (; x + L <= n2; x += L) *(V *)(d + x) = *(const V *)(src + x);
+                        for (; x < n2; x++) d[x] = src[x];
+                    }
+}
+
 /* The whole chain on a block of rows x cols example pairs; see 3. at the top. The input
    is the Gram product g (rows P, cols P) with row stride g_ld (P positions of sizes
    in[3], example i's position p at row i P + p); the output pair (i, j) goes to
@@ -608,12 +651,14 @@ static void NK_NAME(nk_self_roots)(int64_t M, const T *v, T *sq, T *r1, T *r2, T
    convolution), and recs (two per op, each null or (rows, M) for the op's M output
    positions) receive the same-position entries of every pair: recs[2k] after op k's
    convolution, before its fused dual; recs[2k + 1] after op k.
+   upper != 0: the pairs with r0 + i >= s0 + j are skipped (their outputs left as they
+   are: the mirror and the self pass give them).
    Returns 0, or 1 when the scratch could not be allocated. */
 int NK_NAME(nk_chain)(int64_t nops, const int64_t *ops, const double *vals,
                       const void *const *ptrs, int64_t rows, int64_t cols, int64_t r0,
                       int64_t s0, const int64_t *in, const T *g, int64_t g_ld, T *on, T *ot,
                       int64_t out_row, int64_t out_col, double snap, int64_t self_mode,
-                      void *const *recs) {
+                      void *const *recs, int64_t upper) {
     /* buffer sizes: the largest pair (and its positions), the largest flat-path margin,
        the conv scratch */
     int64_t big = nk_pair_entries(in), maxpos = in[0] * in[1] * in[2], margin = 0, conv = 0;
@@ -649,20 +694,10 @@ int NK_NAME(nk_chain)(int64_t nops, const int64_t *ops, const double *vals,
     const int want_t = ot != 0;
     for (int64_t i = 0; i < rows; i++)
         for (int64_t j = 0; j < cols; j++) {
+            if (upper && r0 + i >= s0 + j) continue; /* left to the mirror and self pass */
             /* the input pair, interleaved: (p0, q0, p1, q1, p2, q2) */
             int cur = 0, zero_t = 1; /* the input NTK is zero */
-            T *d = kn[0];
-            const T *gi = g + i * P * g_ld + j * P;
-            for (int64_t p0 = 0; p0 < in[0]; p0++)
-                for (int64_t q0 = 0; q0 < in[0]; q0++)
-                    for (int64_t p1 = 0; p1 < in[1]; p1++)
-                        for (int64_t q1 = 0; q1 < in[1]; q1++)
-                            for (int64_t p2 = 0; p2 < in[2]; p2++) {
-                                const T *src =
-                                    gi + ((p0 * in[1] + p1) * in[2] + p2) * g_ld +
-                                    (q0 * in[1] + q1) * in[2];
-                                for (int64_t q2 = 0; q2 < in[2]; q2++) *d++ = src[q2];
-                            }
+            NK_NAME(nk_copy_pair)(in, g + i * P * g_ld + j * P, g_ld, kn[0]);
             int64_t size = nk_pair_entries(in);
             for (int64_t q = 0; q < margin; q++) kn[0][size + q] = kt[0][size + q] = 0;
             for (int64_t k = 0; k < nops; k++) {

@@ -66,6 +66,7 @@ def native_chain(
     steps1: Sequence[Tensor | None],
     steps2: Sequence[Tensor | None],
     outs: Sequence[Tensor],
+    upper: bool = False,
 ) -> ChunkRunner | None:
     """A runner of the compiled chain for this kernel, or ``None`` where it does not apply.
 
@@ -77,6 +78,9 @@ def native_chain(
         steps1: the per-position variances of the first inputs after each step.
         steps2: the same for the second inputs.
         outs: the preallocated contiguous NNGP (and NTK) ``(n1, n2, *trailing)``.
+        upper: compute only the pairs ``(i, j)`` with ``i < j`` (with ``x2 = None`` the
+            mirror gives those below the diagonal and the self pass those on it, so the
+            chunks on the diagonal skip them).
 
     """
     if geo.layout != "full" or not geo.spatial or fa.requires_grad or fb.requires_grad:
@@ -109,7 +113,7 @@ def native_chain(
 
     def run(r0: int, r1: int, s0: int, s1: int) -> None:
         g = torch.mm(left[r0 * p : r1 * p], right[s0 * p : s1 * p].T)
-        chain.run(g, r0, r1 - r0, s0, s1 - s0, outs)
+        chain.run(g, r0, r1 - r0, s0, s1 - s0, outs, upper)
 
     return run
 

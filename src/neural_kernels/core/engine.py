@@ -378,7 +378,11 @@ def compute_kernel(
             # interleaving copy is cheap while a chunk is in cache), and many similar
             # chunks keep every worker busy. Where the whole chain compiles, a chunk is
             # one Gram product and one compiled call, both without the GIL.
-            compiled = native_chain(plan, geo, fa, fb, steps1, steps2, out) if replay else None
+            compiled = (
+                native_chain(plan, geo, fa, fb, steps1, steps2, out, upper=use_symmetry)
+                if replay
+                else None
+            )
 
             def run_task(r0: int, r1: int, s0: int, s1: int) -> int:
                 if compiled is None:
