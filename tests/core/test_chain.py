@@ -18,8 +18,9 @@ import torch
 
 import neural_kernels as nk
 from neural_kernels import _native
+from neural_kernels.core import chain as chain_module
 from neural_kernels.core import engine
-from neural_kernels.core.chain import native_chain
+from neural_kernels.core.chain import FEW_CHANNELS, native_chain
 from neural_kernels.core.inputs import Geometry
 from neural_kernels.core.plan import plan_network
 
@@ -253,3 +254,25 @@ def test_upper_runner_skips_the_pairs_on_and_below_the_diagonal() -> None:
         assert bool(torch.isfinite(full[ran]).all())
         assert torch.equal(upper[strict], full[strict])
         assert bool(upper[~strict].isnan().all())
+
+
+@pytest.mark.parametrize("channels", [1, FEW_CHANNELS, FEW_CHANNELS + 1])
+def test_input_pairs_from_features_and_from_the_gram_product(
+    channels: int, chain_calls: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Up to FEW_CHANNELS input channels the compiled call forms each pair's input
+    entries itself, above that it reads each chunk's Gram product: both match eager."""
+    formed: list[int] = []
+    real = chain_module.input_features
+
+    def spy(f: torch.Tensor, scale: bool) -> torch.Tensor:
+        formed.append(f.shape[-1])
+        return real(f, scale)
+
+    monkeypatch.setattr(chain_module, "input_features", spy)
+    g = torch.Generator().manual_seed(channels)
+    x1 = torch.randn(5, channels, 8, 6, generator=g, dtype=torch.float64)
+    x2 = torch.randn(3, channels, 8, 6, generator=g, dtype=torch.float64)
+    _check(_cnn(2, 0.2), x1, None, chain_calls)
+    _check(_myrtle_like(), x1, x2, chain_calls)
+    assert bool(formed) == (channels <= FEW_CHANNELS)

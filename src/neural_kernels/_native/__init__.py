@@ -180,7 +180,7 @@ def _declare(lib: ctypes.CDLL) -> None:
         chain = getattr(lib, f"nk_chain_{suffix}")
         chain.restype = ctypes.c_int
         chain.argtypes = [_I64, _PTR, _PTR, _PTR, *([_I64] * 4), _PTR, _PTR, _I64, _PTR, _PTR]
-        chain.argtypes += [_I64, _I64, _D, _I64, _PTR, _I64]
+        chain.argtypes += [_I64, _I64, _D, _I64, _PTR, _I64, _PTR, _PTR, _I64]
     lib.nk_conv_scratch.restype = _I64
     lib.nk_conv_scratch.argtypes = [_PTR] * 6
 

@@ -130,7 +130,7 @@ class Chain:
 
     def run(
         self,
-        g: Tensor,
+        g: Tensor | tuple[Tensor, Tensor],
         r0: int,
         rows: int,
         s0: int,
@@ -141,7 +141,10 @@ class Chain:
         """Run the chain on the pairs ``[r0, r0 + rows) x [s0, s0 + cols)``.
 
         Args:
-            g: the chunk's Gram product ``(rows P, cols P)`` (unit stride along a row).
+            g: the chunk's Gram product ``(rows P, cols P)`` (unit stride along a row),
+                or the features of all first and all second inputs as
+                :func:`input_features` gives them, from which each pair's input entries
+                are formed in the compiled call.
             r0: the chunk's first row (index into the first inputs).
             rows: its number of rows.
             s0: its first column.
@@ -157,9 +160,14 @@ class Chain:
         offset = (r0 * n2 + s0) * e * outs[0].element_size()
         on = outs[0].data_ptr() + offset
         ot = outs[1].data_ptr() + offset if len(outs) > 1 else None
+        if isinstance(g, tuple):
+            xa, xb = g
+            gp, ld, pa, pb, c = None, 0, xa.data_ptr(), xb.data_ptr(), xa.shape[1]
+        else:
+            gp, ld, pa, pb, c = g.data_ptr(), g.stride(0), None, None, 0
         status = self.fn(
             self.nops, self.ops, self.vals, self.ptrs, rows, cols, r0, s0, self.in_spatial,
-            g.data_ptr(), g.stride(0), on, ot, n2 * e, e, self.snap, 0, None, int(upper),
+            gp, ld, on, ot, n2 * e, e, self.snap, 0, None, int(upper), pa, pb, c,
         )  # fmt: skip
         if status:
             raise MemoryError("the compiled layer chain could not allocate its scratch")
@@ -187,10 +195,19 @@ class Chain:
         e = self.out_entries
         status = self.fn(
             self.nops, self.ops, self.vals, self.ptrs, b, 1, 0, 0, self.in_spatial,
-            cov.data_ptr(), p, on, ot, e, e, self.snap, 1, ptrs, 0,
+            cov.data_ptr(), p, on, ot, e, e, self.snap, 1, ptrs, 0, None, None, 0,
         )  # fmt: skip
         if status:
             raise MemoryError("the compiled layer chain could not allocate its scratch")
+
+
+def input_features(f: Tensor, scale: bool) -> Tensor:
+    """Features ``(n, P, C)`` as :meth:`Chain.run` reads them: ``(n, C, P)``, contiguous.
+
+    ``scale``: divided by ``C`` (the first inputs, as the Gram product's left factor).
+    """
+    t = f / f.shape[-1] if scale else f
+    return t.transpose(1, 2).contiguous()
 
 
 def _roots(var: tuple[Tensor, Tensor], dtype: torch.dtype) -> list[Tensor | None]:

@@ -641,6 +641,38 @@ NK_NOINLINE static void NK_NAME(nk_copy_pair)(const int64_t *in, const T *g, int
                     }
 }
 
+/* The input pair (interleaved layout) as the product of two examples' features, each
+   (channels, P) with its positions contiguous (a already divided by the channels):
+   K[p, q] = sum_c a[c, p] b[c, q], written straight into d, one row of the last axis
+   (n2 entries) at a time in vectors: no Gram product of the chunk in memory. */
+NK_NOINLINE static void NK_NAME(nk_input_pair)(const int64_t *in, const T *a, const T *b,
+                                               int64_t channels, T *restrict d) {
+    typedef NK_NAME(nk_vec) V;
+    const int64_t L = (int64_t)(sizeof(V) / sizeof(T));
+    const int64_t P = in[0] * in[1] * in[2], n2 = in[2];
+    for (int64_t p0 = 0; p0 < in[0]; p0++)
+        for (int64_t q0 = 0; q0 < in[0]; q0++)
+            for (int64_t p1 = 0; p1 < in[1]; p1++)
+                for (int64_t q1 = 0; q1 < in[1]; q1++) {
+                    const T *bq = b + (q0 * in[1] + q1) * n2;
+                    for (int64_t p2 = 0; p2 < n2; p2++, d += n2) {
+                        const T *ap = a + (p0 * in[1] + p1) * n2 + p2;
+                        int64_t x = 0;
+                        for (; x + L <= n2; x += L) {
+                            V acc = ap[0] * *(const V *)(bq + x);
+                            for (int64_t c = 1; c < channels; c++)
+                                acc += ap[c * P] * *(const V *)(bq + c * P + x);
+                            *(V *)(d + x) = acc;
+                        }
+                        for (; x < n2; x++) {
+                            T acc = ap[0] * bq[x];
+                            for (int64_t c = 1; c < channels; c++) acc += ap[c * P] * bq[c * P + x];
+                            d[x] = acc;
+                        }
+                    }
+                }
+}
+
 /* The whole chain on a block of rows x cols example pairs; see 3. at the top. The input
    is the Gram product g (rows P, cols P) with row stride g_ld (P positions of sizes
    in[3], example i's position p at row i P + p); the output pair (i, j) goes to
@@ -652,13 +684,17 @@ NK_NOINLINE static void NK_NAME(nk_copy_pair)(const int64_t *in, const T *g, int
    positions) receive the same-position entries of every pair: recs[2k] after op k's
    convolution, before its fused dual; recs[2k + 1] after op k.
    upper != 0: the pairs with r0 + i >= s0 + j are skipped (their outputs left as they
-   are: the mirror and the self pass give them).
+   are: the mirror and the self pass give them). With xa given (not in self mode), the
+   input pairs come from the features instead of g (nk_input_pair): xa all first inputs
+   (N1, channels, P), divided by the channels, xb all second inputs (N2, channels, P),
+   examples r0 + i and s0 + j.
    Returns 0, or 1 when the scratch could not be allocated. */
 int NK_NAME(nk_chain)(int64_t nops, const int64_t *ops, const double *vals,
                       const void *const *ptrs, int64_t rows, int64_t cols, int64_t r0,
                       int64_t s0, const int64_t *in, const T *g, int64_t g_ld, T *on, T *ot,
                       int64_t out_row, int64_t out_col, double snap, int64_t self_mode,
-                      void *const *recs, int64_t upper) {
+                      void *const *recs, int64_t upper, const T *xa, const T *xb,
+                      int64_t channels) {
     /* buffer sizes: the largest pair (and its positions), the largest flat-path margin,
        the conv scratch */
     int64_t big = nk_pair_entries(in), maxpos = in[0] * in[1] * in[2], margin = 0, conv = 0;
@@ -697,7 +733,9 @@ int NK_NAME(nk_chain)(int64_t nops, const int64_t *ops, const double *vals,
             if (upper && r0 + i >= s0 + j) continue; /* left to the mirror and self pass */
             /* the input pair, interleaved: (p0, q0, p1, q1, p2, q2) */
             int cur = 0, zero_t = 1; /* the input NTK is zero */
-            NK_NAME(nk_copy_pair)(in, g + i * P * g_ld + j * P, g_ld, kn[0]);
+            if (xa) NK_NAME(nk_input_pair)(in, xa + (r0 + i) * channels * P,
+                                           xb + (s0 + j) * channels * P, channels, kn[0]);
+            else NK_NAME(nk_copy_pair)(in, g + i * P * g_ld + j * P, g_ld, kn[0]);
             int64_t size = nk_pair_entries(in);
             for (int64_t q = 0; q < margin; q++) kn[0][size + q] = kt[0][size + q] = 0;
             for (int64_t k = 0; k < nops; k++) {

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from .. import _native
-from .._native.chain import ChainOp, compile_chain
+from .._native.chain import ChainOp, compile_chain, input_features
 from . import tiling
 from .block import KernelBlock
 from .inputs import Geometry
@@ -30,6 +30,10 @@ from .plan import Plan
 from .protocol import Facts
 
 __all__ = ["chain_ops", "native_chain", "native_self_pass"]
+
+#: Most input channels for which the compiled call forms each pair's input entries itself
+#: (``C`` multiply-adds per entry, no Gram product of the chunk in memory).
+FEW_CHANNELS = 16
 
 #: Runs the chain on one chunk ``(r0, r1, s0, s1)``, writing its pairs of the outputs.
 ChunkRunner = Callable[[int, int, int, int], None]
@@ -70,6 +74,10 @@ def native_chain(
 ) -> ChunkRunner | None:
     """A runner of the compiled chain for this kernel, or ``None`` where it does not apply.
 
+    With at most :data:`FEW_CHANNELS` input channels, each pair's input entries are formed
+    inside the compiled call from the two examples' features; with more, each chunk's
+    Gram product is one matrix product.
+
     Args:
         plan: the folded network (its steps all replay their variances).
         geo: the inputs' geometry (full layout, spatial inputs).
@@ -108,6 +116,14 @@ def native_chain(
     if math.prod(trailing) != chain.out_entries:  # pragma: no cover (a layout mismatch)
         return None
     p, c = geo.positions, fa.shape[-1]
+    if c <= FEW_CHANNELS:  # each pair's input entries formed in the compiled call
+        with tiling.single_threaded():
+            xa, xb = input_features(fa, scale=True), input_features(fb, scale=False)
+
+        def run_few(r0: int, r1: int, s0: int, s1: int) -> None:
+            chain.run((xa, xb), r0, r1 - r0, s0, s1 - s0, outs, upper)
+
+        return run_few
     left = fa.reshape(fa.shape[0] * p, c) / c  # as the per-layer path's Gram product
     right = fb.reshape(fb.shape[0] * p, c)
 
