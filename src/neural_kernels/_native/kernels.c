@@ -214,10 +214,49 @@ typedef struct {
 } NK_NAME(nk_job);
 
 /* Affine maps (and the dual) of one output plane, from its window sums, to the output. */
+/* Vectors of 64 bytes (GCC/clang vector types; unaligned, may alias): loops written in
+   them have no scalar prologue or epilogue and no alias checks, which on rows of a few
+   entries cost more than the rows. */
+typedef T NK_NAME(nk_vec) __attribute__((vector_size(64), aligned(sizeof(T)), may_alias));
+
+/* out[o, p] = a[o] c[p] for o, p < m: the norms of one plane of a dual. */
+static void NK_NAME(nk_outer)(int64_t m, const T *a, const T *c, T *restrict out) {
+    typedef NK_NAME(nk_vec) V;
+    const int64_t L = (int64_t)(sizeof(V) / sizeof(T));
+    if (m % L == 0) {
+        for (int64_t o = 0; o < m; o++, out += m)
+            for (int64_t p = 0; p < m; p += L) *(V *)(out + p) = a[o] * *(const V *)(c + p);
+        return;
+    }
+    for (int64_t o = 0; o < m; o++, out += m)
+        for (int64_t p = 0; p < m; p++) out[p] = a[o] * c[p];
+}
+
+/* The dual of one output plane (o0, p0, o1, p1), in place on rn and rt (rt null: no
+   NTK), when the job has one. */
+static void NK_NAME(nk_finish_dual)(const NK_NAME(nk_job) *job, int64_t b, int64_t o0,
+                                    int64_t p0, int64_t o1, int64_t p1, T *normbuf, T *rn,
+                                    T *rt) {
+    const int64_t m1 = job->g.m[1], m2 = job->g.m[2], P = m2 * m2;
+    if (job->act) {
+        const int64_t M = job->g.m[0] * m1 * m2;
+        const int64_t at1 = (b / job->cols) * M + (o0 * m1 + o1) * m2;
+        const int64_t at2 = (b % job->cols) * M + (p0 * m1 + p1) * m2;
+        NK_NAME(nk_outer)(m2, job->sq1 + at1, job->sq2 + at2, normbuf);
+        if (job->rs1) {
+            T *rnorm = normbuf + P;
+            NK_NAME(nk_outer)(m2, job->rs1 + at1, job->rs2 + at2, rnorm);
+            NK_NAME(nk_dual_r)(P, rn, rt, normbuf, rnorm, rn, rt, job->d2, job->s2);
+        } else {
+            NK_NAME(nk_dual)(P, rn, rt, normbuf, rn, rt, job->d2, job->s2, job->sn);
+        }
+    }
+}
+
 static void NK_NAME(nk_finish)(const NK_NAME(nk_job) *job, int64_t b, int64_t o0, int64_t p0,
                                int64_t o1, int64_t p1, T *sn, T *st, T *normbuf, T *rn,
                                T *rt) {
-    const int64_t m1 = job->g.m[1], m2 = job->g.m[2], P = m2 * m2;
+    const int64_t P = job->g.m[2] * job->g.m[2];
     /* st is given exactly when rt is (the NTK is computed) */
     if (st) {
         NK_IVDEP
@@ -225,32 +264,14 @@ static void NK_NAME(nk_finish)(const NK_NAME(nk_job) *job, int64_t b, int64_t o0
     }
     NK_IVDEP
     for (int64_t x = 0; x < P; x++) rn[x] = job->ann * sn[x] + job->bnn;
-    if (job->act) {
-        const int64_t M = job->g.m[0] * m1 * m2;
-        const int64_t at1 = (b / job->cols) * M + (o0 * m1 + o1) * m2;
-        const int64_t at2 = (b % job->cols) * M + (p0 * m1 + p1) * m2;
-        const T *a = job->sq1 + at1, *c = job->sq2 + at2;
-        for (int64_t o2 = 0; o2 < m2; o2++)
-            for (int64_t p2 = 0; p2 < m2; p2++) normbuf[o2 * m2 + p2] = a[o2] * c[p2];
-        T *tt = st ? rt : 0;
-        if (job->rs1) {
-            T *rnorm = normbuf + P;
-            const T *ra = job->rs1 + at1, *rc = job->rs2 + at2;
-            for (int64_t o2 = 0; o2 < m2; o2++)
-                for (int64_t p2 = 0; p2 < m2; p2++) rnorm[o2 * m2 + p2] = ra[o2] * rc[p2];
-            NK_NAME(nk_dual_r)(P, rn, tt, normbuf, rnorm, rn, tt, job->d2, job->s2);
-        } else {
-            NK_NAME(nk_dual)(P, rn, tt, normbuf, rn, tt, job->d2, job->s2, job->sn);
-        }
-    }
+    NK_NAME(nk_finish_dual)(job, b, o0, p0, o1, p1, normbuf, rn, st ? rt : 0);
 }
 
 /* Sum of `count` rows (each at base + offsets[u], optionally times a mask row) into out,
    and when base2 is not null the same rows of base2 into out2 (the NTK beside the NNGP:
    one pass reads the offsets and the mask once for both): the inner loop of the flat
-   path. Running sums are held in registers across all rows as GCC/clang vector types
-   (no scalar epilogue, which a compiler makes of an array of running sums). */
-typedef T NK_NAME(nk_vec) __attribute__((vector_size(64), aligned(sizeof(T)), may_alias));
+   path. Running sums are held in registers across all rows as vectors (no scalar
+   epilogue, which a compiler makes of an array of running sums). */
 static void NK_NAME(nk_sum_rows)(int64_t n, const T *base, const T *base2,
                                  const int64_t *offsets, const T *mask,
                                  const int64_t *mask_offsets, int64_t count, T *out, T *out2) {
@@ -304,6 +325,37 @@ static void NK_NAME(nk_sum_rows)(int64_t n, const T *base, const T *base2,
     }
 }
 
+/* The plane pass of the flat path with the layer's affine maps as its epilogue, straight
+   into the output plane: out_n = ann S(yn) + bnn and, when out_t is not null,
+   out_t = att S(yt) + atn S(yn) + c_t, S the sum of the `count` rows at offsets (yt
+   null: S(yt) = 0, the input NTK of a first layer). */
+static void NK_NAME(nk_sum_affine)(int64_t n, const T *yn, const T *yt, const int64_t *offsets,
+                                   int64_t count, const NK_NAME(nk_job) *job, T *out_n,
+                                   T *out_t) {
+    typedef NK_NAME(nk_vec) V;
+    const int64_t L = (int64_t)(sizeof(V) / sizeof(T));
+    const T ann = job->ann, bnn = job->bnn, att = job->att, atn = job->atn, ct = job->ct;
+    int64_t x = 0;
+    for (; x + L <= n; x += L) {
+        V a = {0}, b = {0};
+        for (int64_t u = 0; u < count; u++) {
+            a += *(const V *)(yn + offsets[u] + x);
+            if (yt) b += *(const V *)(yt + offsets[u] + x);
+        }
+        if (out_t) *(V *)(out_t + x) = att * b + atn * a + ct;
+        *(V *)(out_n + x) = ann * a + bnn;
+    }
+    for (; x < n; x++) {
+        T a = 0, b = 0;
+        for (int64_t u = 0; u < count; u++) {
+            a += yn[offsets[u] + x];
+            if (yt) b += yt[offsets[u] + x];
+        }
+        if (out_t) out_t[x] = att * b + atn * a + ct;
+        out_n[x] = ann * a + bnn;
+    }
+}
+
 /* Flat path, one example pair. Stride one and output size = input size on the last
    axis: each tap of that axis is one constant shift of the flattened (n2 x n2) plane,
    masked where a position falls into the padding. The filter is separable: first every
@@ -315,7 +367,7 @@ static void NK_NAME(nk_flat_pair)(const NK_NAME(nk_job) *job, int64_t b, const T
     const nk_geom *g = &job->g;
     const int64_t n0 = g->n[0], n1 = g->n[1], n2 = g->n[2], P = n2 * n2;
     const int64_t planes = n0 * n0 * n1 * n1, in_pair = planes * P;
-    T *sum_n = scratch, *sum_t = sum_n + P, *normbuf = sum_t + P;
+    T *normbuf = scratch + 2 * P; /* after two planes the general path uses */
     T *mask = normbuf + 2 * P; /* normbuf: norms, then reciprocal norms */
     T *yn = mask + g->taps[2] * P, *yt = yn + in_pair;
     const int64_t taps2 = g->taps[2];
@@ -356,11 +408,9 @@ static void NK_NAME(nk_flat_pair)(const NK_NAME(nk_job) *job, int64_t b, const T
                             tap_at[nt++] = (((i0 * n0 + j0) * n1 + i1) * n1 + j1) * P;
                         }
                     }
-                    NK_NAME(nk_sum_rows)(P, yn, bt ? yt : 0, tap_at, 0, 0, nt, sum_n, sum_t);
-                    if (!bt)
-                        for (int64_t x = 0; x < P; x++) sum_t[x] = 0;
-                    NK_NAME(nk_finish)(job, b, o0, p0, o1, p1, sum_n, rt ? sum_t : 0, normbuf,
-                                       rn + row, rt ? rt + row : 0);
+                    T *on = rn + row, *ot = rt ? rt + row : 0;
+                    NK_NAME(nk_sum_affine)(P, yn, bt ? yt : 0, tap_at, nt, job, on, ot);
+                    NK_NAME(nk_finish_dual)(job, b, o0, p0, o1, p1, normbuf, on, ot);
                 }
 }
 
