@@ -267,7 +267,8 @@ static void NK_NAME(nk_finish)(const NK_NAME(nk_job) *job, int64_t b, int64_t o0
     NK_NAME(nk_finish_dual)(job, b, o0, p0, o1, p1, normbuf, rn, st ? rt : 0);
 }
 
-/* Sum of `count` rows (each at base + offsets[u], optionally times a mask row) into out,
+/* Sum of `count` rows (each at base + offsets[u], times the mask row at mask_offsets[u]
+   when there is a mask and that offset is not negative) into out,
    and when base2 is not null the same rows of base2 into out2 (the NTK beside the NNGP:
    one pass reads the offsets and the mask once for both): the inner loop of the flat
    path. Running sums are held in registers across all rows as vectors (no scalar
@@ -284,7 +285,7 @@ static void NK_NAME(nk_sum_rows)(int64_t n, const T *base, const T *base2,
             for (int64_t u = 0; u < count; u++) {
                 V va = *(const V *)(base + offsets[u] + x);
                 V vb = *(const V *)(base2 + offsets[u] + x);
-                if (mask) {
+                if (mask && mask_offsets[u] >= 0) {
                     V mk = *(const V *)(mask + mask_offsets[u] + x);
                     va *= mk;
                     vb *= mk;
@@ -301,7 +302,7 @@ static void NK_NAME(nk_sum_rows)(int64_t n, const T *base, const T *base2,
             for (int64_t u = 0; u < count; u++) {
                 const T *src = base + offsets[u] + x;
                 V v0 = *(const V *)src, v1 = *(const V *)(src + L);
-                if (mask) {
+                if (mask && mask_offsets[u] >= 0) {
                     const T *mk = mask + mask_offsets[u] + x;
                     v0 *= *(const V *)mk;
                     v1 *= *(const V *)(mk + L);
@@ -316,7 +317,7 @@ static void NK_NAME(nk_sum_rows)(int64_t n, const T *base, const T *base2,
     for (; x < n; x++) {
         T acc = 0, acc2 = 0;
         for (int64_t u = 0; u < count; u++) {
-            const T mk = mask ? mask[mask_offsets[u] + x] : (T)1;
+            const T mk = mask && mask_offsets[u] >= 0 ? mask[mask_offsets[u] + x] : (T)1;
             acc += mk * base[offsets[u] + x];
             if (base2) acc2 += mk * base2[offsets[u] + x];
         }
@@ -375,7 +376,7 @@ static void NK_NAME(nk_flat_pair)(const NK_NAME(nk_job) *job, int64_t b, const T
     for (int64_t t = 0; t < taps2; t++) {
         int64_t off = t * g->dil[2] - g->before[2];
         shift[t] = off * (n2 + 1);
-        mask_at[t] = t * P;
+        mask_at[t] = off == 0 ? -1 : t * P; /* the unshifted tap is never masked */
         for (int64_t o = 0; o < n2; o++)
             for (int64_t p = 0; p < n2; p++)
                 mask[t * P + o * n2 + p] =
