@@ -58,6 +58,7 @@ from torch import Tensor
 from .._allocator import tune_allocator
 from .._functional import locks_model
 from ..errors import HyperparameterError, InputTypeError, ModelError, describe
+from . import _plans
 from ._features import assemble, block_size
 from ._jacobian import jacobian_kernel
 from ._model import (
@@ -73,7 +74,7 @@ from ._model import (
     read_inputs,
 )
 from ._ntvp import ntvp_kernel
-from ._structured import Plan, make_plan, structured_features
+from ._structured import Plan, UsesChangedError, make_plan, structured_features
 
 __all__ = ["STRATEGIES", "empirical_nngp", "empirical_ntk", "ntk_strategy"]
 
@@ -155,11 +156,21 @@ def empirical_ntk(
     prep = prepare(model, params, dtype, where)
     a, b = _inputs(prep, x1, x2)
     check_modules(prep.model, where)
-    k = probe(prep, probe_batch(a, b))
     full = mode == "full"
-    with torch.no_grad():
-        chosen, plan = _choose(prep, strategy, a, b, k, full, budget)
-        out = _compute(prep, chosen, plan, a, b, k, full, budget)
+    # the probe and the plan of an earlier call on this structure (see _plans)
+    key = _plans.key(prep, a, strategy)
+    probed = _plans.lookup(prep.model, key)
+    out = None
+    if probed is not None:
+        try:
+            out = _run(prep, strategy, probed, a, b, full, budget)
+        except UsesChangedError:  # the model changed in a way the key does not see
+            _plans.forget(prep.model, key)
+    if out is None or probed is None:
+        probed = _probe(prep, strategy, a, b)
+        out = _run(prep, strategy, probed, a, b, full, budget)
+        _plans.store(prep.model, key, probed)
+    k = probed.k
     if mode == "mean":
         out.div_(k)
     return check_finite(out.detach(), where)
@@ -180,14 +191,43 @@ def _inputs(prep: Prepared, x1: Any, x2: Any) -> tuple[Tensor, Tensor | None]:
     return prep.cast(a), None if b is None else prep.cast(b)
 
 
+def _probe(prep: Prepared, strategy: str, a: Tensor, b: Tensor | None) -> _plans.Probed:
+    """The outputs per example and, unless ``strategy`` needs none, the structured plan."""
+    batch = probe_batch(a, b)
+    k = probe(prep, batch)
+    if strategy in ("jacobian", "ntvp"):
+        return _plans.Probed(k, None)
+    with torch.enable_grad():
+        return _plans.Probed(k, make_plan(prep, batch))
+
+
+def _run(
+    prep: Prepared,
+    strategy: str,
+    probed: _plans.Probed,
+    a: Tensor,
+    b: Tensor | None,
+    full: bool,
+    budget: int,
+) -> Tensor:
+    """The kernel by ``strategy`` (``auto``: the cheapest estimate), from the probe's facts."""
+    with torch.no_grad():
+        chosen, plan = _choose(prep, strategy, probed.plan, a, b, probed.k, full)
+        return _compute(prep, chosen, plan, a, b, probed.k, full, budget)
+
+
 def _choose(
-    prep: Prepared, strategy: str, a: Tensor, b: Tensor | None, k: int, full: bool, budget: int
+    prep: Prepared,
+    strategy: str,
+    plan: Plan | None,
+    a: Tensor,
+    b: Tensor | None,
+    k: int,
+    full: bool,
 ) -> tuple[str, Plan | None]:
     """The strategy to run (``auto``: the cheapest estimate) and the structured plan."""
-    if strategy in ("jacobian", "ntvp"):
+    if strategy in ("jacobian", "ntvp") or plan is None:
         return strategy, None
-    with torch.enable_grad():
-        plan = make_plan(prep, probe_batch(a, b))
     if not plan.independent:
         if strategy == "structured":
             raise ModelError(
@@ -339,5 +379,6 @@ def ntk_strategy(
     prep = prepare(model, None, None, where)
     a, b = _inputs(prep, x1, x2)
     check_modules(prep.model, where)
-    k = probe(prep, probe_batch(a, b))
-    return _choose(prep, "auto", a, b, k, mode == "full", parse_budget(None, where))[0]
+    probed = _probe(prep, "auto", a, b)
+    with torch.no_grad():
+        return _choose(prep, "auto", probed.plan, a, b, probed.k, mode == "full")[0]
