@@ -6,9 +6,10 @@ parameters (a forward and a backward pass: :func:`~._structured.make_plan`). Bot
 on the model's structure, not on the values of its parameters or inputs, so they are kept
 per model under a key of everything they depend on: the modules (names, types, training
 flags, hooks), the trainable and constant tensors' names, shapes and dtypes, and the
-inputs' feature shape, dtype and device. Another structure is another key. A cached plan
-that the model's forward pass no longer matches (a change the key does not see) is
-dropped and the call probes afresh (:func:`forget`).
+inputs' feature shape, dtype and device. Another structure is another key. A call that
+fails with a ``ModelError`` under a cached probe (e.g. a forward pass that no longer
+matches the plan, after a change the key does not see) drops it and probes afresh
+(:func:`forget`), where a lasting fault raises again.
 """
 
 from __future__ import annotations

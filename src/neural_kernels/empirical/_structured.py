@@ -39,10 +39,6 @@ from ._model import Prepared
 # ----------------------------------------------------------------------------------------
 
 
-class UsesChangedError(ModelError):
-    """The forward pass used the parameters otherwise than the plan recorded."""
-
-
 @dataclass
 class Plan:
     """How each trainable parameter enters the structured NTK.
@@ -215,7 +211,7 @@ def structured_features(prep: Prepared, plan: Plan, x: Tensor) -> list[Feature]:
         seen = _roles(cap.uses, plan)
         bad = sorted(cap.other & set(tracked))
         if bad or seen != plan.uses:
-            raise UsesChangedError(
+            raise ModelError(
                 describe(
                     prep.where,
                     "the parameters were used differently on these examples than on the first "

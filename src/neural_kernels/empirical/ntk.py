@@ -74,7 +74,7 @@ from ._model import (
     read_inputs,
 )
 from ._ntvp import ntvp_kernel
-from ._structured import Plan, UsesChangedError, make_plan, structured_features
+from ._structured import Plan, make_plan, structured_features
 
 __all__ = ["STRATEGIES", "empirical_nngp", "empirical_ntk", "ntk_strategy"]
 
@@ -164,8 +164,8 @@ def empirical_ntk(
     if probed is not None:
         try:
             out = _run(prep, strategy, probed, a, b, full, budget)
-        except UsesChangedError:  # the model changed in a way the key does not see
-            _plans.forget(prep.model, key)
+        except ModelError:  # e.g. the model changed in a way the key does not see: probe
+            _plans.forget(prep.model, key)  # afresh (a lasting fault raises again there)
     if out is None or probed is None:
         probed = _probe(prep, strategy, a, b)
         out = _run(prep, strategy, probed, a, b, full, budget)
