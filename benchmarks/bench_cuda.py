@@ -30,9 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -41,6 +39,7 @@ import torch
 import neural_kernels as nk
 
 from . import bench_empirical, bench_fc_kernel, bench_spatial
+from ._common import median_time
 
 REPEATS = 3
 SIZES = {
@@ -53,16 +52,16 @@ QUICK = {"fc_relu3": (200,), "cnn_gap": (16,), "myrtle5": (4,), "empirical_ntk_t
 
 
 def _timed(fn: Callable[[], Any], device: str, repeats: int) -> tuple[float, Any]:
-    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
-    out = fn()  # warm-up
-    runs = []
-    for _ in range(repeats):
-        sync()
-        start = time.perf_counter()
-        out = fn()
-        sync()
-        runs.append(time.perf_counter() - start)
-    return statistics.median(runs), out
+    """:func:`median_time` of ``fn`` (synchronised on the device), and its last output."""
+    last: list[Any] = []
+
+    def run() -> None:
+        last[:] = [fn()]
+        if device == "cuda":
+            torch.cuda.synchronize()
+
+    seconds, _ = median_time(run, repeats)
+    return seconds, last[0]
 
 
 def _workload(name: str, n: int) -> tuple[Callable[[str], torch.Tensor], torch.dtype]:

@@ -268,11 +268,11 @@ static void NK_NAME(nk_finish)(const NK_NAME(nk_job) *job, int64_t b, int64_t o0
 }
 
 /* Sum of `count` rows (each at base + offsets[u], times the mask row at mask_offsets[u]
-   when there is a mask and that offset is not negative) into out,
-   and when base2 is not null the same rows of base2 into out2 (the NTK beside the NNGP:
-   one pass reads the offsets and the mask once for both): the inner loop of the flat
-   path. Running sums are held in registers across all rows as vectors (no scalar
-   epilogue, which a compiler makes of an array of running sums). */
+   where that offset is not negative) into out, and when base2 is not null the same rows
+   of base2 into out2 (the NTK beside the NNGP: one pass reads the offsets and the mask
+   once for both): the flat path's sums along the last axis. Running sums are held in
+   registers across all rows as vectors (no scalar epilogue, which a compiler makes of an
+   array of running sums). */
 static void NK_NAME(nk_sum_rows)(int64_t n, const T *base, const T *base2,
                                  const int64_t *offsets, const T *mask,
                                  const int64_t *mask_offsets, int64_t count, T *out, T *out2) {
@@ -285,7 +285,7 @@ static void NK_NAME(nk_sum_rows)(int64_t n, const T *base, const T *base2,
             for (int64_t u = 0; u < count; u++) {
                 V va = *(const V *)(base + offsets[u] + x);
                 V vb = *(const V *)(base2 + offsets[u] + x);
-                if (mask && mask_offsets[u] >= 0) {
+                if (mask_offsets[u] >= 0) {
                     V mk = *(const V *)(mask + mask_offsets[u] + x);
                     va *= mk;
                     vb *= mk;
@@ -302,7 +302,7 @@ static void NK_NAME(nk_sum_rows)(int64_t n, const T *base, const T *base2,
             for (int64_t u = 0; u < count; u++) {
                 const T *src = base + offsets[u] + x;
                 V v0 = *(const V *)src, v1 = *(const V *)(src + L);
-                if (mask && mask_offsets[u] >= 0) {
+                if (mask_offsets[u] >= 0) {
                     const T *mk = mask + mask_offsets[u] + x;
                     v0 *= *(const V *)mk;
                     v1 *= *(const V *)(mk + L);
@@ -317,7 +317,7 @@ static void NK_NAME(nk_sum_rows)(int64_t n, const T *base, const T *base2,
     for (; x < n; x++) {
         T acc = 0, acc2 = 0;
         for (int64_t u = 0; u < count; u++) {
-            const T mk = mask && mask_offsets[u] >= 0 ? mask[mask_offsets[u] + x] : (T)1;
+            const T mk = mask_offsets[u] >= 0 ? mask[mask_offsets[u] + x] : (T)1;
             acc += mk * base[offsets[u] + x];
             if (base2) acc2 += mk * base2[offsets[u] + x];
         }

@@ -62,13 +62,14 @@ def lookup(model: nn.Module, k: tuple[Any, ...]) -> Probed | None:
 
 
 def store(model: nn.Module, k: tuple[Any, ...], probed: Probed) -> None:
-    """Keep ``probed`` for ``k`` (the model's oldest key goes beyond :data:`MAX_KEYS`)."""
-    plan = probed.plan
-    kept = Probed(probed.k, None if plan is None else replace(plan, as_dot=set(plan.as_dot)))
+    """Keep ``probed`` for ``k`` (the model's oldest key goes beyond :data:`MAX_KEYS`).
+
+    Its plan is not used again by the caller; :func:`lookup` hands out copies.
+    """
     with _LOCK:
         entries = _CACHE.setdefault(model, {})
         entries.pop(k, None)
-        entries[k] = kept
+        entries[k] = probed
         while len(entries) > MAX_KEYS:
             entries.pop(next(iter(entries)))
 
